@@ -1,0 +1,152 @@
+// Package bufpool is a bounded pool of reusable byte buffers: the one thing that bounds
+// recovery's memory.
+//
+// A Pool holds exactly Depth buffers for its whole life. Get blocks while all of them are out
+// (back-pressure on the reader), so at most Depth buffers ever exist, each grown only as far as
+// the largest thing it had to hold. Each buffer carries a Meta value of the caller's type that
+// is reused with it (record tables, verdicts), so the steady state allocates nothing.
+//
+// Ownership is strict: a buffer is owned by whoever got it until it is Put back, exactly once.
+// Put panics on a second return or on a buffer of another pool; Close panics if any buffer is
+// still out. In builds with the race detector or the `invariants` tag, Put poisons the bytes
+// (0xDB), so a stage that kept a slice past its release reads garbage and its test fails.
+package bufpool
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// Poison is the byte released buffers are filled with when Debug is on.
+const Poison = 0xDB
+
+// Buffer is one pooled buffer. B's capacity is the memory it holds.
+type Buffer[M any] struct {
+	B    []byte
+	Meta M
+
+	pool *Pool[M]
+	out  bool
+}
+
+// Stats is the pool's accounting.
+type Stats struct {
+	Depth     int   // buffers the pool may ever hold
+	Out       int   // buffers checked out now
+	Allocated int64 // capacity of every buffer the pool holds, in or out: its real memory
+	PeakOut   int64 // largest total capacity ever checked out at once
+}
+
+// Pool is a bounded pool of Depth buffers. It is safe for concurrent use.
+type Pool[M any] struct {
+	free  chan *Buffer[M]
+	depth int
+
+	mu        sync.Mutex
+	out       int
+	outBytes  int64
+	peakOut   int64
+	allocated int64
+	closed    bool
+}
+
+// New returns a pool of depth buffers (depth >= 1). No byte is allocated until a buffer grows.
+func New[M any](depth int) *Pool[M] {
+	if depth < 1 {
+		panic(fmt.Sprintf("bufpool: depth %d < 1", depth))
+	}
+	p := &Pool[M]{free: make(chan *Buffer[M], depth), depth: depth}
+	for range depth {
+		p.free <- &Buffer[M]{pool: p}
+	}
+	return p
+}
+
+// Get takes a buffer, blocking while all are out. It fails only with ctx's error.
+// The buffer's B has length 0 and whatever capacity it had before.
+func (p *Pool[M]) Get(ctx context.Context) (*Buffer[M], error) {
+	var b *Buffer[M]
+	select {
+	case b = <-p.free:
+	default:
+		select {
+		case b = <-p.free:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		panic("bufpool: Get on a closed pool")
+	}
+	b.out = true
+	p.out++
+	p.outBytes += int64(cap(b.B))
+	p.peakOut = max(p.peakOut, p.outBytes)
+	p.mu.Unlock()
+	b.B = b.B[:0]
+	return b, nil
+}
+
+// Grow makes b.B hold n bytes (contents not preserved when it must reallocate) and returns
+// b.B[:n]. The caller must own b and must have bounded n: the pool trusts it.
+func (p *Pool[M]) Grow(b *Buffer[M], n int) []byte {
+	p.mustOwn(b, "Grow")
+	if cap(b.B) < n {
+		old := int64(cap(b.B))
+		b.B = make([]byte, n)
+		p.mu.Lock()
+		p.allocated += int64(n) - old
+		p.outBytes += int64(n) - old
+		p.peakOut = max(p.peakOut, p.outBytes)
+		p.mu.Unlock()
+	}
+	b.B = b.B[:n]
+	return b.B
+}
+
+// Put returns b. After Put the caller must not touch b or any slice of b.B.
+func (p *Pool[M]) Put(b *Buffer[M]) {
+	p.mustOwn(b, "Put")
+	b.out = false
+	if Debug {
+		full := b.B[:cap(b.B)]
+		for i := range full {
+			full[i] = Poison
+		}
+	}
+	p.mu.Lock()
+	p.out--
+	p.outBytes -= int64(cap(b.B))
+	p.mu.Unlock()
+	p.free <- b // never blocks: at most depth buffers exist
+}
+
+func (p *Pool[M]) mustOwn(b *Buffer[M], op string) {
+	if b == nil || b.pool != p {
+		panic("bufpool: " + op + " of a buffer from another pool")
+	}
+	if !b.out {
+		panic("bufpool: " + op + " of a buffer that is not checked out (returned twice, or used after Put)")
+	}
+}
+
+// Stats returns the pool's accounting.
+func (p *Pool[M]) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Stats{Depth: p.depth, Out: p.out, Allocated: p.allocated, PeakOut: p.peakOut}
+}
+
+// Close tears the pool down. It panics if any buffer is still out: a leak of ownership is a
+// bug to find, not to paper over.
+func (p *Pool[M]) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.out != 0 {
+		panic(fmt.Sprintf("bufpool: Close with %d buffer(s) still out", p.out))
+	}
+	p.closed = true
+}

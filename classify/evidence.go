@@ -1,0 +1,245 @@
+package classify
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/walerr"
+)
+
+// Evidence is the answer of the search: does [off, S) prove that a later append began?
+type Evidence struct {
+	Found     bool
+	Rule      string // which rule found it: "1a", "1b", "2", "2-verified", "3", or "budget"
+	At        int64  // where
+	Exhausted bool   // the work budget ran out first; treated as evidence (the safe answer)
+}
+
+func (e Evidence) String() string {
+	switch {
+	case !e.Found:
+		return "no evidence of a later write"
+	case e.Exhausted:
+		return fmt.Sprintf("the search for evidence of a later write ran out of its work budget at offset %d, so the bytes cannot be proven to be debris", e.At)
+	}
+	what := map[string]string{
+		"1a":         "the damaged record's own header is intact and bytes follow its declared end",
+		"1b":         "the damaged record's payload matches its checksum (only its header rotted)",
+		"2":          "a record header with a valid self-checksum",
+		"2-verified": "a whole verifiable record",
+		"3":          "a whole record in the 8-byte legacy framing",
+	}[e.Rule]
+	return fmt.Sprintf("evidence of a later write: %s at offset %d", what, e.At)
+}
+
+// Budget returns the work budget for a search of [off, size): 4 units per byte plus 1 MiB.
+func Budget(size, off int64) int64 { return 4*(size-off) + 1<<20 }
+
+// FindEvidence searches [off, size) for evidence of a later write (docs/classification.md).
+// damaged is true for a damaged record (rule 1 applies), false for a torn one.
+func FindEvidence(ctx context.Context, r io.ReaderAt, size int64, cfg Config, off int64, damaged bool) (Evidence, error) {
+	sc := newScanner(ctx, r, size, Budget(size, off))
+	ev, err := sc.search(cfg, off, damaged)
+	if errors.Is(err, errExhausted) {
+		return Evidence{Found: true, Rule: "budget", At: sc.at, Exhausted: true}, nil
+	}
+	return ev, err
+}
+
+func (sc *scanner) search(cfg Config, off int64, damaged bool) (Evidence, error) {
+	v1 := cfg.Layout == format.LayoutV1
+	size := sc.size
+	if v1 && damaged && size-off >= format.V1HeaderSize {
+		hb, err := sc.aux.at(sc, off, format.V1HeaderSize)
+		if err != nil {
+			return Evidence{}, err
+		}
+		h := format.DecodeV1Header(hb)
+		end := off + format.V1HeaderSize + int64(h.Length)
+		if h.SelfCheckOK() && end < size {
+			return Evidence{Found: true, Rule: "1a", At: off}, nil
+		}
+		if !h.SelfCheckOK() && h.Length != 0 && end <= size {
+			sc.at = off
+			if err := sc.charge(int64(h.Length)); err != nil {
+				return Evidence{}, err
+			}
+			ok, err := sc.crcMatches(off+format.V1HeaderSize, h.Length, h.PayloadCRC)
+			if err != nil || ok {
+				return Evidence{Found: ok, Rule: "1b", At: off}, err
+			}
+		}
+	}
+
+	w := &sc.win
+	for p := off; p+8 <= size; p++ {
+		if p+12 > w.base+int64(w.n) && w.base+int64(w.n) < size || p < w.base {
+			if err := w.fill(sc, p); err != nil {
+				return Evidence{}, err
+			}
+		}
+		b := w.buf[p-w.base : w.n]
+		sc.at = p
+		l := binary.BigEndian.Uint32(b)
+		if l == 0 {
+			continue
+		}
+		if v1 && p > off && format.LengthChecksum(l) == binary.BigEndian.Uint32(b[4:]) {
+			if l <= cfg.MaxRecord {
+				return Evidence{Found: true, Rule: "2", At: p}, nil
+			}
+			if int64(l) <= size-p-format.V1HeaderSize {
+				if err := sc.charge(int64(l)); err != nil {
+					return Evidence{}, err
+				}
+				want := binary.BigEndian.Uint32(b[8:])
+				ok, err := sc.crcMatches(p+format.V1HeaderSize, l, want)
+				if err != nil || ok {
+					return Evidence{Found: ok, Rule: "2-verified", At: p}, err
+				}
+				b = w.buf[p-w.base : w.n] // crcMatches used aux, not win; b is still valid
+			}
+		}
+		if (v1 || p > off) && int64(l) <= size-p-format.LegacyHeaderSize {
+			want := binary.BigEndian.Uint32(b[4:])
+			ok, err := sc.wellFormed(p+format.LegacyHeaderSize, l)
+			if err == nil && ok {
+				if err = sc.charge(int64(l)); err == nil {
+					ok, err = sc.crcMatches(p+format.LegacyHeaderSize, l, want)
+				}
+			}
+			if err != nil || ok {
+				return Evidence{Found: ok, Rule: "3", At: p}, err
+			}
+		}
+	}
+	return Evidence{}, nil
+}
+
+var errExhausted = errors.New("classify: evidence search budget exhausted")
+
+// scanner reads the file through two small windows: win slides over the offsets being
+// examined, aux serves the random reads of candidate payloads. Memory is fixed whatever the
+// file holds.
+type scanner struct {
+	ctx    context.Context
+	r      io.ReaderAt
+	size   int64
+	budget int64 // < 0: unlimited
+	used   int64
+	at     int64 // offset being examined, for the exhausted report
+	win    window
+	aux    window
+}
+
+const (
+	winSize = 64 << 10
+	auxSize = 16 << 10
+)
+
+func newScanner(ctx context.Context, r io.ReaderAt, size int64, budget ...int64) *scanner {
+	sc := &scanner{ctx: ctx, r: r, size: size, budget: -1}
+	if len(budget) == 1 {
+		sc.budget = budget[0]
+	}
+	sc.win.buf = make([]byte, winSize)
+	sc.aux.buf = make([]byte, auxSize)
+	return sc
+}
+
+func (sc *scanner) charge(units int64) error {
+	if sc.budget < 0 {
+		return nil
+	}
+	if sc.used+units > sc.budget {
+		return errExhausted
+	}
+	sc.used += units
+	return nil
+}
+
+type window struct {
+	buf  []byte
+	base int64
+	n    int
+}
+
+// fill loads the window with the bytes at off (as many as fit and the file has).
+func (w *window) fill(sc *scanner, off int64) error {
+	if err := sc.ctx.Err(); err != nil {
+		return walerr.Wrap(walerr.Canceled, off, err, "while searching for evidence")
+	}
+	n := int(min(int64(len(w.buf)), sc.size-off))
+	if err := walerr.ReadFull(sc.r, w.buf[:n], off); err != nil {
+		w.n = 0
+		return err
+	}
+	w.base, w.n = off, n
+	return nil
+}
+
+// at returns n bytes at off (n <= len(buf), off+n <= size), refilling when they are not loaded.
+func (w *window) at(sc *scanner, off int64, n int) ([]byte, error) {
+	if off < w.base || off+int64(n) > w.base+int64(w.n) {
+		if err := w.fill(sc, off); err != nil {
+			return nil, err
+		}
+	}
+	return w.buf[off-w.base : off-w.base+int64(n)], nil
+}
+
+// crcMatches streams CRC-32 over [start, start+n) and compares it with want.
+func (sc *scanner) crcMatches(start int64, n uint32, want uint32) (bool, error) {
+	var crc uint32
+	for rem := int64(n); rem > 0; {
+		k := int(min(rem, int64(len(sc.aux.buf))))
+		b, err := sc.aux.at(sc, start, k)
+		if err != nil {
+			return false, err
+		}
+		crc = format.UpdateChecksum(crc, b)
+		start += int64(k)
+		rem -= int64(k)
+	}
+	return crc == want, nil
+}
+
+// wellFormed walks the payload [start, start+n) as format.CountOps would, reading only op
+// headers, charging 8 units for each tag byte it reads.
+func (sc *scanner) wellFormed(start int64, n uint32) (bool, error) {
+	q, end := start, start+int64(n)
+	for q < end {
+		if err := sc.charge(8); err != nil {
+			return false, err
+		}
+		tb, err := sc.aux.at(sc, q, 1)
+		if err != nil {
+			return false, err
+		}
+		tag := tb[0]
+		if tag > byte(format.OpSet) {
+			return false, nil
+		}
+		q++
+		for field := 0; field <= int(tag); field++ {
+			if end-q < 4 {
+				return false, nil
+			}
+			lb, err := sc.aux.at(sc, q, 4)
+			if err != nil {
+				return false, err
+			}
+			l := int64(binary.BigEndian.Uint32(lb))
+			q += 4
+			if l > end-q {
+				return false, nil
+			}
+			q += l
+		}
+	}
+	return n > 0, nil
+}

@@ -1,0 +1,306 @@
+// Package format is the log's byte layout, in one place, in both directions: the encoder the
+// writer uses and the decoders recovery uses. It is the TypeScript LibreDB kernel's layout, byte
+// for byte (see ../shared/spec/wal-format.md).
+//
+// A v1 file:
+//
+//	+------+---------+----------+   +-----------+-----------+------------+-------------+
+//	| LRDB | ver u16 | rsvd u16 |   | len u32   | crc(len)  | crc(payld) | payload ... |  ...
+//	+------+---------+----------+   +-----------+-----------+------------+-------------+
+//	 0      4         6         8    record header, 12 bytes               len bytes
+//
+// A legacy (LibreDB 0.1.x) file has no file header; records start at offset 0 and their header
+// is 8 bytes: len u32, crc(payload) u32. All integers are big-endian; the CRC is CRC-32 IEEE.
+//
+// A payload is one committed transaction: its ops back to back,
+//
+//	set:    0x01 | keyLen u32 | key | valLen u32 | value
+//	delete: 0x00 | keyLen u32 | key
+//
+// and it is well-formed when it parses to its exact end. A zero-length payload never is.
+package format
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/klauspost/crc32"
+)
+
+// Sizes of the fixed parts of the layout.
+const (
+	FileHeaderSize   = 8
+	V1HeaderSize     = 12
+	LegacyHeaderSize = 8
+	// Version is the only file-format version this package reads and writes.
+	Version = 1
+)
+
+// FileHeader is the v1 file header: magic "LRDB", version 1, reserved zero.
+var FileHeader = [FileHeaderSize]byte{'L', 'R', 'D', 'B', 0, 1, 0, 0}
+
+// Layout is one of the two record layouts.
+type Layout uint8
+
+const (
+	// LayoutUnknown is the zero value: an empty file, or one refused before its layout was known.
+	LayoutUnknown Layout = iota
+	// LayoutLegacy is the headerless layout of LibreDB 0.1.x: 8-byte record headers from offset 0.
+	LayoutLegacy
+	// LayoutV1 is the current layout: an 8-byte file header, then 12-byte record headers.
+	LayoutV1
+)
+
+func (l Layout) String() string {
+	switch l {
+	case LayoutLegacy:
+		return "legacy"
+	case LayoutV1:
+		return "v1"
+	}
+	return "unknown"
+}
+
+// HeaderSize is the size of one record header in this layout.
+func (l Layout) HeaderSize() int {
+	if l == LayoutLegacy {
+		return LegacyHeaderSize
+	}
+	return V1HeaderSize
+}
+
+// FirstRecord is the offset of the first record in a file of this layout.
+func (l Layout) FirstRecord() int64 {
+	if l == LayoutV1 {
+		return FileHeaderSize
+	}
+	return 0
+}
+
+var ieee = crc32.MakeTable(crc32.IEEE)
+
+// Checksum is CRC-32 IEEE of p (SIMD-accelerated where the CPU allows).
+func Checksum(p []byte) uint32 { return crc32.ChecksumIEEE(p) }
+
+// UpdateChecksum extends a running CRC-32 IEEE with p.
+func UpdateChecksum(crc uint32, p []byte) uint32 { return crc32.Update(crc, ieee, p) }
+
+// LengthChecksum is the v1 header's self-checksum: CRC-32 IEEE of the 4 big-endian bytes of n.
+// It is table-driven and inlined by hand because it runs once per record and, on the failure
+// path, once per byte offset of the evidence search.
+func LengthChecksum(n uint32) uint32 {
+	c := ^uint32(0)
+	c = lenTab[byte(c)^byte(n>>24)] ^ (c >> 8)
+	c = lenTab[byte(c)^byte(n>>16)] ^ (c >> 8)
+	c = lenTab[byte(c)^byte(n>>8)] ^ (c >> 8)
+	c = lenTab[byte(c)^byte(n)] ^ (c >> 8)
+	return ^c
+}
+
+var lenTab = func() (t [256]uint32) {
+	for i := range t {
+		c := uint32(i)
+		for range 8 {
+			if c&1 == 1 {
+				c = c>>1 ^ 0xEDB88320
+			} else {
+				c >>= 1
+			}
+		}
+		t[i] = c
+	}
+	return t
+}()
+
+// V1Header is a decoded v1 record header.
+type V1Header struct {
+	Length     uint32 // payload length
+	LengthCRC  uint32 // crc32 of the length's 4 bytes, as stored
+	PayloadCRC uint32 // crc32 of the payload, as stored
+}
+
+// DecodeV1Header decodes the first 12 bytes of b, which must hold them.
+func DecodeV1Header(b []byte) V1Header {
+	_ = b[11]
+	return V1Header{
+		Length:     binary.BigEndian.Uint32(b[0:]),
+		LengthCRC:  binary.BigEndian.Uint32(b[4:]),
+		PayloadCRC: binary.BigEndian.Uint32(b[8:]),
+	}
+}
+
+// SelfCheckOK reports whether the header's length field matches its self-checksum.
+func (h V1Header) SelfCheckOK() bool { return LengthChecksum(h.Length) == h.LengthCRC }
+
+// LegacyHeader is a decoded legacy (8-byte) record header.
+type LegacyHeader struct {
+	Length     uint32
+	PayloadCRC uint32
+}
+
+// DecodeLegacyHeader decodes the first 8 bytes of b, which must hold them.
+func DecodeLegacyHeader(b []byte) LegacyHeader {
+	_ = b[7]
+	return LegacyHeader{Length: binary.BigEndian.Uint32(b[0:]), PayloadCRC: binary.BigEndian.Uint32(b[4:])}
+}
+
+// AppendRecord appends one record holding payload, in the given layout, to dst.
+// It does not write the file header; see FileHeader.
+func AppendRecord(dst []byte, layout Layout, payload []byte) []byte {
+	n := uint32(len(payload))
+	dst = binary.BigEndian.AppendUint32(dst, n)
+	if layout != LayoutLegacy {
+		dst = binary.BigEndian.AppendUint32(dst, LengthChecksum(n))
+	}
+	dst = binary.BigEndian.AppendUint32(dst, Checksum(payload))
+	return append(dst, payload...)
+}
+
+// OpKind is an op's tag byte.
+type OpKind uint8
+
+const (
+	OpDelete OpKind = 0
+	OpSet    OpKind = 1
+)
+
+func (k OpKind) String() string {
+	if k == OpSet {
+		return "set"
+	}
+	return "delete"
+}
+
+// Op is one mutation. Decoded ops alias the payload they came from.
+type Op struct {
+	Kind  OpKind
+	Key   []byte
+	Value []byte // nil for a delete
+}
+
+// AppendSet appends a set op to a payload.
+func AppendSet(dst, key, value []byte) []byte {
+	dst = append(dst, byte(OpSet))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(key)))
+	dst = append(dst, key...)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(value)))
+	return append(dst, value...)
+}
+
+// AppendDelete appends a delete op to a payload.
+func AppendDelete(dst, key []byte) []byte {
+	dst = append(dst, byte(OpDelete))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(key)))
+	return append(dst, key...)
+}
+
+// AppendOp appends op to a payload.
+func AppendOp(dst []byte, op Op) []byte {
+	if op.Kind == OpSet {
+		return AppendSet(dst, op.Key, op.Value)
+	}
+	return AppendDelete(dst, op.Key)
+}
+
+// ErrMalformed is returned for a payload that does not parse to its exact end.
+var ErrMalformed = errors.New("format: malformed payload")
+
+// MalformedError says where in a payload parsing failed. It unwraps to ErrMalformed.
+type MalformedError struct {
+	At     int    // byte offset within the payload
+	Detail string // what was wrong there
+}
+
+func (e *MalformedError) Error() string {
+	return fmt.Sprintf("format: malformed payload at byte %d: %s", e.At, e.Detail)
+}
+func (e *MalformedError) Unwrap() error { return ErrMalformed }
+
+// CountOps walks payload and returns its number of ops, or a *MalformedError.
+// It validates exactly what the decoder relies on, so a payload it accepts always decodes.
+func CountOps(payload []byte) (int, error) {
+	if len(payload) == 0 {
+		return 0, &MalformedError{At: 0, Detail: "empty payload (a record holds at least one op)"}
+	}
+	n := 0
+	for q := 0; q < len(payload); n++ {
+		next, detail := skipOp(payload, q)
+		if detail != "" {
+			return n, &MalformedError{At: q, Detail: detail}
+		}
+		q = next
+	}
+	return n, nil
+}
+
+// skipOp validates the op at q and returns the offset after it, or a reason it is malformed.
+func skipOp(p []byte, q int) (int, string) {
+	tag := p[q]
+	if tag > byte(OpSet) {
+		return 0, fmt.Sprintf("unknown op tag 0x%02x", tag)
+	}
+	q++
+	for field := 0; field <= int(tag); field++ {
+		if len(p)-q < 4 {
+			return 0, "length field cut off by the end of the payload"
+		}
+		l := binary.BigEndian.Uint32(p[q:])
+		q += 4
+		if uint64(l) > uint64(len(p)-q) {
+			return 0, fmt.Sprintf("length %d runs past the end of the payload", l)
+		}
+		q += int(l)
+	}
+	return q, ""
+}
+
+// OpIter decodes the ops of a payload that CountOps accepted, without allocating.
+// The Op it yields aliases the payload and is overwritten by the next call to Next.
+type OpIter struct {
+	p  []byte
+	q  int
+	op Op
+}
+
+// Iter returns an iterator over payload's ops.
+func Iter(payload []byte) OpIter { return OpIter{p: payload} }
+
+// Next decodes the next op; it returns false at the end (or, defensively, at anything
+// malformed, which a verified payload never has).
+func (it *OpIter) Next() bool {
+	p, q := it.p, it.q
+	if q >= len(p) {
+		return false
+	}
+	next, bad := skipOp(p, q)
+	if bad != "" {
+		it.q = len(p)
+		return false
+	}
+	kl := int(binary.BigEndian.Uint32(p[q+1:]))
+	it.op.Kind = OpKind(p[q])
+	it.op.Key = p[q+5 : q+5+kl : q+5+kl]
+	if it.op.Kind == OpSet {
+		it.op.Value = p[q+9+kl : next : next]
+	} else {
+		it.op.Value = nil
+	}
+	it.q = next
+	return true
+}
+
+// Op returns the op decoded by the last call to Next.
+func (it *OpIter) Op() Op { return it.op }
+
+// AppendOps decodes payload's ops onto dst. The ops alias payload.
+func AppendOps(dst []Op, payload []byte) ([]Op, error) {
+	if _, err := CountOps(payload); err != nil {
+		return dst, err
+	}
+	it := Iter(payload)
+	for it.Next() {
+		dst = append(dst, it.Op())
+	}
+	return dst, nil
+}

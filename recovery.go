@@ -1,0 +1,321 @@
+// Package recovery opens an embedded database's write-ahead log by streaming it: records are
+// read in large sequential reads into a bounded pool of buffers, verified (CRC-32, op parsing)
+// in parallel, and replayed strictly in file order by one applier that also makes every
+// decision about damage, exactly as a sequential loop would.
+//
+//	res, err := recovery.Recover(ctx, f, recovery.ApplyFunc(func(r recovery.Record) error {
+//		for it := r.Ops(); it.Next(); {
+//			op := it.Op() // aliases a pooled buffer: copy what you keep
+//			...
+//		}
+//		return nil
+//	}), recovery.WithParallelism(0))
+//
+// A torn tail from a crash is cut off and reported (Result.Truncation); corruption with
+// evidence of later writes behind it refuses to open (ErrCorruptWAL) and touches nothing; a
+// short read is an I/O error (ErrIncompleteRead), never a reason to truncate. The rules are in
+// docs/classification.md, the design in docs/design.md.
+package recovery
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+
+	"github.com/streamwal/recovery/apply"
+	"github.com/streamwal/recovery/classify"
+	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/pipeline"
+	"github.com/streamwal/recovery/walerr"
+)
+
+// File is the read side of a log: positional reads and a size (bytes.Reader,
+// io.SectionReader and the database's files all qualify).
+type File interface {
+	io.ReaderAt
+	Size() int64
+}
+
+// WritableFile is a File that recovery may cut and sync. Recover needs one only when it
+// decides a truncation and is not read-only.
+type WritableFile interface {
+	File
+	Truncate(size int64) error
+	Sync() error
+}
+
+// Record, Applier and friends: see package apply.
+type (
+	Record  = apply.Record
+	Applier = apply.Applier
+	// ApplyFunc adapts a function to Applier.
+	ApplyFunc = apply.Func
+	Op        = format.Op
+	Layout    = format.Layout
+)
+
+// Discard is an Applier that keeps nothing.
+var Discard = apply.Discard
+
+// Layouts.
+const (
+	LayoutUnknown = format.LayoutUnknown
+	LayoutLegacy  = format.LayoutLegacy
+	LayoutV1      = format.LayoutV1
+)
+
+// Mode, Truncation and Reason: see package classify.
+type (
+	Mode       = classify.Mode
+	Truncation = classify.Truncation
+	Reason     = classify.Reason
+)
+
+const (
+	Tolerate    = classify.Tolerate
+	Strict      = classify.Strict
+	PointInTime = classify.PointInTime
+
+	ReasonTornHeader  = classify.TornHeader
+	ReasonTornTail    = classify.TornTail
+	ReasonDamagedTail = classify.DamagedTail
+	ReasonCorrupt     = classify.Corrupt
+)
+
+// Errors: see package walerr.
+type (
+	Error = walerr.Error
+	Code  = walerr.Code
+)
+
+const (
+	CodeNotADatabase       = walerr.NotADatabase
+	CodeUnsupportedVersion = walerr.UnsupportedVersion
+	CodeCorruptWAL         = walerr.CorruptWAL
+	CodeIncompleteRead     = walerr.IncompleteRead
+	CodeRecordTooLarge     = walerr.RecordTooLarge
+	CodeTailDamage         = walerr.TailDamage
+	CodeIO                 = walerr.IO
+	CodeCanceled           = walerr.Canceled
+	CodeInvalidArgument    = walerr.InvalidArgument
+)
+
+var (
+	ErrNotADatabase       = walerr.ErrNotADatabase
+	ErrUnsupportedVersion = walerr.ErrUnsupportedVersion
+	ErrCorruptWAL         = walerr.ErrCorruptWAL
+	ErrIncompleteRead     = walerr.ErrIncompleteRead
+	ErrRecordTooLarge     = walerr.ErrRecordTooLarge
+	ErrTailDamage         = walerr.ErrTailDamage
+	ErrIO                 = walerr.ErrIO
+	ErrCanceled           = walerr.ErrCanceled
+	ErrInvalidArgument    = walerr.ErrInvalidArgument
+)
+
+// CodeOf returns err's Code, or "" when err is not a recovery error.
+func CodeOf(err error) Code { return walerr.CodeOf(err) }
+
+// IsCorruption reports whether err says the log is damaged or is not a log we can read
+// (as opposed to I/O, cancellation or a bad argument).
+func IsCorruption(err error) bool { return walerr.IsCorruption(err) }
+
+// Result is what a recovery did, in a form a caller can log.
+type Result struct {
+	Layout        Layout
+	Size          int64 // file size at open
+	Records       int64 // records replayed
+	Ops           int64 // ops replayed
+	Bytes         int64 // record bytes replayed, headers included
+	LargestRecord int64 // largest payload replayed
+	End           int64 // offset just past the last replayed record
+	Parallelism   int   // verifiers used (1: the sequential loop)
+	PeakBuffered  int64 // most bytes the buffer pool ever held (its own accounting)
+
+	// Truncation is the cut recovery decided, nil if none. Truncated says it was carried out
+	// (false in read-only mode, where it is only reported).
+	Truncation *Truncation
+	Truncated  bool
+}
+
+// Defaults, chosen by measurement (docs/benchmarks.md).
+const (
+	DefaultReadSize  = 1 << 20
+	DefaultMaxRecord = classify.DefaultMaxRecord
+)
+
+type options struct {
+	parallelism    int
+	depth          int
+	readSize       int
+	maxRecord      int64
+	mode           Mode
+	readOnly       bool
+	progress       func(applied, total int64)
+	beforeTruncate func(Truncation) error
+}
+
+// Option configures Recover.
+type Option func(*options)
+
+// WithParallelism sets the number of verifier goroutines: 1 is the plain sequential loop (no
+// goroutines at all), 0 (the default) is GOMAXPROCS, n > 1 is n verifiers.
+func WithParallelism(n int) Option { return func(o *options) { o.parallelism = n } }
+
+// WithPoolDepth sets how many buffers the pool holds (parallel only); default parallelism + 3.
+// Peak recovery memory is about depth x max(read size, largest record).
+func WithPoolDepth(d int) Option { return func(o *options) { o.depth = d } }
+
+// WithReadSize sets the size of each sequential read (default 1 MiB, at least 4 KiB).
+func WithReadSize(n int) Option { return func(o *options) { o.readSize = n } }
+
+// WithMaxRecordSize sets the largest payload recovery accepts (default 1 GiB, at most
+// 0xFFFFFFFE). A larger record refuses with ErrRecordTooLarge and is never buffered.
+func WithMaxRecordSize(n int64) Option { return func(o *options) { o.maxRecord = n } }
+
+// WithMode sets what recovery may do about damage (default Tolerate).
+func WithMode(m Mode) Option { return func(o *options) { o.mode = m } }
+
+// ReadOnly makes Recover report what it would cut instead of cutting: it never writes.
+func ReadOnly() Option { return func(o *options) { o.readOnly = true } }
+
+// WithProgress registers a callback, called from the applier's goroutine after each batch
+// with the offset replayed so far and the file size.
+func WithProgress(fn func(applied, total int64)) Option {
+	return func(o *options) { o.progress = fn }
+}
+
+// WithBeforeTruncate registers a callback that runs after a truncation is decided and before
+// the file is cut (the database copies the bytes to a sidecar file there). An error from it
+// aborts recovery with the file untouched.
+func WithBeforeTruncate(fn func(Truncation) error) Option {
+	return func(o *options) { o.beforeTruncate = fn }
+}
+
+func (o *options) check() error {
+	bad := func(format string, a ...any) error {
+		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf(format, a...))
+	}
+	switch {
+	case o.parallelism < 0:
+		return bad("parallelism %d < 0", o.parallelism)
+	case o.readSize < 4<<10 || o.readSize > 1<<30:
+		return bad("read size %d outside [4 KiB, 1 GiB]", o.readSize)
+	case o.maxRecord < 1 || o.maxRecord > classify.MaxRecordLimit:
+		return bad("maximum record size %d outside [1, %d]", o.maxRecord, int64(classify.MaxRecordLimit))
+	case o.mode > PointInTime:
+		return bad("unknown mode %d", o.mode)
+	case o.depth < 0 || o.depth == 1:
+		return bad("pool depth %d: the parallel pipeline needs at least 2 buffers", o.depth)
+	}
+	return nil
+}
+
+// Recover replays the log in f into app and returns what it did. See the package comment.
+//
+// On error the Result still describes the records replayed before the failure (the caller
+// should discard what app received), and the file is untouched.
+func Recover(ctx context.Context, f File, app Applier, opts ...Option) (Result, error) {
+	o := options{readSize: DefaultReadSize, maxRecord: DefaultMaxRecord}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := o.check(); err != nil {
+		return Result{}, err
+	}
+	if app == nil {
+		app = Discard
+	}
+	if o.parallelism == 0 {
+		o.parallelism = runtime.GOMAXPROCS(0)
+	}
+	if o.depth == 0 {
+		o.depth = o.parallelism + 3
+	}
+	size := f.Size()
+	res := Result{Size: size, Parallelism: o.parallelism}
+	if size < 0 {
+		return res, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("file reports size %d", size))
+	}
+	if err := ctx.Err(); err != nil {
+		return res, walerr.Wrap(walerr.Canceled, 0, err, "recovery not started")
+	}
+
+	pre, err := classify.ReadPrefix(ctx, f, size, uint32(o.maxRecord))
+	res.Layout = pre.Layout
+	if err != nil || pre.Empty {
+		return res, err
+	}
+	if pre.TornHeader {
+		if o.mode == Strict {
+			return res, walerr.New(walerr.TailDamage, 0, "the file is a torn file header and nothing else; strict mode keeps it").
+				WithHint("the file is untouched")
+		}
+		res.Truncation = &Truncation{Offset: 0, Bytes: size, Reason: ReasonTornHeader, Detail: "a prefix of the file header and nothing else"}
+		return finish(f, &o, res)
+	}
+
+	st := &apply.Stage{
+		Applier:  app,
+		Layout:   pre.Layout,
+		Progress: o.progress,
+		File:     f,
+		Size:     size,
+		Classify: classify.Config{Layout: pre.Layout, MaxRecord: uint32(o.maxRecord), Mode: o.mode},
+		Stats:    apply.Stats{End: pre.Layout.FirstRecord()},
+	}
+	cfg := pipeline.Config{Parallelism: o.parallelism, Depth: o.depth, ReadSize: o.readSize, MaxRecord: uint32(o.maxRecord)}
+	pst, err := pipeline.Run(ctx, f, size, cfg, st)
+	res.Records, res.Ops, res.Bytes = st.Stats.Records, st.Stats.Ops, st.Stats.Bytes
+	res.LargestRecord, res.End = st.Stats.LargestRecord, st.Stats.End
+	res.PeakBuffered = pst.Allocated
+	if err != nil {
+		return res, err
+	}
+	res.Truncation = st.Truncation
+	return finish(f, &o, res)
+}
+
+// finish carries out a decided truncation: hook, cut, sync.
+func finish(f File, o *options, res Result) (Result, error) {
+	t := res.Truncation
+	if t == nil || o.readOnly {
+		return res, nil
+	}
+	wf, ok := f.(WritableFile)
+	if !ok {
+		return res, walerr.New(walerr.InvalidArgument, t.Offset,
+			fmt.Sprintf("recovery decided to cut %d bytes (%s) but the file cannot be truncated", t.Bytes, t.Reason)).
+			WithHint("pass a WritableFile, or use ReadOnly to only report")
+	}
+	if o.beforeTruncate != nil {
+		if err := o.beforeTruncate(*t); err != nil {
+			return res, fmt.Errorf("recovery: before cutting %d bytes at offset %d: %w", t.Bytes, t.Offset, err)
+		}
+	}
+	if err := wf.Truncate(t.Offset); err != nil {
+		return res, walerr.Wrap(walerr.IO, t.Offset, err, "truncate failed")
+	}
+	if err := wf.Sync(); err != nil {
+		return res, walerr.Wrap(walerr.IO, t.Offset, err, "sync after truncate failed")
+	}
+	res.Truncated = true
+	return res, nil
+}
+
+// OSFile adapts an *os.File to WritableFile, with the size it has now.
+func OSFile(f *os.File) (WritableFile, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, walerr.Wrap(walerr.IO, -1, err, "stat failed")
+	}
+	return &osFile{File: f, size: fi.Size()}, nil
+}
+
+type osFile struct {
+	*os.File
+	size int64
+}
+
+func (f *osFile) Size() int64 { return f.size }

@@ -1,0 +1,164 @@
+// Package walerr defines the one error type every stage of recovery returns.
+//
+// An *Error carries a stable Code, the byte Offset it concerns and the underlying cause. It
+// matches the sentinel of its code with errors.Is (errors.Is(err, walerr.ErrCorruptWAL)), and
+// its cause too (errors.Is(err, context.Canceled), errors.Is(err, io.ErrUnexpectedEOF)).
+// The root package re-exports all of it as recovery.Error, recovery.ErrCorruptWAL, and so on.
+package walerr
+
+import (
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Code is a stable, machine-readable error class. Its string form never changes.
+type Code string
+
+const (
+	NotADatabase       Code = "NOT_A_DATABASE"
+	UnsupportedVersion Code = "UNSUPPORTED_VERSION"
+	CorruptWAL         Code = "CORRUPT_WAL"
+	IncompleteRead     Code = "INCOMPLETE_READ"
+	RecordTooLarge     Code = "RECORD_TOO_LARGE"
+	TailDamage         Code = "TAIL_DAMAGE" // strict mode refused a torn or damaged tail
+	IO                 Code = "IO_ERROR"
+	Canceled           Code = "CANCELED"
+	InvalidArgument    Code = "INVALID_ARGUMENT"
+)
+
+// Sentinels, one per code, for errors.Is.
+var (
+	ErrNotADatabase       = errors.New("recovery: not a database")
+	ErrUnsupportedVersion = errors.New("recovery: unsupported format version")
+	ErrCorruptWAL         = errors.New("recovery: corrupt write-ahead log")
+	ErrIncompleteRead     = errors.New("recovery: incomplete read")
+	ErrRecordTooLarge     = errors.New("recovery: record larger than the maximum record size")
+	ErrTailDamage         = errors.New("recovery: damaged tail refused in strict mode")
+	ErrIO                 = errors.New("recovery: I/O error")
+	ErrCanceled           = errors.New("recovery: canceled")
+	ErrInvalidArgument    = errors.New("recovery: invalid argument")
+)
+
+var sentinels = map[Code]error{
+	NotADatabase:       ErrNotADatabase,
+	UnsupportedVersion: ErrUnsupportedVersion,
+	CorruptWAL:         ErrCorruptWAL,
+	IncompleteRead:     ErrIncompleteRead,
+	RecordTooLarge:     ErrRecordTooLarge,
+	TailDamage:         ErrTailDamage,
+	IO:                 ErrIO,
+	Canceled:           ErrCanceled,
+	InvalidArgument:    ErrInvalidArgument,
+}
+
+// Error is a recovery failure.
+type Error struct {
+	Code   Code
+	Offset int64  // byte offset in the file the error concerns; -1 when none applies
+	Detail string // what was found there, for a person
+	Hint   string // what a person can do about it (may be empty)
+	Err    error  // underlying cause, may be nil
+}
+
+// New builds an *Error.
+func New(code Code, off int64, detail string) *Error {
+	return &Error{Code: code, Offset: off, Detail: detail}
+}
+
+// Wrap builds an *Error around a cause.
+func Wrap(code Code, off int64, cause error, detail string) *Error {
+	return &Error{Code: code, Offset: off, Detail: detail, Err: cause}
+}
+
+// WithHint returns e with a hint attached.
+func (e *Error) WithHint(h string) *Error { e.Hint = h; return e }
+
+func (e *Error) Error() string {
+	msg := "recovery: " + string(e.Code)
+	if e.Offset >= 0 {
+		msg += fmt.Sprintf(" at offset %d", e.Offset)
+	}
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	if e.Hint != "" {
+		msg += " (" + e.Hint + ")"
+	}
+	return msg
+}
+
+// Unwrap yields the code's sentinel and the cause, so errors.Is matches either.
+func (e *Error) Unwrap() []error {
+	s := sentinels[e.Code]
+	if e.Err == nil {
+		return []error{s}
+	}
+	return []error{s, e.Err}
+}
+
+// CodeOf returns the Code of the first *Error in err's chain, or "" if there is none.
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+// OffsetOf returns the Offset of the first *Error in err's chain, or -1.
+func OffsetOf(err error) int64 {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Offset
+	}
+	return -1
+}
+
+// IsCorruption reports whether err says the log itself is damaged or unreadable as a log
+// (as opposed to an I/O failure, a cancellation or a bad argument), like pebble's
+// IsInvalidRecord.
+func IsCorruption(err error) bool {
+	switch CodeOf(err) {
+	case NotADatabase, UnsupportedVersion, CorruptWAL, RecordTooLarge, TailDamage:
+		return true
+	}
+	return false
+}
+
+// ReadFull reads len(p) bytes at off. It is where a read becomes a typed error: a read that
+// fails is IO_ERROR, and one that returns fewer bytes than asked (the file ended before the
+// size it reported, or the reader stopped making progress) is INCOMPLETE_READ. Neither is ever
+// a reason to truncate. Readers that deliver in chunks (n < len(p) with a nil error, which
+// io.ReaderAt forbids but real adapters do) are read again from where they stopped.
+func ReadFull(r interface {
+	ReadAt(p []byte, off int64) (int, error)
+}, p []byte, off int64) error {
+	got := 0
+	for got < len(p) {
+		n, err := r.ReadAt(p[got:], off+int64(got))
+		if n < 0 || n > len(p)-got {
+			return Wrap(IO, off+int64(got), nil, fmt.Sprintf("reader returned an impossible count %d", n))
+		}
+		got += n
+		if got == len(p) {
+			return nil // a full read with io.EOF is a full read
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return Wrap(IncompleteRead, off+int64(got), err,
+					fmt.Sprintf("read %d of %d bytes: the file ended before the size it reported", got, len(p))).
+					WithHint("the file may be changing under us, or the storage returned a short read; retry, nothing was truncated")
+			}
+			return Wrap(IO, off+int64(got), err, "read failed")
+		}
+		if n == 0 {
+			return Wrap(IncompleteRead, off+int64(got), io.ErrNoProgress,
+				fmt.Sprintf("read %d of %d bytes: the reader stopped making progress", got, len(p)))
+		}
+	}
+	return nil
+}
