@@ -146,8 +146,9 @@ func newScanner(ctx context.Context, r io.ReaderAt, size int64, budget ...int64)
 	if len(budget) == 1 {
 		sc.budget = budget[0]
 	}
-	sc.win.buf = make([]byte, winSize)
-	sc.aux.buf = make([]byte, auxSize)
+	// Small files get small windows; large ones never more than winSize + auxSize.
+	sc.win.buf = make([]byte, min(winSize, max(size, 16)))
+	sc.aux.buf = make([]byte, min(auxSize, max(size, 16)))
 	return sc
 }
 
