@@ -23,7 +23,9 @@ type config struct {
 	par, depth, readSize int
 }
 
-func (c config) String() string { return fmt.Sprintf("par=%d/depth=%d/read=%d", c.par, c.depth, c.readSize) }
+func (c config) String() string {
+	return fmt.Sprintf("par=%d/depth=%d/read=%d", c.par, c.depth, c.readSize)
+}
 
 func (c config) opts() []recovery.Option {
 	o := []recovery.Option{recovery.WithParallelism(c.par)}

@@ -165,11 +165,29 @@ func TestKernelFixturePrefixes(t *testing.T) {
 	for _, f := range loadFixtures(t) {
 		t.Run(f.File, func(t *testing.T) {
 			data := readFixture(t, f)
-			step := 1
-			if len(data) > 20000 {
-				step = 7 // keep -race fast on the big fixture
+			cuts := make([]int, 0, len(data)+1)
+			if len(data) <= 20000 {
+				for cut := 0; cut <= len(data); cut++ {
+					cuts = append(cuts, cut)
+				}
+			} else {
+				// The big fixture: every cut within 14 bytes of every 64th record boundary
+				// and in its last 300 bytes (keeps -race fast; each cut replays the prefix).
+				for i, ro := range f.RecordOffsets {
+					if i%64 != 0 {
+						continue
+					}
+					for d := -14; d <= 14; d++ {
+						if c := int(ro) + d; c >= 0 && c <= len(data) {
+							cuts = append(cuts, c)
+						}
+					}
+				}
+				for cut := len(data) - 300; cut <= len(data); cut++ {
+					cuts = append(cuts, cut)
+				}
 			}
-			for cut := 0; cut <= len(data); cut += step {
+			for _, cut := range cuts {
 				o := Recover(data[:cut], Options{}, nil)
 				c := int64(cut)
 				// Records wholly inside the prefix.
@@ -178,12 +196,11 @@ func TestKernelFixturePrefixes(t *testing.T) {
 				if f.Layout == "v1" {
 					boundary = 8
 				}
-				for i, ro := range f.RecordOffsets {
+				for i := range f.RecordOffsets {
 					end := f.Size
 					if i+1 < len(f.RecordOffsets) {
 						end = f.RecordOffsets[i+1]
 					}
-					_ = ro
 					if end <= c {
 						whole++
 						boundary = end
@@ -482,7 +499,7 @@ func TestV1Cases(t *testing.T) {
 		check(t, "too large, bad crc", flip(clean, int(o2)+14, 1), Options{Mode: mode, MaxRecord: 14}, want{layout: "v1", code: CodeRecordTooLarge, errOff: o2, records: 1})
 	}
 	// A header larger than max that does not fit is TORN, not too large.
-	checkModes(t, "too large torn", clean[:end-1], Options{MaxRecord: 1}, "v1", "tail", ReasonTornTail, 8, 0, map[string]string{})
+	checkModes(t, "too large torn", cat(hdr, r1[:len(r1)-1]), Options{MaxRecord: 1}, "v1", "tail", ReasonTornTail, 8, 0, map[string]string{})
 
 	// Malformed payload with a good CRC: corrupt, even as the last record, no search.
 	mal := cat(hdr, r1, v1rec([]byte{2, 0, 0, 0, 0}))
@@ -528,9 +545,9 @@ func TestLegacyCases(t *testing.T) {
 
 	// RECORD_TOO_LARGE mid-file with a good CRC; with a bad CRC it is merely damaged.
 	for _, mode := range []Mode{Tolerate, Strict, PointInTime} {
-		check(t, "too large", clean, Options{Mode: mode, MaxRecord: 10}, want{layout: "legacy", code: CodeRecordTooLarge, errOff: o2, records: 1, state: s1})
+		check(t, "too large", clean, Options{Mode: mode, MaxRecord: 11}, want{layout: "legacy", code: CodeRecordTooLarge, errOff: o2, records: 1, state: s1})
 	}
-	checkModes(t, "too large bad crc mid", flip(clean, int(o2)+10, 1), Options{MaxRecord: 10}, "legacy", "corrupt", "", o2, 1, s1)
+	checkModes(t, "too large bad crc mid", flip(clean, int(o2)+10, 1), Options{MaxRecord: 11}, "legacy", "corrupt", "", o2, 1, s1)
 
 	// Malformed with a good CRC, after the first record: corrupt (not "not a database").
 	checkModes(t, "malformed", cat(r1, legrec([]byte{0, 0, 0, 0, 9})), Options{}, "legacy", "corrupt", "", o2, 1, s1)
