@@ -122,15 +122,17 @@ func (f *MemFile) Truncate(n int64) error {
 
 func (f *MemFile) Sync() error { f.mu.Lock(); defer f.mu.Unlock(); f.Syncs++; return nil }
 
-// Reader is a recovery.File over b that can misbehave: fail call FailAt (1-based) with Err,
+// Reader is a recovery.File over b that can misbehave: fail call FailAt (1-based), or every
+// read from offset FailFrom on, with Err;
 // return a short read (half the bytes and io.EOF) at call ShortAt, deliver at most Chunk bytes
 // per call with a nil error, and record the largest read it was asked for.
 type Reader struct {
-	B       []byte
-	FailAt  int64
-	Err     error
-	ShortAt int64
-	Chunk   int
+	B        []byte
+	FailAt   int64
+	FailFrom int64 // if > 0, every read at or past this offset fails with Err
+	Err      error
+	ShortAt  int64
+	Chunk    int
 
 	Calls   atomic.Int64
 	MaxRead atomic.Int64
@@ -147,7 +149,7 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 			break
 		}
 	}
-	if call == r.FailAt {
+	if call == r.FailAt || r.FailFrom > 0 && off >= r.FailFrom {
 		r.Fired.Add(1)
 		err := r.Err
 		if err == nil {

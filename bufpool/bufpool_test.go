@@ -1,0 +1,105 @@
+package bufpool_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/streamwal/recovery/bufpool"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func mustPanic(t *testing.T, what string, f func()) {
+	t.Helper()
+	defer func() {
+		if recover() == nil {
+			t.Fatalf("%s did not panic", what)
+		}
+	}()
+	f()
+}
+
+func TestBoundedAndAccounted(t *testing.T) {
+	p := bufpool.New[int](2)
+	ctx := context.Background()
+	a, _ := p.Get(ctx)
+	b, _ := p.Get(ctx)
+	p.Grow(a, 1000)
+	p.Grow(b, 3000)
+	if s := p.Stats(); s.Out != 2 || s.Allocated != 4000 || s.PeakOut != 4000 {
+		t.Fatalf("stats %+v", s)
+	}
+	// A third Get blocks until a buffer comes back: the pool never grows past its depth.
+	got := make(chan *bufpool.Buffer[int])
+	go func() { c, _ := p.Get(ctx); got <- c }()
+	select {
+	case <-got:
+		t.Fatal("Get returned with every buffer out")
+	case <-time.After(20 * time.Millisecond):
+	}
+	p.Put(a)
+	c := <-got
+	if cap(c.B) != 1000 {
+		t.Fatalf("reused buffer has cap %d, want the 1000 it grew to", cap(c.B))
+	}
+	// Growing within capacity allocates nothing.
+	p.Grow(c, 500)
+	if s := p.Stats(); s.Allocated != 4000 {
+		t.Fatalf("allocated %d after an in-place grow", s.Allocated)
+	}
+	p.Put(b)
+	p.Put(c)
+	p.Close()
+}
+
+func TestGetHonoursContext(t *testing.T) {
+	p := bufpool.New[int](1)
+	a, _ := p.Get(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if _, err := p.Get(ctx); err != context.DeadlineExceeded {
+		t.Fatalf("Get on an empty pool returned %v, want the context's error", err)
+	}
+	p.Put(a)
+	p.Close()
+}
+
+func TestOwnershipViolationsAreCaught(t *testing.T) {
+	p := bufpool.New[int](2)
+	a, _ := p.Get(context.Background())
+	p.Put(a)
+	mustPanic(t, "double Put", func() { p.Put(a) })
+	mustPanic(t, "Grow after Put", func() { p.Grow(a, 10) })
+	other := bufpool.New[int](1)
+	o, _ := other.Get(context.Background())
+	mustPanic(t, "Put into another pool", func() { p.Put(o) })
+	other.Put(o)
+	b, _ := p.Get(context.Background())
+	mustPanic(t, "Close with a buffer out", p.Close)
+	p.Put(b)
+	p.Close()
+}
+
+// TestReleasedBuffersArePoisoned: a slice kept past Put reads poison in race/invariants builds,
+// so a stage that touches a buffer after releasing it fails its tests.
+func TestReleasedBuffersArePoisoned(t *testing.T) {
+	if !bufpool.Debug {
+		t.Skip("poisoning is on only with -race or -tags invariants")
+	}
+	p := bufpool.New[int](1)
+	a, _ := p.Get(context.Background())
+	kept := p.Grow(a, 64)
+	for i := range kept {
+		kept[i] = byte(i)
+	}
+	p.Put(a)
+	for i, c := range kept {
+		if c != bufpool.Poison {
+			t.Fatalf("byte %d of a released buffer is %#x, want poison", i, c)
+		}
+	}
+	p.Close()
+}
