@@ -1,0 +1,193 @@
+package tests
+
+import (
+	"bufio"
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/streamwal/recovery"
+	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/testlog"
+	"github.com/streamwal/recovery/tests/oracle"
+)
+
+// TestMemoryBoundedByPool: recovering a log at least 64 times larger than
+// depth x max(read size, largest record) never buffers more than that bound, by the pool's own
+// accounting and by the largest read the file was asked for.
+func TestMemoryBoundedByPool(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	cases := []struct {
+		readSize, maxPayload, par, depth int
+	}{
+		{16 << 10, 2 << 10, 1, 1},
+		{16 << 10, 2 << 10, 4, 4},
+		{4 << 10, 32 << 10, 2, 3}, // records larger than a read get buffers of their own size
+		{4 << 10, 32 << 10, 8, 10},
+	}
+	for _, c := range cases {
+		l := testlog.Build(format.LayoutV1)
+		largest := 0
+		for {
+			p := testlog.SizedTx(rng, 14+rng.IntN(c.maxPayload-14), 64)
+			largest = max(largest, len(p)+format.V1HeaderSize)
+			l.Append(p)
+			if len(l.Bytes) >= 64*c.depth*max(c.readSize, c.maxPayload+format.V1HeaderSize) {
+				break
+			}
+		}
+		bound := int64(c.depth * max(c.readSize, largest))
+		r := &testlog.Reader{B: l.Bytes}
+		res, err := recovery.Recover(context.Background(), r, nil, recovery.WithParallelism(c.par),
+			recovery.WithPoolDepth(max(c.depth, 2)), recovery.WithReadSize(c.readSize))
+		if c.par == 1 {
+			bound = int64(max(c.readSize, largest)) // the sequential loop holds one buffer
+		}
+		if err != nil || res.Records != int64(len(l.Offsets)) {
+			t.Fatalf("%+v: %v %+v", c, err, res)
+		}
+		if res.PeakBuffered > bound || r.MaxRead.Load() > int64(max(c.readSize, largest)) {
+			t.Fatalf("%+v: %d-byte log: pool peak %d, largest read %d; bound %d", c, len(l.Bytes), res.PeakBuffered, r.MaxRead.Load(), bound)
+		}
+		t.Logf("%+v: %d-byte log (%.0fx the bound): pool peak %d bytes <= bound %d", c, len(l.Bytes), float64(len(l.Bytes))/float64(bound), res.PeakBuffered, bound)
+	}
+}
+
+// heapSampler records the peak of the heap's object bytes (live and not yet swept: an honest
+// upper bound) while it runs.
+type heapSampler struct {
+	stop chan struct{}
+	wg   sync.WaitGroup
+	peak uint64
+	base uint64
+}
+
+func heapObjects() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+func startSampler() *heapSampler {
+	runtime.GC()
+	h := &heapSampler{stop: make(chan struct{}), base: heapObjects()}
+	h.peak = h.base
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		tick := time.NewTicker(500 * time.Microsecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-h.stop:
+				return
+			case <-tick.C:
+				h.peak = max(h.peak, heapObjects())
+			}
+		}
+	}()
+	return h
+}
+
+// growth stops the sampler and returns the peak growth over the baseline.
+func (h *heapSampler) growth() uint64 {
+	close(h.stop)
+	h.wg.Wait()
+	h.peak = max(h.peak, heapObjects())
+	return h.peak - h.base
+}
+
+// TestHeapStaysSmallOn512MiBLog: recovering a 512 MiB log whose store stays small (256 keys,
+// overwritten) grows the heap by less than 64 MiB, at parallelism 1 and 4; the whole-file
+// oracle's growth exceeds the file's size.
+func TestHeapStaysSmallOn512MiBLog(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes a 512 MiB file; skipped with -short")
+	}
+	const size = 512 << 20
+	path := filepath.Join(t.TempDir(), "big.wal")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	w.Write(format.FileHeader[:])
+	rng := rand.New(rand.NewPCG(8, 8))
+	written, records := int64(format.FileHeaderSize), 0
+	var rec []byte
+	for written < size {
+		p := testlog.SizedTx(rng, 4096, 256)
+		rec = format.AppendRecord(rec[:0], format.LayoutV1, p)
+		w.Write(rec)
+		written += int64(len(rec))
+		records++
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	store := func() (recovery.Applier, func() int) {
+		m := map[string][]byte{}
+		return recovery.ApplyFunc(func(r recovery.Record) error {
+			for it := r.Ops(); it.Next(); {
+				op := it.Op()
+				if op.Value == nil {
+					delete(m, string(op.Key))
+					continue
+				}
+				v, ok := m[string(op.Key)]
+				if !ok {
+					m[string(op.Key)] = append([]byte(nil), op.Value...)
+				} else {
+					m[string(op.Key)] = append(v[:0], op.Value...)
+				}
+			}
+			return nil
+		}), func() int { return len(m) }
+	}
+	for _, par := range []int{1, 4} {
+		of, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rf, err := recovery.OSFile(of)
+		if err != nil {
+			t.Fatal(err)
+		}
+		app, keys := store()
+		h := startSampler()
+		res, err := recovery.Recover(context.Background(), rf, app, recovery.WithParallelism(par), recovery.ReadOnly())
+		g := h.growth()
+		of.Close()
+		if err != nil || res.Records != int64(records) {
+			t.Fatalf("par %d: %v %+v", par, err, res)
+		}
+		t.Logf("par %d: %d MiB log, %d keys: heap peak growth %.1f MiB (pool %.1f MiB)", par, written>>20, keys(), float64(g)/(1<<20), float64(res.PeakBuffered)/(1<<20))
+		if g >= 64<<20 {
+			t.Fatalf("par %d: heap grew by %d bytes recovering a %d-byte log; want < 64 MiB", par, g, written)
+		}
+	}
+
+	h := startSampler()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, st := oracle.State(data, oracle.Options{})
+	g := h.growth()
+	runtime.KeepAlive(data)
+	if o.Code != "" || o.Records != int64(records) {
+		t.Fatalf("oracle: %+v", o)
+	}
+	t.Logf("oracle: heap peak growth %.1f MiB for a %d MiB file (%d keys)", float64(g)/(1<<20), written>>20, len(st))
+	if g <= uint64(written) {
+		t.Fatalf("oracle grew by %d bytes, expected more than the file's %d: the sampler is not measuring", g, written)
+	}
+}
