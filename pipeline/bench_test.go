@@ -1,0 +1,191 @@
+package pipeline_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/streamwal/recovery"
+	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/testlog"
+	"github.com/streamwal/recovery/tests/oracle"
+)
+
+// benchLogMiB is the size of each benchmark log; BENCH_LOG_MIB overrides it.
+var benchLogMiB = func() int {
+	var n int
+	if _, err := fmt.Sscan(os.Getenv("BENCH_LOG_MIB"), &n); err == nil && n > 0 {
+		return n
+	}
+	return 64
+}()
+
+type benchLog struct {
+	path     string
+	size     int64
+	payload  int64 // payload bytes: what b.SetBytes reports, so MB/s is payload MB/s
+	records  int
+	recordSz int
+}
+
+var (
+	benchDir  string
+	benchOnce sync.Once
+	benchLogs = map[int]*benchLog{}
+)
+
+// logFor writes (once) a v1 log of one-set transactions of recordSz-byte payloads over 1024
+// keys, so a store applier's state stays small.
+func logFor(b *testing.B, recordSz int) *benchLog {
+	benchOnce.Do(func() {
+		d, err := os.MkdirTemp("", "walbench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchDir = d
+	})
+	if l, ok := benchLogs[recordSz]; ok {
+		return l
+	}
+	l := &benchLog{path: filepath.Join(benchDir, fmt.Sprintf("log-%d.wal", recordSz)), recordSz: recordSz}
+	f, err := os.Create(l.path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	w.Write(format.FileHeader[:])
+	l.size = format.FileHeaderSize
+	rng := rand.New(rand.NewPCG(uint64(recordSz), 1))
+	var rec []byte
+	for l.size < int64(benchLogMiB)<<20 {
+		p := testlog.SizedTx(rng, recordSz, 1024)
+		rec = format.AppendRecord(rec[:0], format.LayoutV1, p)
+		w.Write(rec)
+		l.size += int64(len(rec))
+		l.payload += int64(len(p))
+		l.records++
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	benchLogs[recordSz] = l
+	return l
+}
+
+func openLog(b *testing.B, l *benchLog) (*os.File, recovery.File) {
+	f, err := os.Open(l.path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rf, err := recovery.OSFile(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return f, rf
+}
+
+// mapStore is the applier a caller with a plain Go map would write: values copied, reused in
+// place when a key is overwritten, so the steady state allocates nothing.
+type mapStore map[string][]byte
+
+func (m mapStore) Apply(r recovery.Record) error {
+	for it := r.Ops(); it.Next(); {
+		op := it.Op()
+		if op.Kind == format.OpDelete {
+			delete(m, string(op.Key))
+			continue
+		}
+		if v, ok := m[string(op.Key)]; ok {
+			m[string(op.Key)] = append(v[:0], op.Value...)
+		} else {
+			m[string(op.Key)] = append([]byte(nil), op.Value...)
+		}
+	}
+	return nil
+}
+
+var sizes = []int{256, 4 << 10, 64 << 10}
+
+func sizeName(n int) string {
+	if n >= 1<<10 {
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+// BenchmarkRecover measures recovery of a page-cache-warm log against, in the same run, the
+// raw read of the same file (pread into one reused 1 MiB buffer: the limit) and the whole-file
+// oracle (the baseline). MB/s is payload MB/s.
+func BenchmarkRecover(b *testing.B) {
+	defer func() {
+		if benchDir != "" {
+			os.RemoveAll(benchDir)
+			benchDir, benchOnce, benchLogs = "", sync.Once{}, map[int]*benchLog{}
+		}
+	}()
+	for _, sz := range sizes {
+		b.Run("size="+sizeName(sz), func(b *testing.B) {
+			l := logFor(b, sz)
+			b.Run("raw-pread", func(b *testing.B) {
+				f, _ := openLog(b, l)
+				defer f.Close()
+				buf := make([]byte, 1<<20)
+				b.SetBytes(l.payload)
+				for b.Loop() {
+					for off := int64(0); off < l.size; off += int64(len(buf)) {
+						if _, err := f.ReadAt(buf, off); err != nil && err != io.EOF {
+							b.Fatal(err)
+						}
+					}
+				}
+			})
+			for _, app := range []string{"discard", "map"} {
+				b.Run("oracle/"+app, func(b *testing.B) {
+					b.SetBytes(l.payload)
+					for b.Loop() {
+						data, err := os.ReadFile(l.path)
+						if err != nil {
+							b.Fatal(err)
+						}
+						var o oracle.Outcome
+						if app == "map" {
+							o, _ = oracle.State(data, oracle.Options{})
+						} else {
+							o = oracle.Recover(data, oracle.Options{}, nil)
+						}
+						if o.Records != int64(l.records) {
+							b.Fatalf("oracle replayed %d records, want %d", o.Records, l.records)
+						}
+					}
+				})
+				for _, par := range []int{1, 2, 4, 8} {
+					b.Run(fmt.Sprintf("%s/par=%d", app, par), func(b *testing.B) {
+						f, rf := openLog(b, l)
+						defer f.Close()
+						b.SetBytes(l.payload)
+						var peak int64
+						for b.Loop() {
+							var a recovery.Applier = recovery.Discard
+							if app == "map" {
+								a = mapStore{}
+							}
+							res, err := recovery.Recover(context.Background(), rf, a, recovery.WithParallelism(par), recovery.ReadOnly())
+							if err != nil || res.Records != int64(l.records) {
+								b.Fatalf("%v %+v", err, res)
+							}
+							peak = res.PeakBuffered
+						}
+						b.ReportMetric(float64(peak)/(1<<20), "poolMiB")
+					})
+				}
+			}
+		})
+	}
+}
