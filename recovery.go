@@ -319,3 +319,17 @@ type osFile struct {
 }
 
 func (f *osFile) Size() int64 { return f.size }
+
+// String summarises the result on one line, for logs.
+func (r Result) String() string {
+	s := fmt.Sprintf("layout=%v size=%d records=%d ops=%d bytes=%d largest=%d end=%d parallelism=%d peak_buffered=%d",
+		r.Layout, r.Size, r.Records, r.Ops, r.Bytes, r.LargestRecord, r.End, r.Parallelism, r.PeakBuffered)
+	if t := r.Truncation; t != nil {
+		verb := "would cut"
+		if r.Truncated {
+			verb = "cut"
+		}
+		s += fmt.Sprintf(" %s %d bytes at offset %d (%s: %s)", verb, t.Bytes, t.Offset, t.Reason, t.Detail)
+	}
+	return s
+}

@@ -1,0 +1,92 @@
+package recovery_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/streamwal/recovery"
+	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/testlog"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestInvalidOptions(t *testing.T) {
+	f := bytes.NewReader(format.FileHeader[:])
+	for name, opt := range map[string]recovery.Option{
+		"negative parallelism": recovery.WithParallelism(-1),
+		"tiny read size":       recovery.WithReadSize(100),
+		"zero max record":      recovery.WithMaxRecordSize(0),
+		"max record 4 GiB":     recovery.WithMaxRecordSize(1 << 32),
+		"depth 1":              recovery.WithPoolDepth(1),
+		"unknown mode":         recovery.WithMode(9),
+	} {
+		_, err := recovery.Recover(context.Background(), f, nil, opt)
+		if !errors.Is(err, recovery.ErrInvalidArgument) || recovery.CodeOf(err) != recovery.CodeInvalidArgument {
+			t.Errorf("%s: want INVALID_ARGUMENT, got %v", name, err)
+		}
+	}
+}
+
+// TestTruncationNeedsWritableFile: a cut is never silently skipped: a read-only File without
+// ReadOnly() is an error, and the hook's error aborts with the file untouched.
+func TestTruncationNeedsWritableFile(t *testing.T) {
+	l := testlog.RandomLog(1, format.LayoutV1, 5, 2, 10)
+	torn := l.Bytes[:len(l.Bytes)-2]
+	if _, err := recovery.Recover(context.Background(), bytes.NewReader(torn), nil); !errors.Is(err, recovery.ErrInvalidArgument) {
+		t.Fatalf("cut on a non-writable file: %v", err)
+	}
+	f := testlog.NewMemFile(torn)
+	hookErr := errors.New("disk full while saving the sidecar")
+	_, err := recovery.Recover(context.Background(), f, nil, recovery.WithBeforeTruncate(func(recovery.Truncation) error { return hookErr }))
+	if !errors.Is(err, hookErr) || !bytes.Equal(f.Data, torn) || f.Truncates != 0 {
+		t.Fatalf("hook error: err=%v truncates=%d", err, f.Truncates)
+	}
+	var seen recovery.Truncation
+	res, err := recovery.Recover(context.Background(), f, nil, recovery.WithBeforeTruncate(func(tr recovery.Truncation) error { seen = tr; return nil }))
+	if err != nil || !res.Truncated || seen.Offset != l.Offsets[4] || int64(len(f.Data)) != l.Offsets[4] || f.Syncs != 1 {
+		t.Fatalf("cut: %v %v seen=%+v", err, res, seen)
+	}
+	if !strings.Contains(res.String(), "cut 36") && !strings.Contains(res.String(), "torn_tail") {
+		t.Fatalf("Result.String does not report the cut: %s", res)
+	}
+}
+
+func TestOSFileAndProgress(t *testing.T) {
+	l := testlog.RandomLog(2, format.LayoutV1, 2000, 3, 100)
+	path := filepath.Join(t.TempDir(), "x.wal")
+	if err := os.WriteFile(path, append(bytes.Clone(l.Bytes), 0, 0, 0), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rf, err := recovery.OSFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last, calls int64
+	res, err := recovery.Recover(context.Background(), rf, nil, recovery.WithReadSize(8<<10), recovery.WithParallelism(2),
+		recovery.WithProgress(func(applied, total int64) {
+			if applied < last || total != rf.Size() {
+				t.Errorf("progress went backwards or lost the total: %d after %d of %d", applied, last, total)
+			}
+			last, calls = applied, calls+1
+		}))
+	if err != nil || !res.Truncated || res.Records != 2000 || calls < 2 || last != int64(len(l.Bytes)) {
+		t.Fatalf("err=%v res=%v progress calls=%d last=%d", err, res, calls, last)
+	}
+	data, _ := os.ReadFile(path)
+	if !bytes.Equal(data, l.Bytes) {
+		t.Fatal("the 3 trailing zero bytes were not cut from the file on disk")
+	}
+}
