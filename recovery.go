@@ -21,6 +21,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 
@@ -145,6 +146,12 @@ const (
 	DefaultMaxRecord = classify.DefaultMaxRecord
 )
 
+// Upper bounds on the knobs, so that a typo cannot allocate a billion buffers.
+const (
+	maxDepth       = 4096
+	maxParallelism = 1024
+)
+
 type options struct {
 	parallelism    int
 	depth          int
@@ -206,8 +213,12 @@ func (o *options) check() error {
 		return bad("maximum record size %d outside [1, %d]", o.maxRecord, int64(classify.MaxRecordLimit))
 	case o.mode > PointInTime:
 		return bad("unknown mode %d", o.mode)
-	case o.depth < 0 || o.depth == 1:
-		return bad("pool depth %d: the parallel pipeline needs at least 2 buffers", o.depth)
+	case o.depth < 0 || o.depth == 1 || o.depth > maxDepth:
+		return bad("pool depth %d outside [2, %d] (0: the default)", o.depth, maxDepth)
+	case o.parallelism > maxParallelism:
+		return bad("parallelism %d > %d", o.parallelism, maxParallelism)
+	case uint64(o.maxRecord)+uint64(o.readSize)+format.V1HeaderSize > math.MaxInt:
+		return bad("maximum record size %d plus read size %d does not fit this platform's int", o.maxRecord, o.readSize)
 	}
 	return nil
 }

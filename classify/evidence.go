@@ -210,7 +210,8 @@ func (sc *scanner) crcMatches(start int64, n uint32, want uint32) (bool, error) 
 }
 
 // wellFormed walks the payload [start, start+n) as format.CountOps would, reading only op
-// headers, charging 8 units for each tag byte it reads.
+// headers, charging 8 units for each tag byte it reads and l units for each key or value of
+// length l it skips.
 func (sc *scanner) wellFormed(start int64, n uint32) (bool, error) {
 	q, end := start, start+int64(n)
 	for q < end {
@@ -238,6 +239,11 @@ func (sc *scanner) wellFormed(start int64, n uint32) (bool, error) {
 			q += 4
 			if l > end-q {
 				return false, nil
+			}
+			// Skipping l bytes is charged l units: the window refills that a long skip
+			// causes are then paid for, so the bytes read stay proportional to the budget.
+			if err := sc.charge(l); err != nil {
+				return false, err
 			}
 			q += l
 		}

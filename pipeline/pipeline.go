@@ -47,6 +47,7 @@ func sequential(ctx context.Context, src *source.Reader, st *apply.Stage) (bufpo
 	for {
 		b, err := pool.Get(ctx)
 		if err != nil {
+			pool.Close()
 			return pool.Stats(), canceled(src, err)
 		}
 		err = src.Fill(pool, b)
@@ -62,13 +63,18 @@ func sequential(ctx context.Context, src *source.Reader, st *apply.Stage) (bufpo
 			return stats, err
 		}
 		if err = ctx.Err(); err != nil {
+			pool.Close()
 			return pool.Stats(), canceled(src, err)
 		}
 	}
 }
 
-// errDecided is how the applier stops the other stages once the stream is decided.
-var errDecided = errors.New("pipeline: decided")
+// errDecided is how the applier stops the other stages once the stream is decided;
+// errApplierPanic, how it stops them when the caller's Applier panicked.
+var (
+	errDecided      = errors.New("pipeline: decided")
+	errApplierPanic = errors.New("pipeline: applier panicked")
+)
 
 func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Stage) (bufpool.Stats, error) {
 	pool := bufpool.New[source.Batch](cfg.Depth)
@@ -88,16 +94,18 @@ func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Sta
 			if b.Meta.Ready == nil {
 				b.Meta.Ready = make(chan struct{}, 1)
 			}
-			if b.Meta.Err = src.Fill(pool, b); b.Meta.Err != nil {
+			b.Meta.Err = src.Fill(pool, b)
+			failed := b.Meta.Err != nil
+			if failed {
 				b.Meta.Ready <- struct{}{} // nothing to verify: the applier reports it in order
 			}
 			select {
-			case inOrder <- b: // from here the buffer is the applier's (or the drain's below)
+			case inOrder <- b: // from here on b is the applier's (or the drain's below)
 			case <-gctx.Done():
 				pool.Put(b)
 				return gctx.Err()
 			}
-			if b.Meta.Err != nil {
+			if failed {
 				return nil
 			}
 			select {
@@ -124,7 +132,13 @@ func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Sta
 			}
 		})
 	}
-	g.Go(func() error { // applier: file order, decides, releases every buffer it took
+	var panicked any // an Applier's panic, re-raised on the caller's goroutine after Wait
+	g.Go(func() (err error) { // applier: file order, decides, releases every buffer it took
+		defer func() {
+			if p := recover(); p != nil {
+				panicked, err = p, errApplierPanic
+			}
+		}()
 		for {
 			var b *source.Buffer
 			select {
@@ -132,7 +146,10 @@ func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Sta
 			case <-gctx.Done():
 				return gctx.Err()
 			}
-			if b == nil {
+			if b == nil { // the source stopped early: only a cancellation does that
+				if err := gctx.Err(); err != nil {
+					return err
+				}
 				return errors.New("pipeline: the source ended without a decision")
 			}
 			held = b
@@ -165,6 +182,9 @@ func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Sta
 	}
 	stats := pool.Stats()
 	pool.Close()
+	if panicked != nil {
+		panic(panicked) // as the sequential loop would have, on the caller's goroutine
+	}
 	if errors.Is(err, errDecided) {
 		return stats, nil
 	}

@@ -149,7 +149,20 @@ func (s *Reader) Fill(pool *Pool, b *Buffer) error {
 				break // carve it from the next read
 			}
 			// The first record alone is larger than a read: give it a buffer of its own size.
-			// l is bounded by the maximum record size and the file's size (checked above).
+			// l is bounded by the maximum record size and the file's size (checked above). A
+			// legacy length has no checksum of its own, so before it sizes anything its
+			// payload's CRC is checked streaming, through the buffer we already hold: a
+			// damaged length never grows a buffer, here or in the read-ahead behind it.
+			if s.layout == format.LayoutLegacy {
+				ok, err := s.streamCRC(buf, off+int64(hdr), int64(l), crc)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					s.stop(bt, off, classify.Damaged, "payload checksum mismatch")
+					break
+				}
+			}
 			n = hdr + int(l)
 			buf = pool.Grow(b, n)
 			if err := walerr.ReadFull(s.r, buf, off); err != nil {
@@ -162,6 +175,20 @@ func (s *Reader) Fill(pool *Pool, b *Buffer) error {
 	}
 	s.pos = off
 	return nil
+}
+
+// streamCRC computes the CRC of [off, off+n) through scratch and compares it with want.
+func (s *Reader) streamCRC(scratch []byte, off, n int64, want uint32) (bool, error) {
+	var c uint32
+	for n > 0 {
+		k := min(int64(len(scratch)), n)
+		if err := walerr.ReadFull(s.r, scratch[:k], off); err != nil {
+			return false, err
+		}
+		c = format.UpdateChecksum(c, scratch[:k])
+		off, n = off+k, n-k
+	}
+	return c == want, nil
 }
 
 func (s *Reader) stop(bt *Batch, off int64, t classify.Trouble, detail string) {

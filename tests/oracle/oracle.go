@@ -288,7 +288,8 @@ func (m *meter) charge(n int64) bool {
 
 // walk reports whether p is a well-formed payload: a non-empty sequence of
 // `01 klen key vlen value` (set) and `00 klen key` (delete) that ends exactly at len(p).
-// If m is non-nil, tagCost units are charged before each tag byte is read; when the budget
+// If m is non-nil, tagCost units are charged before each tag byte is read, and each key or
+// value length once it fits (the bytes the walk skips over); when the budget
 // runs out walk returns false with m.exhausted set. If ops is non-nil the decoded ops are
 // appended to it (only meaningful when walk returns true).
 func walk(p []byte, m *meter, ops *[]Op) bool {
@@ -314,6 +315,9 @@ func walk(p []byte, m *meter, ops *[]Op) bool {
 		if klen > n-q {
 			return false
 		}
+		if m != nil && !m.charge(klen) {
+			return false
+		}
 		key := p[q : q+klen]
 		q += klen
 		var val []byte
@@ -324,6 +328,9 @@ func walk(p []byte, m *meter, ops *[]Op) bool {
 			vlen := int64(be32(p, q))
 			q += 4
 			if vlen > n-q {
+				return false
+			}
+			if m != nil && !m.charge(vlen) {
 				return false
 			}
 			val = p[q : q+vlen]
