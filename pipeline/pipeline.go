@@ -132,7 +132,7 @@ func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Sta
 			}
 		})
 	}
-	var panicked any // an Applier's panic, re-raised on the caller's goroutine after Wait
+	var panicked any          // an Applier's panic, re-raised on the caller's goroutine after Wait
 	g.Go(func() (err error) { // applier: file order, decides, releases every buffer it took
 		defer func() {
 			if p := recover(); p != nil {
