@@ -81,7 +81,7 @@ func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Sta
 	g, gctx := errgroup.WithContext(ctx)
 	toVerify := make(chan *source.Buffer, cfg.Depth) // closed by the source
 	inOrder := make(chan *source.Buffer, cfg.Depth)  // closed by the source
-	var held *source.Buffer                          // the applier's batch if it stops mid-wait
+	var held *source.Buffer                          // the applier's batch, if it exits holding one
 
 	g.Go(func() error { // source: owns each buffer until it is in inOrder
 		defer close(inOrder)
@@ -158,11 +158,11 @@ func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Sta
 			case <-gctx.Done():
 				return gctx.Err() // b may still be read by a verifier: released after Wait
 			}
-			held = nil
 			done, err := b.Meta.Err != nil, b.Meta.Err
 			if err == nil {
-				done, err = st.Batch(ctx, &b.Meta, b.B)
+				done, err = st.Batch(ctx, &b.Meta, b.B) // may panic in the caller's Applier
 			}
+			held = nil
 			pool.Put(b)
 			if err != nil {
 				return err

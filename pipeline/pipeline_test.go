@@ -185,3 +185,26 @@ func TestSequentialStartsNoGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestApplierPanicReachesTheCaller: a panicking Applier unwinds to the caller of Run at every
+// parallelism (as the sequential loop does), after every goroutine has exited.
+func TestApplierPanicReachesTheCaller(t *testing.T) {
+	for _, cfg := range configs {
+		func() {
+			defer func() {
+				if p := recover(); p != "applier bug" {
+					t.Fatalf("%+v: recovered %v, want the Applier's panic", cfg, p)
+				}
+				goleak.VerifyNone(t)
+			}()
+			n := 0
+			run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(apply.Record) error {
+				if n++; n == 100 {
+					panic("applier bug")
+				}
+				return nil
+			}))
+			t.Fatalf("%+v: Run returned although the Applier panicked", cfg)
+		}()
+	}
+}

@@ -204,3 +204,23 @@ func assertBounded(t *testing.T, data []byte, readSize int) {
 		}
 	}
 }
+
+// TestLegacyDamagedLengthSizesNothing: a legacy length (no checksum of its own) flipped to a
+// large value inside the file must not size a buffer: its payload CRC is checked streaming
+// first, so the pool never grows past the read size.
+func TestLegacyDamagedLengthSizesNothing(t *testing.T) {
+	l := testlog.RandomLog(21, format.LayoutLegacy, 4000, 3, 200)
+	data := bytes.Clone(l.Bytes)
+	k := 10
+	binary.BigEndian.PutUint32(data[l.Offsets[k]:], uint32(len(data))/2) // half the file
+	w := check(t, "legacy damaged length", data, modeOpt{}, wide)
+	if w.Code != string(recovery.CodeCorruptWAL) || w.Records != int64(k) {
+		t.Fatalf("want CORRUPT_WAL after %d records, got %v", k, w)
+	}
+	for _, c := range []config{{par: 1}, {par: 4, depth: 8}} {
+		_, res, _ := got(t, data, modeOpt{}, config{par: c.par, depth: c.depth, readSize: 16 << 10})
+		if res.PeakBuffered > int64(max(c.depth, 1))*16<<10 {
+			t.Fatalf("%v: a damaged legacy length grew the pool to %d bytes", c, res.PeakBuffered)
+		}
+	}
+}
