@@ -1,0 +1,417 @@
+// Package db is the embedded database that recovery opens: a single-process, ordered key-value
+// store whose one file is the write-ahead log (../../shared/spec/database.md,
+// wal-format.md).
+//
+//	d, err := db.Open(path, db.WithRecovery(recovery.WithParallelism(0)))
+//	err = d.Update(func(tx *db.Tx) error { return tx.Set([]byte("k"), []byte("v")) })
+//	err = d.View(func(tx *db.Tx) error {
+//		for k, v := range tx.Range(nil, nil) { ... }
+//		return nil
+//	})
+//	err = d.Close()
+//
+// A read-write transaction that returns nil commits: its ops become ONE record, appended and
+// fsync'd before the new state is visible to anyone. Writers are serialized; readers see the
+// snapshot published when they began (a copy-on-write clone of the B-tree, never a copy of the
+// store). If an append or fsync fails, the database latches into a failed state (ErrFailed) and
+// refuses writes until it is reopened. One writer per file (an exclusive lock, ErrLocked);
+// a ReadOnly open takes no lock and writes nothing.
+//
+// Open replays the log through recovery.Recover. Before recovery cuts a torn or damaged tail,
+// the bytes it cuts are copied to a sidecar file "<path>.cut-<offset>" beside the database and
+// synced, so recovery never destroys a byte; every cut is reported to the OnTruncate callback.
+package db
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sync"
+	"sync/atomic"
+
+	"github.com/streamwal/recovery"
+	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/walerr"
+)
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	fs         FS
+	ctx        context.Context
+	recovery   []recovery.Option
+	onTruncate func(TruncationReport)
+	noSidecar  bool
+	readOnly   bool
+	maxRecord  int64
+	indexAfter int64
+}
+
+// WithRecovery passes options through to recovery.Recover (recovery.WithParallelism(n),
+// WithMode, WithReadSize, WithPoolDepth, WithProgress...). Use this package's ReadOnly,
+// WithMaxRecordSize and OnTruncate rather than recovery's ReadOnly, WithMaxRecordSize and
+// WithBeforeTruncate: the database needs to know about those (the writer's record limit, the
+// sidecar copy), and its own settings take precedence.
+func WithRecovery(opts ...recovery.Option) Option {
+	return func(o *options) { o.recovery = append(o.recovery, opts...) }
+}
+
+// OnTruncate registers a callback told about every truncation Open's recovery decides (and,
+// in a writable open, carried out), with the sidecar file that holds the cut bytes. It is
+// called by Open, on Open's goroutine, after recovery and before Open returns.
+func OnTruncate(fn func(TruncationReport)) Option { return func(o *options) { o.onTruncate = fn } }
+
+// WithoutSidecar turns off the sidecar copy of the bytes recovery cuts: they are then lost.
+func WithoutSidecar() Option { return func(o *options) { o.noSidecar = true } }
+
+// ReadOnly opens the database for inspection: no lock, no write of any kind (a tail that
+// recovery would cut is only reported), and every Update fails with ErrReadOnly.
+func ReadOnly() Option { return func(o *options) { o.readOnly = true } }
+
+// WithFS sets the filesystem (default OS).
+func WithFS(f FS) Option { return func(o *options) { o.fs = f } }
+
+// WithContext sets the context that cancels Open's recovery (default context.Background()).
+func WithContext(ctx context.Context) Option { return func(o *options) { o.ctx = ctx } }
+
+// WithMaxRecordSize sets the largest record the writer writes and recovery accepts (default
+// recovery.DefaultMaxRecord, 1 GiB; at most 0xFFFFFFFE). A transaction whose record would be
+// larger fails with ErrTxTooLarge.
+func WithMaxRecordSize(n int64) Option { return func(o *options) { o.maxRecord = n } }
+
+// WithReplayIndexAfter tunes how Open replays the log into the store. Replay starts by
+// inserting into the B-tree; once it has replayed at least ops ops and the log has proved
+// overwrite-heavy (four or more ops per live key), it switches to a hash index and sorts the
+// survivors into the B-tree at the end, which is several times faster for a log much larger
+// than its store. The default is 4096; 0 considers the switch from the first record; a
+// negative value never switches (the least memory while replaying a log whose keys are
+// mostly distinct).
+func WithReplayIndexAfter(ops int64) Option { return func(o *options) { o.indexAfter = ops } }
+
+// TruncationReport describes one cut recovery decided at Open.
+type TruncationReport struct {
+	Path string // the database file
+	recovery.Truncation
+	// Sidecar is the file beside the database holding exactly the cut bytes, synced before the
+	// cut; "" when none was written (WithoutSidecar, or a read-only open, which cuts nothing).
+	Sidecar string
+	// Truncated says the cut was made (false in a read-only open: only decided).
+	Truncated bool
+}
+
+// DB is an open database. Its methods are safe for concurrent use.
+type DB struct {
+	path      string
+	fs        FS
+	readOnly  bool
+	maxRecord int64
+	res       recovery.Result
+	trunc     *TruncationReport
+
+	closed atomic.Bool
+	pub    atomic.Pointer[tree] // the committed state readers see; never mutated once stored
+
+	mu     sync.Mutex // serializes writers and Close; guards everything below
+	f      File       // nil once closed (and always for a read-only open)
+	w      *tree      // the committed state writers clone; never mutated itself
+	layout format.Layout
+	size   int64  // bytes in the file: where the next record goes
+	failed error  // the append or fsync error that latched the database
+	buf    []byte // a reusable transaction buffer
+}
+
+// hdrRoom is the space reserved in front of a transaction's payload for the framing that goes
+// with it: the v1 file header (first record of a new file) and a record header, so a commit
+// is written with ONE append and no copy of the payload.
+const hdrRoom = format.FileHeaderSize + format.V1HeaderSize
+
+var noHeader [hdrRoom]byte
+
+// keepBuf is the largest transaction buffer kept for reuse.
+const keepBuf = 1 << 20
+
+// Open opens (creating if missing, unless ReadOnly) the database in the file at path and
+// recovers it. Errors: ErrLocked when another writer has it; recovery's typed errors
+// (recovery.ErrCorruptWAL, ErrIncompleteRead, ErrIO, ...) when the log cannot be replayed, with
+// the file untouched.
+func Open(path string, opts ...Option) (*DB, error) {
+	o := options{fs: OS, ctx: context.Background(), maxRecord: recovery.DefaultMaxRecord, indexAfter: defaultIndexAfter}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	mode := OpenReadWrite
+	if o.readOnly {
+		mode = OpenReadOnly
+	}
+	f, err := o.fs.OpenFile(path, mode)
+	if err != nil {
+		return nil, fmt.Errorf("db: open %s: %w", path, err)
+	}
+	db := &DB{path: path, fs: o.fs, readOnly: o.readOnly, maxRecord: o.maxRecord, f: f}
+	if err := db.open(&o); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if db.readOnly { // everything is in memory now
+		db.f = nil
+		if err := f.Close(); err != nil {
+			return nil, fmt.Errorf("db: open %s: close: %w", path, err)
+		}
+	}
+	return db, nil
+}
+
+func (db *DB) open(o *options) error {
+	f := db.f
+	if !db.readOnly {
+		if err := f.Lock(); err != nil {
+			if errors.Is(err, ErrLocked) {
+				return err
+			}
+			return fmt.Errorf("db: open %s: lock: %w", db.path, err)
+		}
+	}
+	size, err := f.Size()
+	if err != nil {
+		return fmt.Errorf("db: open %s: size: %w", db.path, err)
+	}
+	if size == 0 && !db.readOnly {
+		// A new file: make its name durable before anything is committed into it.
+		if err := db.fs.SyncDir(dirOf(db.path)); err != nil {
+			return fmt.Errorf("db: open %s: sync directory: %w", db.path, err)
+		}
+	}
+
+	ropts := append([]recovery.Option{recovery.WithMaxRecordSize(o.maxRecord)}, o.recovery...)
+	sidecar := ""
+	switch {
+	case db.readOnly:
+		ropts = append(ropts, recovery.ReadOnly())
+	case !o.noSidecar:
+		ropts = append(ropts, recovery.WithBeforeTruncate(func(t recovery.Truncation) (err error) {
+			sidecar, err = db.saveCut(t)
+			return err
+		}))
+	}
+	ld := newLoader(o.indexAfter)
+	res, err := recovery.Recover(o.ctx, &recFile{f: f, size: size}, ld, ropts...)
+	if err != nil {
+		return fmt.Errorf("db: open %s: %w", db.path, err)
+	}
+	db.res = res
+	end := size
+	if t := res.Truncation; t != nil {
+		if !res.Truncated && !db.readOnly {
+			return walerr.New(walerr.InvalidArgument, t.Offset, fmt.Sprintf(
+				"db: open %s: recovery decided to cut %d bytes (%s) but did not; appending after them would bury them mid-log",
+				db.path, t.Bytes, t.Reason)).WithHint("use db.ReadOnly() rather than recovery.ReadOnly() to inspect a database")
+		}
+		if res.Truncated {
+			end = t.Offset
+		}
+		db.trunc = &TruncationReport{Path: db.path, Truncation: *t, Sidecar: sidecar, Truncated: res.Truncated}
+		if o.onTruncate != nil {
+			o.onTruncate(*db.trunc)
+		}
+	}
+	if !db.readOnly && !res.Truncated && end > 0 {
+		// What was replayed is now visible, so it must be durable: bytes appended before an
+		// fsync failed (or by a process that died before its fsync) may still be only in the
+		// page cache. (A cut has already been synced by recovery.)
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("db: open %s: sync the replayed log: %w", db.path, err)
+		}
+	}
+	db.size = end
+	db.layout = res.Layout
+	if end == 0 {
+		db.layout = format.LayoutV1 // new files are v1: the header goes with the first record
+	}
+	db.w = ld.finish()
+	db.pub.Store(db.w.Clone())
+	return nil
+}
+
+// saveCut copies the bytes recovery is about to cut, [t.Offset, t.Offset+t.Bytes), to a new
+// sidecar file "<path>.cut-<offset>" (".1", ".2"... appended if that name is taken: an older
+// sidecar is never overwritten), syncs it and its directory, and returns its name. It streams
+// through a bounded buffer.
+func (db *DB) saveCut(t recovery.Truncation) (string, error) {
+	base := fmt.Sprintf("%s.cut-%d", db.path, t.Offset)
+	name := base
+	var sf File
+	for i := 1; ; i++ {
+		var err error
+		if sf, err = db.fs.OpenFile(name, OpenCreateNew); err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) || i > 1000 {
+			return "", fmt.Errorf("db: create sidecar %s: %w", name, err)
+		}
+		name = fmt.Sprintf("%s.%d", base, i)
+	}
+	err := copyRange(sf, db.f, t.Offset, t.Offset+t.Bytes)
+	if err == nil {
+		err = sf.Sync()
+	}
+	if cerr := sf.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = db.fs.SyncDir(dirOf(name))
+	}
+	if err != nil {
+		return "", fmt.Errorf("db: write sidecar %s: %w", name, err)
+	}
+	return name, nil
+}
+
+// copyRange appends src's bytes [from, to) to dst.
+func copyRange(dst File, src File, from, to int64) error {
+	buf := make([]byte, min(to-from, 1<<20))
+	for off := from; off < to; {
+		n := int(min(int64(len(buf)), to-off))
+		if err := walerr.ReadFull(src, buf[:n], off); err != nil {
+			return err
+		}
+		if err := dst.Append(buf[:n]); err != nil {
+			return err
+		}
+		off += int64(n)
+	}
+	return nil
+}
+
+// recFile is the database file as recovery sees it: a recovery.WritableFile whose size is
+// the one measured at open.
+type recFile struct {
+	f    File
+	size int64
+}
+
+func (r *recFile) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
+func (r *recFile) Size() int64                             { return r.size }
+func (r *recFile) Truncate(size int64) error               { return r.f.Truncate(size) }
+func (r *recFile) Sync() error                             { return r.f.Sync() }
+
+// Path is the database file.
+func (db *DB) Path() string { return db.path }
+
+// Recovery is what Open's recovery did.
+func (db *DB) Recovery() recovery.Result { return db.res }
+
+// Truncation is the cut Open's recovery decided, nil if none (also told to OnTruncate).
+func (db *DB) Truncation() *TruncationReport {
+	if db.trunc == nil {
+		return nil
+	}
+	t := *db.trunc
+	return &t
+}
+
+// Update runs fn in a read-write transaction. If fn returns nil and the transaction made any
+// change, its ops are committed as one record: appended, fsync'd, then made visible. If fn
+// returns an error (or panics), nothing is applied and the error is returned. Writers run one
+// at a time, so fn sees every earlier commit; do not call Update from inside fn (it would wait
+// for itself).
+func (db *DB) Update(fn func(*Tx) error) error {
+	if db.readOnly {
+		return newError(CodeReadOnly, db.path, "the database was opened with db.ReadOnly()", nil)
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.f == nil {
+		return newError(CodeClosed, db.path, "Update after Close", nil)
+	}
+	if db.failed != nil {
+		return newError(CodeFailed, db.path, "an earlier commit failed; reopen the database to write again", db.failed)
+	}
+	tx := &Tx{db: db, t: db.w.Clone(), writable: true, buf: append(db.buf[:0], noHeader[:]...)}
+	defer tx.close()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if tx.err != nil {
+		return tx.err
+	}
+	if tx.ops == 0 {
+		return nil
+	}
+	if err := db.commit(tx.buf); err != nil {
+		return err
+	}
+	db.w = tx.t
+	db.pub.Store(tx.t.Clone())
+	if cap(tx.buf) <= keepBuf {
+		db.buf = tx.buf[:0]
+	}
+	return nil
+}
+
+// commit frames the payload in b[hdrRoom:] in the file's layout, in place, appends it with
+// one write and syncs it. Any failure latches the database.
+func (db *DB) commit(b []byte) error {
+	n := uint32(len(b) - hdrRoom)
+	start := hdrRoom - db.layout.HeaderSize()
+	h := b[start:hdrRoom]
+	binary.BigEndian.PutUint32(h, n)
+	if db.layout == format.LayoutLegacy {
+		binary.BigEndian.PutUint32(h[4:], format.Checksum(b[hdrRoom:]))
+	} else {
+		binary.BigEndian.PutUint32(h[4:], format.LengthChecksum(n))
+		binary.BigEndian.PutUint32(h[8:], format.Checksum(b[hdrRoom:]))
+		if db.size == 0 {
+			start = 0
+			copy(b, format.FileHeader[:])
+		}
+	}
+	rec := b[start:]
+	if err := db.f.Append(rec); err != nil {
+		db.failed = fmt.Errorf("append of %d bytes at offset %d: %w", len(rec), db.size, err)
+		return newError(CodeFailed, db.path, "commit not applied; the database refuses writes until it is reopened", db.failed)
+	}
+	if err := db.f.Sync(); err != nil {
+		db.failed = fmt.Errorf("fsync after appending %d bytes at offset %d: %w", len(rec), db.size, err)
+		return newError(CodeFailed, db.path, "commit not acknowledged (it may or may not survive); the database refuses writes until it is reopened", db.failed)
+	}
+	db.size += int64(len(rec))
+	return nil
+}
+
+// View runs fn in a read-only transaction over the state committed when it began.
+func (db *DB) View(fn func(*Tx) error) error {
+	if db.closed.Load() {
+		return newError(CodeClosed, db.path, "View after Close", nil)
+	}
+	t := db.pub.Load()
+	if t == nil {
+		return newError(CodeClosed, db.path, "View after Close", nil)
+	}
+	tx := &Tx{db: db, t: t}
+	defer tx.close()
+	return fn(tx)
+}
+
+// Close waits for a running Update, then closes the file and releases the lock. Views that
+// are running finish on their snapshot.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.closed.Swap(true) {
+		return newError(CodeClosed, db.path, "Close twice", nil)
+	}
+	db.pub.Store(nil)
+	db.w = nil
+	if db.f == nil {
+		return nil
+	}
+	f := db.f
+	db.f = nil
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("db: close %s: %w", db.path, err)
+	}
+	return nil
+}

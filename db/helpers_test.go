@@ -1,0 +1,141 @@
+package db_test
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/streamwal/recovery/db"
+)
+
+// Recovery's parallel pipeline starts goroutines on Open: none may outlive it.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// kv is one pair of a state, in a form that prints and compares.
+type kv struct{ K, V string }
+
+// state reads the whole committed state.
+func state(t testing.TB, d *db.DB) []kv {
+	t.Helper()
+	var out []kv
+	if err := d.View(func(tx *db.Tx) error {
+		for k, v := range tx.Range(nil, nil) {
+			out = append(out, kv{string(k), string(v)})
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// model is the expected state: a map, sorted on demand.
+type model map[string]string
+
+func (m model) sorted() []kv {
+	var out []kv
+	for k, v := range m {
+		out = append(out, kv{k, v})
+	}
+	slices.SortFunc(out, func(a, b kv) int { return strings.Compare(a.K, b.K) })
+	return out
+}
+
+func mustOpen(t testing.TB, path string, opts ...db.Option) *db.DB {
+	t.Helper()
+	d, err := db.Open(path, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func mustUpdate(t testing.TB, d *db.DB, fn func(*db.Tx) error) {
+	t.Helper()
+	if err := d.Update(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func set(t testing.TB, d *db.DB, k, v string) {
+	t.Helper()
+	mustUpdate(t, d, func(tx *db.Tx) error { return tx.Set([]byte(k), []byte(v)) })
+}
+
+func readFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// ---- the TypeScript kernel's fixtures ----
+
+type fixture struct {
+	File          string     `json:"file"`
+	Layout        string     `json:"layout"`
+	Size          int64      `json:"size"`
+	RecordOffsets []int64    `json:"record_offsets"`
+	Description   string     `json:"description"`
+	State         [][]string `json:"state"`
+}
+
+func (f fixture) state(t testing.TB) []kv {
+	var out []kv
+	for _, p := range f.State {
+		k, err1 := hex.DecodeString(p[0])
+		v, err2 := hex.DecodeString(p[1])
+		if err1 != nil || err2 != nil {
+			t.Fatalf("%s: bad hex in expected.json", f.File)
+		}
+		out = append(out, kv{string(k), string(v)})
+	}
+	return out
+}
+
+// fixtures finds ../shared/fixtures/libredb-kernel from the repository root, or skips.
+func fixtures(t *testing.T) (dir string, all []fixture) {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := wd
+	for {
+		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(root)
+		if parent == root {
+			t.Skip("repository root (go.mod) not found above " + wd)
+		}
+		root = parent
+	}
+	dir = filepath.Join(root, "..", "shared", "fixtures", "libredb-kernel")
+	b, err := os.ReadFile(filepath.Join(dir, "expected.json"))
+	if err != nil {
+		t.Skipf("kernel fixtures not found (%v): they live in ../shared/fixtures beside the repository", err)
+	}
+	if err := json.Unmarshal(b, &all); err != nil {
+		t.Fatal(err)
+	}
+	if len(all) == 0 {
+		t.Fatal("expected.json lists no fixtures")
+	}
+	return dir, all
+}
+
+func copyFile(t testing.TB, from, to string) {
+	t.Helper()
+	if err := os.WriteFile(to, readFile(t, from), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

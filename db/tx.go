@@ -1,0 +1,117 @@
+package db
+
+import (
+	"fmt"
+	"iter"
+
+	"github.com/streamwal/recovery/format"
+)
+
+// Tx is a transaction: read-write in Update, read-only in View. It is valid only while the
+// function it was passed to runs, and is not for concurrent use. Nothing it returns aliases
+// the store, and nothing it is given is kept: keys and values are copied both ways.
+type Tx struct {
+	db       *DB
+	t        *tree // the transaction's state: a clone of the committed tree (mutated only if writable)
+	writable bool
+	closed   bool
+	buf      []byte // writable: hdrRoom bytes of room for the framing, then the payload
+	ops      int
+	err      error // sticky: a failed Set or Delete fails the commit too
+}
+
+func (tx *Tx) close() { tx.closed = true }
+
+func (tx *Tx) mustBeOpen() {
+	if tx.closed {
+		panic("db: Tx used after the Update or View it was given to returned")
+	}
+}
+
+// Writable reports whether this is a read-write transaction.
+func (tx *Tx) Writable() bool { return tx.writable }
+
+// Get returns a copy of the value of key, and whether it is present (an empty value is
+// present: non-nil and empty). Inside Update it sees the transaction's own writes.
+func (tx *Tx) Get(key []byte) ([]byte, bool) {
+	tx.mustBeOpen()
+	it, ok := tx.t.Get(probe(key))
+	if !ok {
+		return nil, false
+	}
+	v := make([]byte, len(it.value()))
+	copy(v, it.value())
+	return v, true
+}
+
+// Set sets key to value (either may be empty). The error, also returned by Update, is
+// ErrReadOnly in a View, ErrTxTooLarge when the transaction's record would exceed the
+// maximum record size, ErrClosed after the transaction ended.
+func (tx *Tx) Set(key, value []byte) error {
+	if err := tx.writeCheck(1 + 4 + len(key) + 4 + len(value)); err != nil {
+		return err
+	}
+	tx.buf = format.AppendSet(tx.buf, key, value)
+	tx.t.ReplaceOrInsert(ownedItem(key, value))
+	tx.ops++
+	return nil
+}
+
+// Delete removes key. Deleting an absent key is not an error; like every op it is logged.
+func (tx *Tx) Delete(key []byte) error {
+	if err := tx.writeCheck(1 + 4 + len(key)); err != nil {
+		return err
+	}
+	tx.buf = format.AppendDelete(tx.buf, key)
+	tx.t.Delete(probe(key))
+	tx.ops++
+	return nil
+}
+
+func (tx *Tx) writeCheck(opSize int) error {
+	switch {
+	case tx.closed:
+		return newError(CodeClosed, tx.db.path, "write to a transaction whose Update returned", nil)
+	case !tx.writable:
+		return newError(CodeReadOnly, tx.db.path, "write in a View transaction", nil)
+	case tx.err != nil:
+		return tx.err
+	}
+	if payload := int64(len(tx.buf) - hdrRoom); payload+int64(opSize) > tx.db.maxRecord {
+		tx.err = newError(CodeTxTooLarge, tx.db.path, fmt.Sprintf(
+			"a %d-byte op on top of %d bytes of ops would exceed the maximum record size of %d bytes; split the transaction",
+			opSize, payload, tx.db.maxRecord), nil)
+		return tx.err
+	}
+	return nil
+}
+
+// Range yields copies of the pairs with start <= key < end, in unsigned byte order; a nil end
+// means no upper bound (and a nil start is the smallest key, the empty one). Inside Update
+// it iterates the transaction's state as it was when the loop began: the loop may Set and
+// Delete without disturbing it.
+func (tx *Tx) Range(start, end []byte) iter.Seq2[[]byte, []byte] {
+	return func(yield func(key, value []byte) bool) {
+		tx.mustBeOpen()
+		t := tx.t
+		if tx.writable {
+			t = t.Clone() // the loop body may write to tx.t; this clone stays as it is
+		}
+		visit := func(it item) bool {
+			kv := make([]byte, len(it.kv))
+			copy(kv, it.kv)
+			return yield(kv[:it.klen:it.klen], kv[it.klen:])
+		}
+		if end == nil {
+			t.AscendGreaterOrEqual(probe(start), visit)
+		} else {
+			t.AscendRange(probe(start), probe(end), visit)
+		}
+	}
+}
+
+// Len is the number of keys in the transaction's state.
+func (tx *Tx) Len() int {
+	tx.mustBeOpen()
+	return tx.t.Len()
+}

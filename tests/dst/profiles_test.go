@@ -1,0 +1,264 @@
+package dst
+
+import (
+	"errors"
+
+	"github.com/streamwal/recovery"
+	"github.com/streamwal/recovery/db"
+	"github.com/streamwal/recovery/db/simfs"
+	"github.com/streamwal/recovery/format"
+)
+
+// profile is one kind of trouble injected after a seeded workload.
+type profile struct {
+	name string
+	fn   func(*run)
+	// must lists outcomes (see run.tally) that a full default run (200 seeds) must have seen
+	// at least once, so the suite cannot quietly stop exercising what it claims to.
+	must []string
+}
+
+var profiles = []profile{
+	{"torn", profTorn, []string{"cut:torn_tail", "cut:torn_header", "inflight-kept", "clean"}},
+	{"debris", profDebris, []string{"cut:damaged_tail"}},
+	{"damaged-tail", profDamagedTail, []string{"cut:damaged_tail", "refused:CORRUPT_WAL"}},
+	{"mid-log", profMidLog, []string{"refused:CORRUPT_WAL", "cut:corrupt", "refused:NOT_A_DATABASE"}},
+	{"short-read", profShortRead, []string{"refused:INCOMPLETE_READ"}},
+	{"chunked-read", profChunkedRead, []string{"cut:torn_tail", "clean"}},
+	{"read-fault", profReadFault, []string{"refused:IO_ERROR"}},
+	{"append-fault", profAppendFault, []string{"cut:torn_tail", "inflight-kept", "clean"}},
+}
+
+// workloadSize: usually a few dozen transactions, sometimes none (so that the trouble hits
+// the very first commit of a new file).
+func (r *run) workloadSize() int {
+	if r.rng.IntN(8) == 0 {
+		return 0
+	}
+	return 5 + r.rng.IntN(40)
+}
+
+// Crash with a torn tail: the machine goes down during a commit (after its append, before its
+// fsync returns) and the disk keeps a seeded prefix of the append, or the crash comes between
+// commits. Recovered state = the model (plus the interrupted commit if every byte of it made
+// it); a partial append is cut into a sidecar.
+func profTorn(r *run) {
+	r.workload(r.workloadSize())
+	if r.rng.IntN(10) < 7 {
+		exp := r.crashDuringCommit(simfs.TornTail)
+		r.reopen(exp)
+	} else {
+		r.crashIdle()
+		r.reopen(expectation{state: r.m})
+	}
+	r.finale()
+}
+
+// Crash leaving zeros or garbage where the last append should be (the size persisted, the
+// data did not). The debris is cut into a sidecar; over the file header it is not a database.
+func profDebris(r *run) {
+	r.workload(r.workloadSize())
+	mode := simfs.ZeroTail
+	if r.rng.IntN(2) == 0 {
+		mode = simfs.GarbageTail
+	}
+	exp := r.crashDuringCommit(mode)
+	r.reopen(exp)
+	r.finale()
+}
+
+// pickByte chooses a byte of rec to damage and says which field it is in.
+func (r *run) pickByte(rec record) (int64, string) {
+	x := r.rng.IntN(100)
+	switch {
+	case r.legacy && x < 20:
+		return rec.start + r.rng.Int64N(4), "length"
+	case r.legacy && x < 40:
+		return rec.start + 4 + r.rng.Int64N(4), "crc"
+	case r.legacy:
+		return rec.start + format.LegacyHeaderSize + r.rng.Int64N(rec.end-rec.start-format.LegacyHeaderSize), "payload"
+	case x < 15:
+		return rec.start + r.rng.Int64N(4), "length"
+	case x < 30:
+		return rec.start + 4 + r.rng.Int64N(4), "selfcheck"
+	case x < 45:
+		return rec.start + 8 + r.rng.Int64N(4), "crc"
+	}
+	return rec.start + format.V1HeaderSize + r.rng.Int64N(rec.end-rec.start-format.V1HeaderSize), "payload"
+}
+
+func (r *run) mask() byte {
+	if r.rng.IntN(2) == 0 {
+		return 1 << r.rng.IntN(8)
+	}
+	return byte(1 + r.rng.IntN(255))
+}
+
+// corrupt closes the database and damages one byte of rec on disk.
+func (r *run) corrupt(rec record) string {
+	if r.d != nil {
+		r.d.Close()
+		r.d = nil
+	}
+	off, field := r.pickByte(rec)
+	m := r.mask()
+	r.fs.Corrupt(dbPath, off, m)
+	r.logf("corrupt byte %d (%s of the record at %d) with mask %#x", off, field, rec.start, m)
+	return field
+}
+
+func (r *run) stateBefore(i int) model {
+	if i == 0 {
+		return model{}
+	}
+	return r.records[i-1].after
+}
+
+// Damaged tail: one byte of the last record rots. With nothing written after it, the record
+// is cut (copied to a sidecar first) and the state is the model without that commit. Except:
+// a v1 record whose header self-checksum alone rotted was provably written whole (its payload
+// checksum holds), so recovery refuses rather than guess; and a legacy file's first record is
+// how the file is recognised at all.
+func profDamagedTail(r *run) {
+	r.workload(r.workloadSize())
+	r.ensureRecords(1)
+	i := len(r.records) - 1
+	last := r.records[i]
+	field := r.corrupt(last)
+	switch {
+	case r.legacy && last.start == 0:
+		r.reopen(expectation{code: "NOT_A_DATABASE", errOff: 0})
+		return
+	case !r.legacy && field == "selfcheck":
+		r.reopen(expectation{code: "CORRUPT_WAL", errOff: last.start})
+		return
+	}
+	r.reopen(expectation{state: r.stateBefore(i), cut: &cut{last.start, last.end - last.start, recovery.ReasonDamagedTail}})
+	r.finale()
+}
+
+// Mid-log corruption: a byte of a record that has records after it rots. They are evidence
+// that it was acknowledged, so open refuses with CORRUPT_WAL at its offset and the file is
+// untouched. Then point-in-time mode salvages the records before it (cut, reported, sidecar).
+func profMidLog(r *run) {
+	r.workload(r.workloadSize())
+	r.ensureRecords(2)
+	i := r.rng.IntN(len(r.records) - 1)
+	rec := r.records[i]
+	r.corrupt(rec)
+	if r.legacy && rec.start == 0 {
+		r.reopen(expectation{code: "NOT_A_DATABASE", errOff: 0})
+		return
+	}
+	r.reopen(expectation{code: "CORRUPT_WAL", errOff: rec.start})
+	r.extra = []recovery.Option{recovery.WithMode(recovery.PointInTime)}
+	size := r.size()
+	r.reopen(expectation{state: r.stateBefore(i), cut: &cut{rec.start, size - rec.start, recovery.ReasonCorrupt}})
+	r.extra = nil
+	r.finale()
+}
+
+// readFaultProfile: a read of one seeded byte of the file fails (short, or with an I/O
+// error) until the fault is cleared. Open fails with the given code, file untouched, then
+// succeeds once the fault is gone.
+func (r *run) readFault(short bool) {
+	r.workload(r.workloadSize())
+	r.ensureRecords(1)
+	if r.d != nil {
+		r.d.Close()
+		r.d = nil
+	}
+	off := r.rng.Int64N(r.records[len(r.records)-1].end)
+	exp := expectation{errOff: off}
+	if short {
+		r.fs.ShortReads(dbPath, off)
+		exp.code = "INCOMPLETE_READ"
+		exp.fired = func(c simfs.Counters) bool { return c.ShortReads > 0 }
+	} else {
+		r.fs.FailReads(dbPath, off)
+		exp.code = "IO_ERROR"
+		exp.fired = func(c simfs.Counters) bool { return c.ReadFaults > 0 }
+		exp.cause = simfs.ErrInjected
+	}
+	r.logf("read fault (short %v) at byte %d", short, off)
+	r.reopen(exp)
+	r.fs.ClearFaults()
+	r.reopen(expectation{state: r.m})
+	r.finale()
+}
+
+func profShortRead(r *run) { r.readFault(true) }
+func profReadFault(r *run) { r.readFault(false) }
+
+// Chunked reads: every read delivers a few bytes with a nil error. Recovery reads again and
+// succeeds, through a torn tail's classification and sidecar copy too.
+func profChunkedRead(r *run) {
+	r.workload(r.workloadSize())
+	var exp expectation
+	if r.rng.IntN(2) == 0 {
+		exp = r.crashDuringCommit(simfs.TornTail)
+	} else {
+		r.crashIdle()
+		exp = expectation{state: r.m}
+	}
+	// Tiny chunks (headers read a few bytes at a time) on small files; on larger ones, chunks
+	// that are still far smaller than a read (a byte at a time through 100 KiB is just slow).
+	limit := []int{1 + r.rng.IntN(16), 64, 512}[r.rng.IntN(3)]
+	if r.size() > 16<<10 {
+		limit = 256 << r.rng.IntN(5)
+	}
+	r.fs.ChunkReads(limit)
+	if r.size() > int64(2*limit)+format.FileHeaderSize {
+		exp.fired = func(c simfs.Counters) bool { return c.ChunkedReads > 0 }
+	}
+	r.logf("reads in chunks of at most %d bytes", limit)
+	r.reopen(exp)
+	r.finale() // still chunked
+}
+
+// Append faults: an append fails part way (or its fsync fails). The database latches: that
+// commit and every later write fail with FAILED and write nothing; reads go on and show the
+// model; a second writer is still locked out. After a close (and sometimes a crash), the
+// reopen cuts the partial append (or keeps a whole one whose fsync failed) and writes resume.
+func profAppendFault(r *run) {
+	r.workload(r.workloadSize())
+	in := inflight{base: r.size(), ops: r.opsFitting()}
+	in.whole = r.rng.IntN(10) < 3
+	if in.whole {
+		r.fs.FailSync(dbPath, 1)
+	} else {
+		r.fs.FailAppend(dbPath, 1)
+	}
+	err := r.update(in.ops, false)
+	r.check(errors.Is(err, db.ErrFailed) && errors.Is(err, simfs.ErrInjected) && db.CodeOf(err) == "FAILED",
+		"a commit whose append or fsync failed: %v", err)
+	c := r.fs.Counters()
+	r.check(c.AppendFaults+c.SyncFaults == 1, "the fault did not fire: %+v", c)
+	in.written = r.fs.Bytes(dbPath)[in.base:]
+	r.logf("%s fault at %d: %d bytes written", map[bool]string{true: "fsync", false: "append"}[in.whole], in.base, len(in.written))
+
+	size := r.size()
+	for range 1 + r.rng.IntN(2) {
+		err := r.update(r.opsFitting(), false)
+		r.check(errors.Is(err, db.ErrFailed) && errors.Is(err, simfs.ErrInjected), "a write after the failure: %v", err)
+	}
+	r.check(r.size() == size, "a latched database wrote")
+	r.checkView()
+	_, err = db.Open(dbPath, db.WithFS(r.fs))
+	r.check(errors.Is(err, db.ErrLocked), "a second writer beside the latched one: %v", err)
+
+	r.d.Close()
+	r.d = nil
+	kept := int64(len(in.written))
+	if r.rng.IntN(2) == 0 {
+		kept = 0
+		for _, rep := range r.fs.Crash(simfs.TornTail) {
+			kept = rep.Kept
+		}
+		r.logf("crash: %d of %d bytes kept", kept, len(in.written))
+	}
+	exp := r.expectTail(in, kept, simfs.TornTail)
+	r.noteInflight(in, exp)
+	r.reopen(exp)
+	r.finale()
+}
