@@ -1,0 +1,248 @@
+// Command walrec runs, inspects and checks the recovery of a streamwal database log.
+//
+//	walrec demo                 build a sample database, crash it mid-append, recover it
+//	walrec verify FILE          read-only: what would recovery do with this file?
+//	walrec recover FILE         the repair a database open does (cut bytes kept in a sidecar)
+//	walrec dump FILE            the records and their ops, up to the first bad one
+//	walrec gen FILE             write a log for benchmarks and tests
+//	walrec bench FILE           recovery throughput and memory at several parallelisms
+//
+// Exit status: 0 clean (or empty, or repaired), 1 a tail recovery would cut, 2 recovery
+// refuses the file, 3 an I/O or usage error. Run "walrec COMMAND --help" for each command.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Exit statuses, shared by every command.
+const (
+	exitOK      = 0 // clean, empty, or (recover) the file now opens cleanly
+	exitTail    = 1 // verify: a tail recovery would cut
+	exitRefused = 2 // recovery refuses the file: corrupt, not a database, unsupported version, record too large, strict tail
+	exitError   = 3 // an I/O error (a short read included), a lock held elsewhere, or a usage error
+)
+
+const exitCodesHelp = `Exit status:
+  0  clean or empty (recover: the file now opens cleanly, after a reported cut or not)
+  1  a torn or damaged tail that recovery would cut (verify, dump)
+  2  refused: corrupt, not a database, unsupported version, a record over the limit,
+     or a tail in strict mode; the file is untouched
+  3  an I/O error (a short read included), a lock held by another process, or a usage error
+`
+
+const mainUsage = `walrec runs, inspects and checks the recovery of a streamwal database log.
+
+Usage:
+  walrec demo                 build a sample database, crash it mid-append, recover it
+  walrec verify FILE          read-only: what would recovery do with this file?
+  walrec recover FILE         the repair a database open does (cut bytes kept in a sidecar)
+  walrec dump FILE            the records and their ops, up to the first bad one
+  walrec gen FILE             write a log for benchmarks and tests
+  walrec bench FILE           recovery throughput and memory at several parallelisms
+
+Run "walrec COMMAND --help" for a command's flags. New here? Run "walrec demo".
+
+` + exitCodesHelp
+
+type command struct {
+	run func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+}
+
+var commands = map[string]command{
+	"demo":    {cmdDemo},
+	"verify":  {cmdVerify},
+	"recover": {cmdRecover},
+	"dump":    {cmdDump},
+	"gen":     {cmdGen},
+	"bench":   {cmdBench},
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := runContext(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is the whole program minus the process: tests call it directly.
+func run(args []string, stdout, stderr io.Writer) int {
+	return runContext(context.Background(), args, stdout, stderr)
+}
+
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, mainUsage)
+		return exitError
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		if len(args) > 1 && args[0] == "help" {
+			if _, ok := commands[args[1]]; ok {
+				return commands[args[1]].run(ctx, []string{"--help"}, stdout, stderr)
+			}
+		}
+		fmt.Fprint(stdout, mainUsage)
+		return exitOK
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "walrec: unknown command %q; run \"walrec --help\"\n", args[0])
+		return exitError
+	}
+	return c.run(ctx, args[1:], stdout, stderr)
+}
+
+// newFlags makes a command's flag set.
+func newFlags(name string) *flag.FlagSet {
+	return flag.NewFlagSet("walrec "+name, flag.ContinueOnError)
+}
+
+// hidden flags are parsed but left out of --help (the tests' knobs).
+var hiddenFlags = map[string]bool{"tmpdir": true, "demo-size": true, "demo-seed": true}
+
+// printDefaults is fs.PrintDefaults without the hidden flags.
+func printDefaults(fs *flag.FlagSet, w io.Writer) {
+	out := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	out.SetOutput(w)
+	fs.VisitAll(func(f *flag.Flag) {
+		if !hiddenFlags[f.Name] {
+			out.Var(f.Value, f.Name, f.Usage)
+			out.Lookup(f.Name).DefValue = f.DefValue
+		}
+	})
+	out.PrintDefaults()
+}
+
+// parseFlags parses args, allowing flags after positional arguments ("verify FILE --json"),
+// and checks that there are npos positional arguments. When the command should stop there
+// (--help: usage on stdout, status 0; a usage error: one line on stderr, status 3) it
+// returns ok = false and the status.
+func parseFlags(fs *flag.FlagSet, usage string, args []string, npos int, stdout, stderr io.Writer) (pos []string, code int, ok bool) {
+	var msg strings.Builder
+	fs.SetOutput(&msg)
+	fs.Usage = func() {}
+	fail := func(format string, a ...any) ([]string, int, bool) {
+		fmt.Fprintf(stderr, "%s: %s\nrun \"%s --help\" for usage\n", fs.Name(), fmt.Sprintf(format, a...), fs.Name())
+		return nil, exitError, false
+	}
+	for {
+		if len(args) > 0 && args[0] == "--" {
+			pos = append(pos, args[1:]...)
+			break
+		}
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			visible := false
+			fs.VisitAll(func(f *flag.Flag) { visible = visible || !hiddenFlags[f.Name] })
+			if visible {
+				fmt.Fprintln(stdout, "\nFlags:")
+				printDefaults(fs, stdout)
+			}
+			return nil, exitOK, false
+		}
+		if err != nil {
+			return fail("%s", strings.TrimSpace(strings.SplitN(msg.String(), "\n", 2)[0]))
+		}
+		rest := fs.Args()
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		if len(rest) == 0 {
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	switch {
+	case len(pos) > npos && npos == 0:
+		return fail("unexpected argument %q", pos[0])
+	case len(pos) < npos:
+		return fail("missing FILE argument")
+	case len(pos) > npos:
+		return fail("too many arguments: %s", strings.Join(pos, " "))
+	}
+	return pos, exitOK, true
+}
+
+// ---- sizes ----
+
+// sizeFlag is a byte count written as 4096, 4KiB, 64MiB, 1GiB, 100MB (decimal), 64M (binary).
+type sizeFlag int64
+
+func (s *sizeFlag) String() string { return formatSize(int64(*s)) }
+
+func (s *sizeFlag) Set(v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	*s = sizeFlag(n)
+	return nil
+}
+
+func parseSize(v string) (int64, error) {
+	t := strings.TrimSpace(v)
+	i := len(t)
+	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') {
+		i--
+	}
+	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
+	mult := map[string]int64{
+		"": 1, "b": 1,
+		"k": 1 << 10, "kib": 1 << 10, "kb": 1e3,
+		"m": 1 << 20, "mib": 1 << 20, "mb": 1e6,
+		"g": 1 << 30, "gib": 1 << 30, "gb": 1e9,
+		"t": 1 << 40, "tib": 1 << 40, "tb": 1e12,
+	}[unit]
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || mult == 0 || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("bad size %q (want a byte count like 4096, 4KiB, 64MiB, 1GiB)", v)
+	}
+	return n * mult, nil
+}
+
+// formatSize writes n in the largest binary unit that keeps it exact, or in bytes.
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		s string
+		m int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.m && n%u.m == 0 {
+			return strconv.FormatInt(n/u.m, 10) + u.s
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// mib is n in MiB with one decimal, for tables.
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// group writes n with thousands separators.
+func group(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}

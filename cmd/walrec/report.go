@@ -1,0 +1,319 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/streamwal/recovery"
+	"github.com/streamwal/recovery/db"
+)
+
+// inputFile is a log opened for reading only: positional reads, a size, nothing that writes.
+type inputFile interface {
+	recovery.File
+	Close() error
+}
+
+// openInput opens path O_RDONLY, takes no lock, and measures its size. Tests replace it to
+// inject read faults.
+var openInput = func(path string) (inputFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if fi.IsDir() {
+		f.Close()
+		return nil, &fs.PathError{Op: "open", Path: path, Err: syscall.EISDIR}
+	}
+	return &roFile{f: f, size: fi.Size()}, nil
+}
+
+// roFile is an *os.File as a recovery.File and nothing more: recovery cannot cut it even if
+// asked to.
+type roFile struct {
+	f    *os.File
+	size int64
+}
+
+func (r *roFile) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
+func (r *roFile) Size() int64                             { return r.size }
+func (r *roFile) Close() error                            { return r.f.Close() }
+
+// Outcomes, as --json reports them.
+const (
+	outClean       = "clean"
+	outEmpty       = "empty"
+	outCorrupt     = "corrupt"
+	outNotDB       = "not_a_database"
+	outUnsupported = "unsupported_version"
+	outIncomplete  = "incomplete_read"
+	outTooLarge    = "record_too_large"
+	outTailDamage  = "tail_damage" // strict refusal whose kind of tail could not be told
+	outIO          = "io_error"
+	outLocked      = "locked"
+	outCanceled    = "canceled"
+	outInvalid     = "invalid_argument"
+)
+
+// report is what verify, recover and dump say about a file; its JSON form is --json's.
+type report struct {
+	File          string  `json:"file"`
+	Size          int64   `json:"size"`
+	Layout        *string `json:"layout"` // "v1", "legacy", or null (empty, or refused before it was known)
+	Mode          string  `json:"mode"`
+	Outcome       string  `json:"outcome"`
+	Code          *string `json:"code"`           // the error code, null when recovery succeeded
+	Offset        *int64  `json:"offset"`         // where the damage, truncation or error is; null when none
+	TruncateBytes int64   `json:"truncate_bytes"` // what recovery would cut (recover: did cut); 0 if none
+	Detail        string  `json:"detail,omitempty"`
+	Hint          string  `json:"hint,omitempty"`
+	Error         *string `json:"error"` // the full error message, null when none
+	Records       int64   `json:"records"`
+	Ops           int64   `json:"ops"`
+	Bytes         int64   `json:"bytes"`
+	End           int64   `json:"end"`
+	LargestRecord int64   `json:"largest_record"`
+	Parallelism   int     `json:"parallelism"`
+	PeakBuffered  int64   `json:"peak_buffered"`
+	Exit          int     `json:"exit"`
+
+	strictTail bool // a strict refusal of a tail: Outcome is the tail's reason
+	readOnly   bool // verify and dump: nothing was or will be written
+	notOpened  bool // the file could not be opened at all
+}
+
+// recoverReport is recover's: the same, plus what was cut and where the bytes went.
+type recoverReport struct {
+	report
+	Truncated bool    `json:"truncated"`
+	Sidecar   *string `json:"sidecar"` // the file holding the cut bytes, null when none
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// newReport describes what recovery (res, err) said about file.
+func newReport(file string, mode recovery.Mode, res recovery.Result, err error) report {
+	r := report{
+		File: file, Size: res.Size, Mode: mode.String(),
+		Records: res.Records, Ops: res.Ops, Bytes: res.Bytes, End: res.End,
+		LargestRecord: res.LargestRecord, Parallelism: res.Parallelism, PeakBuffered: res.PeakBuffered,
+	}
+	if res.Layout != recovery.LayoutUnknown {
+		r.Layout = ptr(res.Layout.String())
+	}
+	if err == nil {
+		switch t := res.Truncation; {
+		case t != nil:
+			r.Outcome, r.Offset, r.TruncateBytes, r.Detail, r.Exit = string(t.Reason), ptr(t.Offset), t.Bytes, t.Detail, exitTail
+		case res.Size == 0:
+			r.Outcome, r.Exit = outEmpty, exitOK
+		default:
+			r.Outcome, r.Exit = outClean, exitOK
+		}
+		return r
+	}
+	r.Error = ptr(err.Error())
+	var we *recovery.Error
+	if !errors.As(err, &we) {
+		r.Detail = err.Error()
+		var pe *fs.PathError
+		if errors.As(err, &pe) && pe.Path == file {
+			r.Detail = pe.Err.Error() // "permission denied": the path is in the report already
+			r.notOpened = true
+		}
+		r.Outcome, r.Exit = outIO, exitError
+		if errors.Is(err, db.ErrLocked) {
+			r.Outcome, r.Code = outLocked, ptr(string(db.CodeLocked))
+			r.Hint = "another process has the database open for writing; close it first, or use walrec verify, which takes no lock"
+		}
+		return r
+	}
+	r.Code = ptr(string(we.Code))
+	if we.Offset >= 0 {
+		r.Offset = ptr(we.Offset)
+	}
+	r.Detail, r.Hint = we.Detail, we.Hint
+	if we.Err != nil {
+		r.Detail = strings.TrimPrefix(r.Detail+": "+we.Err.Error(), ": ")
+	}
+	r.Outcome, r.Exit = outIO, exitError
+	switch we.Code {
+	case recovery.CodeCorruptWAL:
+		r.Outcome, r.Exit = outCorrupt, exitRefused
+	case recovery.CodeNotADatabase:
+		r.Outcome, r.Exit = outNotDB, exitRefused
+	case recovery.CodeUnsupportedVersion:
+		r.Outcome, r.Exit = outUnsupported, exitRefused
+	case recovery.CodeRecordTooLarge:
+		r.Outcome, r.Exit = outTooLarge, exitRefused
+	case recovery.CodeTailDamage:
+		r.Outcome, r.Exit, r.strictTail = outTailDamage, exitRefused, true
+	case recovery.CodeIncompleteRead:
+		r.Outcome = outIncomplete
+	case recovery.CodeCanceled:
+		r.Outcome = outCanceled
+	case recovery.CodeInvalidArgument:
+		r.Outcome = outInvalid
+	}
+	return r
+}
+
+// nameStrictTail finds out which tail a strict refusal refused: it recovers the file again,
+// read-only, in the default mode, which decides the same tail and reports its reason.
+// It costs a second pass, on this failure path only.
+func nameStrictTail(ctx context.Context, r *report, f recovery.File, opts []recovery.Option) {
+	if !r.strictTail {
+		return
+	}
+	opts = append(append([]recovery.Option(nil), opts...), recovery.WithMode(recovery.Tolerate), recovery.ReadOnly())
+	res, err := recovery.Recover(ctx, f, nil, opts...)
+	if err == nil && res.Truncation != nil && r.Offset != nil && res.Truncation.Offset == *r.Offset {
+		r.Outcome = string(res.Truncation.Reason)
+	}
+}
+
+// writeJSON writes v as one line.
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// writeHuman writes the report for a person. It holds nothing that varies between runs.
+func writeHuman(w io.Writer, r *report, rec *recoverReport) {
+	switch {
+	case r.notOpened:
+		fmt.Fprintf(w, "%s: cannot be opened\n", r.File)
+	case r.Layout != nil:
+		fmt.Fprintf(w, "%s: %s log, %d bytes, mode %s\n", r.File, *r.Layout, r.Size, r.Mode)
+	case r.Size == 0 && r.Outcome == outEmpty:
+		fmt.Fprintf(w, "%s: empty file, mode %s\n", r.File, r.Mode)
+	default:
+		fmt.Fprintf(w, "%s: %d bytes, mode %s\n", r.File, r.Size, r.Mode)
+	}
+	line := func(k, v string) { fmt.Fprintf(w, "  %-9s %s\n", k, v) }
+	if r.Layout != nil {
+		line("replayed", fmt.Sprintf("%d records, %d ops, %d bytes (through offset %d; largest payload %d bytes)",
+			r.Records, r.Ops, r.Bytes, r.End, r.LargestRecord))
+	}
+	at := ""
+	if r.Offset != nil {
+		at = fmt.Sprintf(" at offset %d", *r.Offset)
+	}
+	code := ""
+	if r.Code != nil {
+		code = *r.Code
+	}
+	cut := func(among string) string {
+		switch {
+		case rec != nil && rec.Truncated:
+			return fmt.Sprintf("cut the last %d bytes%s", r.TruncateBytes, among)
+		case r.readOnly:
+			return fmt.Sprintf("recovery would cut the last %d bytes%s (nothing was written)", r.TruncateBytes, among)
+		}
+		return fmt.Sprintf("recovery decided to cut the last %d bytes%s", r.TruncateBytes, among)
+	}
+	var out string
+	switch {
+	case r.notOpened:
+		out = fmt.Sprintf("%s: %s", r.Outcome, r.Detail)
+	case r.Outcome == outClean:
+		out = "clean: every byte is a verified record; recovery changes nothing"
+	case r.Outcome == outEmpty:
+		out = "empty: a new database; nothing to replay"
+	case r.Error == nil && r.Outcome == outCorrupt: // point-in-time salvage
+		out = fmt.Sprintf("corrupt%s: point-in-time salvage: %s", at, cut(", acknowledged records among them"))
+	case r.Error == nil:
+		out = fmt.Sprintf("%s%s: %s", r.Outcome, at, cut(""))
+	case r.strictTail:
+		out = fmt.Sprintf("%s%s: refused in strict mode (%s); the file is untouched", r.Outcome, at, code)
+	case r.Exit == exitRefused:
+		out = fmt.Sprintf("%s%s: recovery refuses the file (%s); the file is untouched", r.Outcome, at, code)
+	case r.Outcome == outLocked:
+		out = fmt.Sprintf("locked: another process has the database open (%s); nothing was read or written", code)
+	default:
+		if code != "" {
+			code = " (" + code + ")"
+		}
+		out = fmt.Sprintf("%s%s%s: nothing was cut; the file is untouched", r.Outcome, at, code)
+	}
+	line("outcome", out)
+	if r.Detail != "" && !r.notOpened {
+		line("found", r.Detail)
+	}
+	if r.Hint != "" {
+		line("hint", r.Hint)
+	}
+	if rec != nil && rec.Sidecar != nil {
+		line("sidecar", *rec.Sidecar+" holds the cut bytes")
+	}
+	if rec != nil && r.Exit == exitOK {
+		line("now", fmt.Sprintf("the file opens cleanly (%d bytes)", r.Size-r.TruncateBytes))
+	}
+	line("exit", fmt.Sprint(r.Exit))
+}
+
+// errorLine is the one line on stderr for a failure: "walrec verify FILE: ...".
+func errorLine(stderr io.Writer, cmd string, r *report) {
+	if r.Exit < exitRefused || r.Error == nil {
+		return
+	}
+	msg := *r.Error
+	switch {
+	case r.Outcome == outLocked:
+		msg = "the database is locked by another process (LOCKED): close it first, or use \"walrec verify\", which takes no lock"
+	case r.Code == nil:
+		msg = r.Detail
+	case r.Code != nil:
+		// the recovery error alone: the database's "db: open PATH:" prefix repeats the path
+		if i := strings.Index(msg, "recovery: "); i > 0 {
+			msg = msg[i:]
+		}
+	}
+	fmt.Fprintf(stderr, "walrec %s %s: %s\n", cmd, r.File, msg)
+}
+
+// openErrorReport is the report for a file that could not be opened at all: missing, a
+// directory, no permission.
+func openErrorReport(file string, mode recovery.Mode, err error) report {
+	msg := err.Error()
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		msg = pe.Err.Error() // the path is in the report already: "no such file or directory"
+	}
+	return report{File: file, Mode: mode.String(), Outcome: outIO, Exit: exitError, Error: ptr(msg), Detail: msg, notOpened: true}
+}
+
+// modeFlag is --mode.
+type modeFlag recovery.Mode
+
+func (m *modeFlag) String() string { return recovery.Mode(*m).String() }
+
+func (m *modeFlag) Set(v string) error {
+	switch v {
+	case "tolerate":
+		*m = modeFlag(recovery.Tolerate)
+	case "strict":
+		*m = modeFlag(recovery.Strict)
+	case "point-in-time", "pit", "salvage":
+		*m = modeFlag(recovery.PointInTime)
+	default:
+		return fmt.Errorf("unknown mode %q (want tolerate, strict or point-in-time)", v)
+	}
+	return nil
+}
