@@ -92,6 +92,7 @@ type slab struct {
 // during Open: afterwards no pair is ever recycled (snapshots may still see it), and slabs
 // are kept alive only by the pairs that point into them.
 type arena struct {
+	size  int64 // bytes of every slab it holds, live or not
 	slabs []slab
 	cur   int32   // slab being carved, -1 before the first
 	free  []int32 // empty slabs, not current
@@ -138,6 +139,7 @@ func (a *arena) next(n int) {
 		size = slabSize
 	}
 	a.retire()
+	a.size += int64(size)
 	a.slabs = append(a.slabs, slab{buf: make([]byte, size)})
 	a.cur = int32(len(a.slabs) - 1)
 }
@@ -227,7 +229,48 @@ func (l *loader) Apply(r recovery.Record) error {
 	} else {
 		l.applyMap(r)
 	}
+	if l.pairs.size > 2*l.live+compactSlack {
+		l.compact()
+	}
 	return nil
+}
+
+// compactSlack is how much slab memory beyond twice the live bytes replay tolerates before it
+// compacts.
+const compactSlack = 4 * slabSize
+
+// compact copies every live pair into a fresh arena and drops the old one. Slabs are reused
+// only once everything in them is dead, so a log that overwrites random keys leaves a few
+// survivors in every slab and, left alone, would hold slab memory in proportion to the log
+// rather than to the store. Compacting whenever the slabs exceed twice the live bytes (plus
+// slack) keeps replay's memory within about three times the store, and costs O(1) amortized
+// per byte replayed: each compaction copies L live bytes and happens only after more than L
+// bytes were carved since the last one.
+func (l *loader) compact() {
+	na := newArena()
+	move := func(it item) item {
+		if it.slab < 0 {
+			return it // its own allocation (large or empty): nothing to reclaim
+		}
+		kv, s := na.alloc(len(it.kv))
+		copy(kv, it.kv)
+		return item{kv: kv, klen: it.klen, slab: s}
+	}
+	if l.t != nil {
+		nt := newTree()
+		l.t.Ascend(func(it item) bool {
+			nt.ReplaceOrInsert(move(it))
+			return true
+		})
+		l.t = nt
+	} else {
+		for i := range l.slots {
+			if sl := &l.slots[i]; sl.it.kv != nil {
+				sl.it = move(sl.it)
+			}
+		}
+	}
+	l.pairs = na
 }
 
 func (l *loader) applyTree(r recovery.Record) {
@@ -309,12 +352,12 @@ func (l *loader) applyMap(r recovery.Record) {
 	}
 }
 
-// finish returns the store's tree. When dead pairs pin much more slab memory than the live
-// pairs need (a long log whose early pairs mostly died, a few survivors in each slab), it
-// copies the live pairs into fresh memory, so the store costs about what it holds.
+// finish returns the store's tree. When dead pairs pin more than a quarter again of the slab
+// memory the live pairs need (replay tolerates up to twice, see compact), it copies the live
+// pairs into fresh memory once, so the open database costs about what it holds.
 func (l *loader) finish() *tree {
 	var compact *arena
-	if l.pairs.retained() > 2*l.live+4*slabSize {
+	if l.pairs.retained() > l.live+l.live/4+slabSize { // one copy of the store, once
 		compact = newArena()
 	}
 	own := func(it item) item {
