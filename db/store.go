@@ -92,7 +92,8 @@ type slab struct {
 // during Open: afterwards no pair is ever recycled (snapshots may still see it), and slabs
 // are kept alive only by the pairs that point into them.
 type arena struct {
-	size  int64 // bytes of every slab it holds, live or not
+	spare *[][]byte // slabs of an arena compacted away, reused before making new ones; may be nil
+	size  int64     // bytes of every slab it holds, live or not
 	slabs []slab
 	cur   int32   // slab being carved, -1 before the first
 	free  []int32 // empty slabs, not current
@@ -139,8 +140,19 @@ func (a *arena) next(n int) {
 		size = slabSize
 	}
 	a.retire()
-	a.size += int64(size)
-	a.slabs = append(a.slabs, slab{buf: make([]byte, size)})
+	var buf []byte
+	for a.spare != nil && len(*a.spare) > 0 && buf == nil { // fresh memory is slow to touch
+		sp := *a.spare
+		if b := sp[len(sp)-1]; len(b) >= size {
+			buf = b
+		}
+		*a.spare = sp[:len(sp)-1]
+	}
+	if buf == nil {
+		buf = make([]byte, size)
+	}
+	a.size += int64(len(buf))
+	a.slabs = append(a.slabs, slab{buf: buf})
 	a.cur = int32(len(a.slabs) - 1)
 }
 
@@ -195,6 +207,7 @@ type loader struct {
 	ops        int64 // ops replayed
 	indexAfter int64 // the fewest ops before map mode; < 0: never
 	pairs      *arena
+	spare      [][]byte // slabs freed by the last compaction, for the next arena
 
 	t *tree // tree mode; nil in map mode
 
@@ -248,6 +261,7 @@ const compactSlack = 4 * slabSize
 // bytes were carved since the last one.
 func (l *loader) compact() {
 	na := newArena()
+	na.spare = &l.spare
 	move := func(it item) item {
 		if it.slab < 0 {
 			return it // its own allocation (large or empty): nothing to reclaim
@@ -269,6 +283,9 @@ func (l *loader) compact() {
 				sl.it = move(sl.it)
 			}
 		}
+	}
+	for i := range l.pairs.slabs { // every pair in them is dead now: reuse them next time
+		l.spare = append(l.spare, l.pairs.slabs[i].buf)
 	}
 	l.pairs = na
 }
@@ -389,6 +406,6 @@ func (l *loader) finish() *tree {
 		})
 		t = nt
 	}
-	l.t, l.pairs = nil, nil
+	l.t, l.pairs, l.spare = nil, nil, nil
 	return t
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/streamwal/recovery"
+	"github.com/streamwal/recovery/db"
 	"github.com/streamwal/recovery/format"
 	"github.com/streamwal/recovery/internal/testlog"
 	"github.com/streamwal/recovery/tests/oracle"
@@ -147,6 +148,22 @@ func BenchmarkRecover(b *testing.B) {
 					}
 				}
 			})
+			for _, par := range []int{1, 2, 4, 8} {
+				// The real store: the database's own Open (read-only) on the same file.
+				b.Run(fmt.Sprintf("store/par=%d", par), func(b *testing.B) {
+					b.SetBytes(l.payload)
+					for b.Loop() {
+						d, err := db.Open(l.path, db.ReadOnly(), db.WithRecovery(recovery.WithParallelism(par)))
+						if err != nil {
+							b.Fatal(err)
+						}
+						if d.Recovery().Records != int64(l.records) {
+							b.Fatalf("store replayed %d records, want %d", d.Recovery().Records, l.records)
+						}
+						d.Close()
+					}
+				})
+			}
 			for _, app := range []string{"discard", "map"} {
 				b.Run("oracle/"+app, func(b *testing.B) {
 					b.SetBytes(l.payload)
