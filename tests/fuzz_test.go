@@ -89,3 +89,20 @@ func FuzzRecover(f *testing.F) {
 		check(t, "fuzz input", data, m, cfgs)
 	})
 }
+
+// TestFuzzSeedsAllConfigs runs the fuzz seed corpus through every pipeline configuration
+// (parallelism 1, 2, 3, 8; depths 2 to 16; reads from 4 KiB) in every mode and with a small
+// maximum record size: each is exactly the oracle's result.
+func TestFuzzSeedsAllConfigs(t *testing.T) {
+	counts := map[string]int{}
+	for name, data := range fuzzSeeds() {
+		for _, m := range modes {
+			for _, maxRec := range []int64{0, 1000} {
+				m.maxRecord = maxRec
+				w := check(t, "seed "+name, data, m, wide)
+				counts[class(w)]++
+			}
+		}
+	}
+	logCounts(t, "fuzz seeds x modes x max record sizes", counts)
+}

@@ -41,7 +41,7 @@ func (c config) opts() []recovery.Option {
 var (
 	sequential = config{par: 1}
 	// quick are the configurations every exhaustive case runs through.
-	quick = []config{sequential, {par: 3, depth: 2, readSize: 4 << 10}, {par: 8, depth: 16, readSize: 4 << 10}}
+	quick = []config{sequential, {par: 2, depth: 4, readSize: 4 << 10}, {par: 3, depth: 2, readSize: 4 << 10}, {par: 8, depth: 16, readSize: 4 << 10}}
 	// wide are the configurations of the random and fuzz-corpus suites.
 	wide = []config{
 		sequential, {par: 1, readSize: 4 << 10},
