@@ -7,13 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/metrics"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/heapsample"
 	"github.com/streamwal/recovery/internal/testlog"
 	"github.com/streamwal/recovery/tests/oracle"
 )
@@ -57,50 +56,6 @@ func TestMemoryBoundedByPool(t *testing.T) {
 		}
 		t.Logf("%+v: %d-byte log (%.0fx the bound): pool peak %d bytes <= bound %d", c, len(l.Bytes), float64(len(l.Bytes))/float64(bound), res.PeakBuffered, bound)
 	}
-}
-
-// heapSampler records the peak of the heap's object bytes (live and not yet swept: an honest
-// upper bound) while it runs.
-type heapSampler struct {
-	stop chan struct{}
-	wg   sync.WaitGroup
-	peak uint64
-	base uint64
-}
-
-func heapObjects() uint64 {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	metrics.Read(s)
-	return s[0].Value.Uint64()
-}
-
-func startSampler() *heapSampler {
-	runtime.GC()
-	h := &heapSampler{stop: make(chan struct{}), base: heapObjects()}
-	h.peak = h.base
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		tick := time.NewTicker(500 * time.Microsecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-h.stop:
-				return
-			case <-tick.C:
-				h.peak = max(h.peak, heapObjects())
-			}
-		}
-	}()
-	return h
-}
-
-// growth stops the sampler and returns the peak growth over the baseline.
-func (h *heapSampler) growth() uint64 {
-	close(h.stop)
-	h.wg.Wait()
-	h.peak = max(h.peak, heapObjects())
-	return h.peak - h.base
 }
 
 // TestHeapStaysSmallOn512MiBLog: recovering a 512 MiB log whose store stays small (256 keys,
@@ -162,9 +117,9 @@ func TestHeapStaysSmallOn512MiBLog(t *testing.T) {
 			t.Fatal(err)
 		}
 		app, keys := store()
-		h := startSampler()
+		h := heapsample.Start(500 * time.Microsecond)
 		res, err := recovery.Recover(context.Background(), rf, app, recovery.WithParallelism(par), recovery.ReadOnly())
-		g := h.growth()
+		g := uint64(h.Growth())
 		of.Close()
 		if err != nil || res.Records != int64(records) {
 			t.Fatalf("par %d: %v %+v", par, err, res)
@@ -175,13 +130,13 @@ func TestHeapStaysSmallOn512MiBLog(t *testing.T) {
 		}
 	}
 
-	h := startSampler()
+	h := heapsample.Start(500 * time.Microsecond)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	o, st := oracle.State(data, oracle.Options{})
-	g := h.growth()
+	g := uint64(h.Growth())
 	runtime.KeepAlive(data)
 	if o.Code != "" || o.Records != int64(records) {
 		t.Fatalf("oracle: %+v", o)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/streamwal/recovery/internal/heapsample"
 	"io"
 	"runtime"
 	"strconv"
@@ -79,13 +80,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// The raw read: the physical limit on this machine.
 	raw := benchRow{Setting: "raw read", FileSize: size}
 	for range *runs {
-		h := startHeapSampler()
+		h := heapsample.Start(time.Millisecond)
 		start := time.Now()
 		buf := make([]byte, 1<<20)
 		for off := int64(0); off < size; off += int64(len(buf)) {
 			n := min(int64(len(buf)), size-off)
 			if err := walerr.ReadFull(f, buf[:n], off); err != nil {
-				h.growth()
+				h.Growth()
 				r := newReport(path, recovery.Tolerate, recovery.Result{Size: size}, err)
 				errorLine(stderr, "bench", &r)
 				return r.Exit
@@ -93,7 +94,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		raw.best(time.Since(start))
 		raw.PeakBuffered = int64(len(buf))
-		raw.HeapGrowth = max(raw.HeapGrowth, h.growth())
+		raw.HeapGrowth = max(raw.HeapGrowth, h.Growth())
 	}
 	rows = append(rows, raw)
 	for _, par := range settings {
@@ -104,13 +105,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		for range *runs {
 			p := newProgress(stderr, row.Setting)
-			h := startHeapSampler()
+			h := heapsample.Start(time.Millisecond)
 			start := time.Now()
 			res, err := recovery.Recover(ctx, f, nil, recovery.ReadOnly(), recovery.WithParallelism(par),
 				recovery.WithMaxRecordSize(int64(rf.maxRecord)),
-				recovery.WithProgress(both(p.callback(), func(int64, int64) { h.sample() })))
+				recovery.WithProgress(both(p.callback(), func(int64, int64) { h.Sample() })))
 			el := time.Since(start)
-			growth := h.growth()
+			growth := h.Growth()
 			p.done()
 			if err != nil {
 				r := newReport(path, recovery.Tolerate, res, err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/streamwal/recovery/internal/heapsample"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -180,21 +181,21 @@ func runDemo(ctx context.Context, dir string, size int64, seed uint64, stdout, s
 // measures the open, reads the store's size, does r.work, and closes it.
 func (r *openRow) open(ctx context.Context, path string, stderr io.Writer, opts ...db.Option) error {
 	p := newProgress(stderr, "recover")
-	h := startHeapSampler()
-	ropts := []recovery.Option{recovery.WithProgress(both(p.callback(), func(int64, int64) { h.sample() }))}
+	h := heapsample.Start(time.Millisecond)
+	ropts := []recovery.Option{recovery.WithProgress(both(p.callback(), func(int64, int64) { h.Sample() }))}
 	if r.par > 0 {
 		ropts = append(ropts, recovery.WithParallelism(r.par))
 	}
 	if r.discard {
 		f, err := openInput(path)
 		if err != nil {
-			h.growth()
+			h.Growth()
 			return err
 		}
 		start := time.Now()
 		res, err := recovery.Recover(ctx, f, nil, append(ropts, recovery.ReadOnly())...)
 		r.elapsed = time.Since(start)
-		r.heapGrowth = h.growth()
+		r.heapGrowth = h.Growth()
 		p.done()
 		f.Close()
 		r.res = res
@@ -204,13 +205,13 @@ func (r *openRow) open(ctx context.Context, path string, stderr io.Writer, opts 
 	start := time.Now()
 	d, err := db.Open(path, opts...)
 	r.elapsed = time.Since(start)
-	r.heapGrowth = h.growth()
+	r.heapGrowth = h.Growth()
 	p.done()
 	if err != nil {
 		return err
 	}
 	runtime.GC()
-	r.heapAfter = max(0, int64(heapObjects())-int64(h.base))
+	r.heapAfter = max(0, int64(heapsample.Objects())-int64(h.Base))
 	r.res, r.trunc = d.Recovery(), d.Truncation()
 	err = d.View(func(tx *db.Tx) error {
 		r.keys = tx.Len()

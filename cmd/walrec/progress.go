@@ -3,10 +3,7 @@ package main
 import (
 	"io"
 	"os"
-	"runtime"
-	"runtime/metrics"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -99,67 +96,6 @@ func (p *progress) done() {
 		p.bar.Finish() // OptionClearOnFinish: the line is wiped
 		p.bar = nil
 	}
-}
-
-// heapSampler measures how far the Go heap grows above where it was when sampling started:
-// a collection first (so garbage from earlier work does not count), then the bytes in heap
-// objects (live or not yet swept) read from runtime/metrics every millisecond and whenever
-// sample is called (the recovery progress callback, once per batch). A sample can miss a
-// peak shorter than a millisecond between batches; it never reports more than the heap held.
-type heapSampler struct {
-	base uint64
-	peak atomic.Uint64
-	stop chan struct{}
-	done chan struct{}
-}
-
-const heapMetric = "/memory/classes/heap/objects:bytes"
-
-func heapObjects() uint64 {
-	s := []metrics.Sample{{Name: heapMetric}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return s[0].Value.Uint64()
-}
-
-func startHeapSampler() *heapSampler {
-	runtime.GC()
-	h := &heapSampler{base: heapObjects(), stop: make(chan struct{}), done: make(chan struct{})}
-	h.peak.Store(h.base)
-	go func() {
-		defer close(h.done)
-		t := time.NewTicker(time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-h.stop:
-				return
-			case <-t.C:
-				h.sample()
-			}
-		}
-	}()
-	return h
-}
-
-func (h *heapSampler) sample() {
-	v := heapObjects()
-	for {
-		p := h.peak.Load()
-		if v <= p || h.peak.CompareAndSwap(p, v) {
-			return
-		}
-	}
-}
-
-// growth stops sampling and returns the peak growth in bytes.
-func (h *heapSampler) growth() int64 {
-	close(h.stop)
-	<-h.done
-	h.sample()
-	return int64(h.peak.Load() - h.base)
 }
 
 // both chains two progress callbacks.
