@@ -224,3 +224,28 @@ func TestLegacyDamagedLengthSizesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestEvidenceBudget: the streaming search and the oracle charge the same work and run out of
+// budget at the same point. After a damaged record, k valid headers declaring 1 MiB records
+// over a 1,000-byte limit each cost a 1 MiB CRC to rule out: two fit in the budget (a damaged
+// tail, cut), six do not (budget exhausted: refused, the safe side).
+func TestEvidenceBudget(t *testing.T) {
+	const l = 1 << 20
+	hdr := binary.BigEndian.AppendUint32(nil, l)
+	hdr = binary.BigEndian.AppendUint32(hdr, format.LengthChecksum(l))
+	hdr = binary.BigEndian.AppendUint32(hdr, 0xFFFFFFFF)
+	build := func(k int) []byte {
+		b := append(format.FileHeader[:], make([]byte, 12)...) // zero-length record: damaged
+		for range k {
+			b = append(b, hdr...)
+		}
+		return append(b, bytes.Repeat([]byte{0xEE}, l)...)
+	}
+	m := modeOpt{maxRecord: 1000}
+	if w := check(t, "2 oversize headers", build(2), m, quick); !w.Truncate || w.Reason != string(recovery.ReasonDamagedTail) {
+		t.Fatalf("2 headers: want a damaged tail, got %v", w)
+	}
+	if w := check(t, "6 oversize headers", build(6), m, quick); w.Code != string(recovery.CodeCorruptWAL) {
+		t.Fatalf("6 headers: want CORRUPT_WAL (budget exhausted), got %v", w)
+	}
+}
