@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -151,10 +152,16 @@ func Open(path string, opts ...Option) (*DB, error) {
 		return nil, fmt.Errorf("db: open %s: %w", path, err)
 	}
 	db := &DB{path: path, fs: o.fs, readOnly: o.readOnly, maxRecord: o.maxRecord, f: f}
+	opened := false
+	defer func() {
+		if !opened { // an error, or a panic (an OnTruncate callback, an Applier): no leaked lock
+			f.Close()
+		}
+	}()
 	if err := db.open(&o); err != nil {
-		f.Close()
 		return nil, err
 	}
+	opened = true
 	if db.readOnly { // everything is in memory now
 		db.f = nil
 		if err := f.Close(); err != nil {
@@ -185,7 +192,9 @@ func (db *DB) open(o *options) error {
 		}
 	}
 
-	ropts := append([]recovery.Option{recovery.WithMaxRecordSize(o.maxRecord)}, o.recovery...)
+	// The database's own settings come last, so they win: the writer and recovery must agree
+	// on the record limit, or an acknowledged commit could make the file unopenable.
+	ropts := append(slices.Clone(o.recovery), recovery.WithMaxRecordSize(o.maxRecord))
 	sidecar := ""
 	switch {
 	case db.readOnly:
@@ -264,6 +273,9 @@ func (db *DB) saveCut(t recovery.Truncation) (string, error) {
 		err = db.fs.SyncDir(dirOf(name))
 	}
 	if err != nil {
+		if walerr.CodeOf(err) == "" { // an append, sync or close of the sidecar: I/O
+			err = walerr.Wrap(walerr.IO, t.Offset, err, "cannot save the bytes to be cut; nothing was cut")
+		}
 		return "", fmt.Errorf("db: write sidecar %s: %w", name, err)
 	}
 	return name, nil
@@ -331,7 +343,9 @@ func (db *DB) Update(fn func(*Tx) error) error {
 	}
 	tx := &Tx{db: db, t: db.w.Clone(), writable: true, buf: append(db.buf[:0], noHeader[:]...)}
 	defer tx.close()
-	if err := fn(tx); err != nil {
+	err := fn(tx)
+	tx.close() // before the commit: nothing may change the tree once it is being published
+	if err != nil {
 		return err
 	}
 	if tx.err != nil {

@@ -296,6 +296,7 @@ func (r *run) step() {
 // durable before Update returned), aborted or too large (nothing written).
 func (r *run) commit(ops []op, abort bool) {
 	before := r.size()
+	cbefore := r.fs.Counters()
 	err := r.update(ops, abort)
 	tooLarge := payloadSize(ops) > r.maxRecord
 	switch {
@@ -312,6 +313,16 @@ func (r *run) commit(ops []op, abort bool) {
 		}
 		d, p := r.fs.Durable(dbPath)
 		r.check(p == 0 && d > start, "after a commit: %d durable, %d pending bytes (was %d)", d, p, before)
+		// One record, in ONE append (the file header of a new file included), one fsync, in
+		// the layout the file already has.
+		hdr := int64(format.V1HeaderSize)
+		if r.legacy && before > 0 {
+			hdr = format.LegacyHeaderSize
+		}
+		c := r.fs.Counters()
+		r.check(c.Appends-cbefore.Appends == 1 && c.Syncs-cbefore.Syncs == 1,
+			"a commit made %d appends and %d fsyncs, want one of each", c.Appends-cbefore.Appends, c.Syncs-cbefore.Syncs)
+		r.check(d-start == hdr+int64(payloadSize(ops)), "a commit of a %d-byte payload grew the file by %d bytes (record header %d)", payloadSize(ops), d-start, hdr)
 		r.records = append(r.records, record{start, d, r.m})
 		r.logf("commit %d ops: record [%d, %d)", len(ops), start, d)
 		return
