@@ -47,6 +47,13 @@ type WritableFile interface {
 	Sync() error
 }
 
+// CurrentSizer is implemented by a WritableFile that can measure its size now (as opposed to
+// the size at open, which Size reports). Before cutting, Recover checks that the file has not
+// changed size since it was opened.
+type CurrentSizer interface {
+	CurrentSize() (int64, error)
+}
+
 // Record, Applier and friends: see package apply.
 type (
 	Record  = apply.Record
@@ -300,6 +307,20 @@ func finish(f File, o *options, res Result) (Result, error) {
 			fmt.Sprintf("recovery decided to cut %d bytes (%s) but the file cannot be truncated", t.Bytes, t.Reason)).
 			WithHint("pass a WritableFile, or use ReadOnly to only report")
 	}
+	// The decision was made for the size the file had at open. A file that grew since (a
+	// process appending without the database's lock) would lose the new bytes to the cut, and
+	// they would be in no sidecar: refuse instead.
+	if cs, ok := f.(CurrentSizer); ok {
+		now, err := cs.CurrentSize()
+		if err != nil {
+			return res, walerr.Wrap(walerr.IO, t.Offset, err, "cannot measure the file before cutting it")
+		}
+		if now != res.Size {
+			return res, walerr.New(walerr.IO, t.Offset, fmt.Sprintf(
+				"the file changed size during recovery (%d bytes at open, %d now): something else is writing it; nothing was cut", res.Size, now)).
+				WithHint("stop the other writer and retry")
+		}
+	}
 	if o.beforeTruncate != nil {
 		if err := o.beforeTruncate(*t); err != nil {
 			return res, fmt.Errorf("recovery: before cutting %d bytes at offset %d: %w", t.Bytes, t.Offset, err)
@@ -330,6 +351,14 @@ type osFile struct {
 }
 
 func (f *osFile) Size() int64 { return f.size }
+
+func (f *osFile) CurrentSize() (int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
 
 // String summarises the result on one line, for logs.
 func (r Result) String() string {

@@ -90,3 +90,25 @@ func TestOSFileAndProgress(t *testing.T) {
 		t.Fatal("the 3 trailing zero bytes were not cut from the file on disk")
 	}
 }
+
+// grower is a file that another process appended to after Recover measured it.
+type grower struct {
+	*testlog.MemFile
+	atOpen int64
+}
+
+func (g *grower) Size() int64                 { return g.atOpen }
+func (g *grower) CurrentSize() (int64, error) { return g.MemFile.Size(), nil }
+
+// TestNoCutWhenTheFileGrew: bytes appended during recovery would be lost by the cut (and be in
+// no sidecar): Recover refuses and cuts nothing.
+func TestNoCutWhenTheFileGrew(t *testing.T) {
+	l := testlog.RandomLog(3, format.LayoutV1, 5, 2, 10)
+	torn := l.Bytes[:len(l.Bytes)-2]
+	f := &grower{MemFile: testlog.NewMemFile(append(bytes.Clone(torn), "appended later"...)), atOpen: int64(len(torn))}
+	hooked := false
+	_, err := recovery.Recover(context.Background(), f, nil, recovery.WithBeforeTruncate(func(recovery.Truncation) error { hooked = true; return nil }))
+	if !errors.Is(err, recovery.ErrIO) || f.Truncates != 0 || hooked {
+		t.Fatalf("want IO_ERROR and no cut, got %v (truncates %d, hook ran %v)", err, f.Truncates, hooked)
+	}
+}

@@ -306,6 +306,7 @@ type recFile struct {
 
 func (r *recFile) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
 func (r *recFile) Size() int64                             { return r.size }
+func (r *recFile) CurrentSize() (int64, error)             { return r.f.Size() }
 func (r *recFile) Truncate(size int64) error               { return r.f.Truncate(size) }
 func (r *recFile) Sync() error                             { return r.f.Sync() }
 

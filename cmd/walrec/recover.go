@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"io/fs"
-	"os"
-	"syscall"
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/db"
@@ -50,11 +47,7 @@ func cmdRecover(ctx context.Context, args []string, stdout, stderr io.Writer) in
 func recoverFile(ctx context.Context, path string, rf *recoveryFlags, p *progress) recoverReport {
 	mode := recovery.Mode(rf.mode)
 	// db.Open creates a missing file: check first, so that a typo never makes a database.
-	fi, err := os.Stat(path)
-	if err == nil && fi.IsDir() {
-		err = &fs.PathError{Op: "open", Path: path, Err: syscall.EISDIR}
-	}
-	if err != nil {
+	if err := regularFile(path); err != nil {
 		return recoverReport{report: openErrorReport(path, mode, err)}
 	}
 	ropts := append(rf.options(), recovery.WithProgress(p.callback()))

@@ -24,6 +24,9 @@ type inputFile interface {
 // openInput opens path O_RDONLY, takes no lock, and measures its size. Tests replace it to
 // inject read faults.
 var openInput = func(path string) (inputFile, error) {
+	if err := regularFile(path); err != nil { // before open: opening a FIFO blocks
+		return nil, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -38,6 +41,21 @@ var openInput = func(path string) (inputFile, error) {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: syscall.EISDIR}
 	}
 	return &roFile{f: f, size: fi.Size()}, nil
+}
+
+// regularFile refuses what is not a regular file (a directory, a FIFO, a device): a log is a
+// file, and opening a FIFO would block with no way to cancel it.
+func regularFile(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return err
+	case fi.IsDir():
+		return &fs.PathError{Op: "open", Path: path, Err: syscall.EISDIR}
+	case !fi.Mode().IsRegular():
+		return &fs.PathError{Op: "open", Path: path, Err: errors.New("not a regular file (" + fi.Mode().Type().String() + ")")}
+	}
+	return nil
 }
 
 // roFile is an *os.File as a recovery.File and nothing more: recovery cannot cut it even if

@@ -109,14 +109,35 @@ func verifyFile(ctx context.Context, path string, rf *recoveryFlags, app recover
 
 // emit prints a report (human or JSON) and the one-line error, and returns its exit status.
 func emit(stdout, stderr io.Writer, cmd string, r *report, rec *recoverReport, asJSON bool) int {
+	out := &errWriter{w: stdout}
 	switch {
 	case asJSON && rec != nil:
-		writeJSON(stdout, rec)
+		writeJSON(out, rec)
 	case asJSON:
-		writeJSON(stdout, r)
+		writeJSON(out, r)
 	default:
-		writeHuman(stdout, r, rec)
+		writeHuman(out, r, rec)
 	}
 	errorLine(stderr, cmd, r)
+	if out.err != nil { // a report nobody can read is not a success
+		fmt.Fprintf(stderr, "walrec %s: cannot write the report: %v\n", cmd, out.err)
+		return exitError
+	}
 	return r.Exit
+}
+
+// errWriter remembers the first write error, so a report written with many Fprintf calls is
+// checked once.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
 }
