@@ -273,6 +273,9 @@ func (db *DB) saveCut(t recovery.Truncation) (string, error) {
 		err = db.fs.SyncDir(dirOf(name))
 	}
 	if err != nil {
+		// A partial copy must not pass for a sidecar: remove it (best effort; the error
+		// reported is the one that stopped the copy).
+		_ = db.fs.Remove(name)
 		if walerr.CodeOf(err) == "" { // an append, sync or close of the sidecar: I/O
 			err = walerr.Wrap(walerr.IO, t.Offset, err, "cannot save the bytes to be cut; nothing was cut")
 		}

@@ -17,6 +17,8 @@ type FS interface {
 	OpenFile(path string, mode OpenMode) (File, error)
 	// SyncDir makes the directory entries of dir durable (new files in it survive a crash).
 	SyncDir(dir string) error
+	// Remove deletes the file at path (a sidecar that could not be written whole).
+	Remove(path string) error
 }
 
 // OpenMode says how FS.OpenFile opens a file.
@@ -85,6 +87,8 @@ func (osFS) OpenFile(path string, mode OpenMode) (File, error) {
 	}
 	return &osFile{f: f}, nil
 }
+
+func (osFS) Remove(path string) error { return os.Remove(path) }
 
 func (osFS) SyncDir(dir string) error {
 	d, err := os.Open(dir)

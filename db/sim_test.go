@@ -213,3 +213,27 @@ func TestSimLock(t *testing.T) {
 	}
 	d.Close()
 }
+
+// A sidecar that cannot be written whole is removed, the error is a typed I/O error, and the
+// database file is untouched; the next open, once the fault is gone, cuts and keeps the copy.
+func TestFailedSidecarLeavesNothing(t *testing.T) {
+	fs := simfs.New(2)
+	d := mustOpen(t, "/db", db.WithFS(fs))
+	set(t, d, "a", "1")
+	set(t, d, "b", "2")
+	d.Close()
+	good := fs.Bytes("/db")
+	fs.WriteFile("/db", append(bytes.Clone(good), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)) // zeroed debris
+	side := fmt.Sprintf("/db.cut-%d", len(good))
+	fs.FailAppend(side, 1)
+	_, err := db.Open("/db", db.WithFS(fs))
+	if !errors.Is(err, recovery.ErrIO) || fs.Exists(side) || len(fs.Bytes("/db")) != len(good)+13 {
+		t.Fatalf("err=%v sidecar exists=%v size=%d", err, fs.Exists(side), len(fs.Bytes("/db")))
+	}
+	fs.ClearFaults()
+	d = mustOpen(t, "/db", db.WithFS(fs))
+	defer d.Close()
+	if tr := d.Truncation(); tr == nil || tr.Sidecar != side || !bytes.Equal(fs.Bytes(side), make([]byte, 13)) {
+		t.Fatalf("after the fault: %+v", d.Truncation())
+	}
+}

@@ -430,6 +430,20 @@ func (s *FS) OpenFile(path string, mode db.OpenMode) (db.File, error) {
 	return &handle{fs: s, path: path, n: n, gen: s.gen, readOnly: mode == db.OpenReadOnly}, nil
 }
 
+// Remove implements db.FS. Like creation, it is durable at once.
+func (s *FS) Remove(path string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return &iofs.PathError{Op: "remove", Path: path, Err: ErrCrashed}
+	}
+	if s.files[path] == nil {
+		return &iofs.PathError{Op: "remove", Path: path, Err: iofs.ErrNotExist}
+	}
+	delete(s.files, path)
+	return nil
+}
+
 // SyncDir implements db.FS; it only counts.
 func (s *FS) SyncDir(string) error {
 	s.mu.Lock()
