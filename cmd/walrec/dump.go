@@ -90,7 +90,13 @@ func cmdDump(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		_, err := w.Write(nil) // bufio keeps the first write error: stop on it (a closed pipe)
 		return err
 	})
-	r := verifyFile(ctx, path, &rf, app, newProgress(stderr, "dump"))
+	// dump streams its records to stdout while it runs: a bar on the same terminal would
+	// overwrite them, so it draws one only when stdout goes elsewhere.
+	var p *progress
+	if !isTerminal(stdout) {
+		p = newProgress(stderr, "dump")
+	}
+	r := verifyFile(ctx, path, &rf, app, p)
 	if rf.json {
 		writeJSON(w, &r)
 	} else {
