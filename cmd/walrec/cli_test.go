@@ -404,6 +404,7 @@ func TestUsage(t *testing.T) {
 		}
 	}
 	walrec(t).mustExit(t, 3, "no arguments")
+	walrec(t, "help", "bogus").mustExit(t, 3, "help for an unknown command")
 	for cmd := range commands {
 		for _, h := range []string{"--help", "-h"} {
 			r := walrec(t, cmd, h).mustExit(t, 0, cmd+" "+h)

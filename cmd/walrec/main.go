@@ -90,6 +90,8 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			if _, ok := commands[args[1]]; ok {
 				return commands[args[1]].run(ctx, []string{"--help"}, stdout, stderr)
 			}
+			fmt.Fprintf(stderr, "walrec: no help for unknown command %q; run \"walrec --help\"\n", args[1])
+			return exitError
 		}
 		fmt.Fprint(stdout, mainUsage)
 		return exitOK
