@@ -195,16 +195,25 @@ func (w *window) at(sc *scanner, off int64, n int) ([]byte, error) {
 
 // crcMatches streams CRC-32 over [start, start+n) and compares it with want.
 func (sc *scanner) crcMatches(start int64, n uint32, want uint32) (bool, error) {
+	sc.aux.n = 0 // aux.buf is the scratch below: its window no longer holds what it did
+	return ChecksumMatches(sc.ctx, sc.r, sc.aux.buf, start, int64(n), want)
+}
+
+// ChecksumMatches streams CRC-32 IEEE over [off, off+n) of r through scratch, whatever n is,
+// and compares it with want. It is how a length that nothing vouches for yet (a legacy
+// header's, a damaged header's) gets checked without sizing any buffer by it.
+func ChecksumMatches(ctx context.Context, r io.ReaderAt, scratch []byte, off, n int64, want uint32) (bool, error) {
 	var crc uint32
-	for rem := int64(n); rem > 0; {
-		k := int(min(rem, int64(len(sc.aux.buf))))
-		b, err := sc.aux.at(sc, start, k)
-		if err != nil {
+	for n > 0 {
+		if err := ctx.Err(); err != nil {
+			return false, walerr.Wrap(walerr.Canceled, off, err, "while checking a record's checksum")
+		}
+		k := min(int64(len(scratch)), n)
+		if err := walerr.ReadFull(r, scratch[:k], off); err != nil {
 			return false, err
 		}
-		crc = format.UpdateChecksum(crc, b)
-		start += int64(k)
-		rem -= int64(k)
+		crc = format.UpdateChecksum(crc, scratch[:k])
+		off, n = off+k, n-k
 	}
 	return crc == want, nil
 }

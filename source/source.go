@@ -10,6 +10,7 @@
 package source
 
 import (
+	"context"
 	"io"
 
 	"github.com/streamwal/recovery/bufpool"
@@ -154,7 +155,7 @@ func (s *Reader) Fill(pool *Pool, b *Buffer) error {
 			// payload's CRC is checked streaming, through the buffer we already hold: a
 			// damaged length never grows a buffer, here or in the read-ahead behind it.
 			if s.layout == format.LayoutLegacy {
-				ok, err := s.streamCRC(buf, off+int64(hdr), int64(l), crc)
+				ok, err := classify.ChecksumMatches(context.Background(), s.r, buf, off+int64(hdr), int64(l), crc)
 				if err != nil {
 					return err
 				}
@@ -175,20 +176,6 @@ func (s *Reader) Fill(pool *Pool, b *Buffer) error {
 	}
 	s.pos = off
 	return nil
-}
-
-// streamCRC computes the CRC of [off, off+n) through scratch and compares it with want.
-func (s *Reader) streamCRC(scratch []byte, off, n int64, want uint32) (bool, error) {
-	var c uint32
-	for n > 0 {
-		k := min(int64(len(scratch)), n)
-		if err := walerr.ReadFull(s.r, scratch[:k], off); err != nil {
-			return false, err
-		}
-		c = format.UpdateChecksum(c, scratch[:k])
-		off, n = off+k, n-k
-	}
-	return c == want, nil
 }
 
 func (s *Reader) stop(bt *Batch, off int64, t classify.Trouble, detail string) {
