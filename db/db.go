@@ -119,7 +119,7 @@ type DB struct {
 	f      File       // nil once closed (and always for a read-only open)
 	w      *tree      // the committed state writers clone; never mutated itself
 	layout format.Layout
-	size   int64  // bytes in the file: where the next record goes
+	size   int64    // bytes in the file: where the next record goes
 	failed error    // the append or fsync error that latched the database
 	buf    []byte   // a reusable transaction buffer
 	iov    [][]byte // a reusable list of the pieces of a record

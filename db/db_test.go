@@ -422,7 +422,10 @@ func TestTransactionSemantics(t *testing.T) {
 		"Delete": func(tx *db.Tx) { tx.Delete([]byte("a")) },
 		"Get":    func(tx *db.Tx) { tx.Get([]byte("a")) },
 		"Len":    func(tx *db.Tx) { tx.Len() },
-		"Range":  func(tx *db.Tx) { for range tx.Range(nil, nil) {} },
+		"Range": func(tx *db.Tx) {
+			for range tx.Range(nil, nil) {
+			}
+		},
 	} {
 		for _, tx := range []*db.Tx{kept, view} {
 			func() {
