@@ -48,6 +48,7 @@ type options struct {
 	readOnly   bool
 	maxRecord  int64
 	indexAfter int64
+	serial     bool
 }
 
 // WithRecovery passes options through to recovery.Recover (recovery.WithParallelism(n),
@@ -70,6 +71,10 @@ func WithoutSidecar() Option { return func(o *options) { o.noSidecar = true } }
 // ReadOnly opens the database for inspection: no lock, no write of any kind (a tail that
 // recovery would cut is only reported), and every Update fails with ErrReadOnly.
 func ReadOnly() Option { return func(o *options) { o.readOnly = true } }
+
+// WithoutGroupCommit makes every commit its own append and fdatasync, under the writers' lock
+// (the behaviour before group commit; for comparison and for callers that want it).
+func WithoutGroupCommit() Option { return func(o *options) { o.serial = true } }
 
 // WithFS sets the filesystem (default OS).
 func WithFS(f FS) Option { return func(o *options) { o.fs = f } }
@@ -115,14 +120,20 @@ type DB struct {
 	pub    atomic.Pointer[tree] // the committed state readers see; never mutated once stored
 	inFn   atomic.Int64         // the goroutine running an Update's function, 0 when none
 
-	mu     sync.Mutex // serializes writers and Close; guards everything below
+	mu     sync.Mutex // serializes writers' functions and Close; guards f, w, layout
 	f      File       // nil once closed (and always for a read-only open)
-	w      *tree      // the committed state writers clone; never mutated itself
+	w      *tree      // the state writers clone (the last queued commit's); never mutated itself
 	layout format.Layout
-	size   int64    // bytes in the file: where the next record goes
-	failed error    // the append or fsync error that latched the database
-	buf    []byte   // a reusable transaction buffer
-	iov    [][]byte // a reusable list of the pieces of a record
+	serial bool // WithoutGroupCommit
+
+	cmu     sync.Mutex // guards the commit queue and what the group's leader changes
+	idle    sync.Cond  // on cmu: signalled when no group is being written
+	queue   []*pending // records waiting for the next group
+	leading bool       // a group is being written; its leader hands over to queue[0]
+	size    int64      // bytes in the file that are durable: where the next group goes
+	end     int64      // size plus the queued records: where the next queued record goes
+	failed  error      // the append or fsync error that latched the database
+	iov     [][]byte   // the leader's reusable list of the pieces of a group
 }
 
 // hdrRoom is the space reserved in front of a transaction's payload for the framing that goes
@@ -152,7 +163,8 @@ func Open(path string, opts ...Option) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("db: open %s: %w", path, err)
 	}
-	db := &DB{path: path, fs: o.fs, readOnly: o.readOnly, maxRecord: o.maxRecord, f: f}
+	db := &DB{path: path, fs: o.fs, readOnly: o.readOnly, maxRecord: o.maxRecord, f: f, serial: o.serial}
+	db.idle.L = &db.cmu
 	opened := false
 	defer func() {
 		if !opened { // an error, or a panic (an OnTruncate callback, an Applier): no leaked lock
@@ -237,7 +249,7 @@ func (db *DB) open(o *options) error {
 			return fmt.Errorf("db: open %s: sync the replayed log: %w", db.path, err)
 		}
 	}
-	db.size = end
+	db.size, db.end = end, end
 	db.layout = res.Layout
 	if end == 0 {
 		db.layout = format.LayoutV1 // new files are v1: the header goes with the first record
@@ -276,10 +288,16 @@ func (db *DB) Truncation() *TruncationReport {
 }
 
 // Update runs fn in a read-write transaction. If fn returns nil and the transaction made any
-// change, its ops are committed as one record: appended, fsync'd, then made visible. If fn
-// returns an error (or panics), nothing is applied and the error is returned. Writers run one
-// at a time, so fn sees every earlier commit. Update or Close called from inside fn fails
-// with ErrNested rather than waiting for itself (Close then closes nothing).
+// change, its ops are committed as one record: appended, fsync'd, then made visible; Update
+// returns once its own record is durable. If fn returns an error (or panics), nothing is
+// applied and the error is returned. Functions run one at a time, so fn sees every earlier
+// commit (a commit waiting for its group's fsync included). Update or Close called from inside
+// fn fails with ErrNested rather than waiting for itself (Close then closes nothing).
+//
+// Group commit: while one group of records is being written and synced, the transactions
+// that commit meanwhile queue up, and the next group is written with one append and synced
+// with one fdatasync (each transaction is still its own record). If a group's append or
+// fsync fails, every Update in it, and every one queued behind it, fails with ErrFailed.
 func (db *DB) Update(fn func(*Tx) error) error {
 	if db.readOnly {
 		return newError(CodeReadOnly, db.path, "the database was opened with db.ReadOnly()", nil)
@@ -288,53 +306,110 @@ func (db *DB) Update(fn func(*Tx) error) error {
 	if g == db.inFn.Load() {
 		return newError(CodeNested, db.path, "Update called from inside an Update's function (it would wait for itself)", nil)
 	}
+	p, lead, err := db.prepare(fn, g)
+	switch {
+	case err != nil || p == nil:
+		return err
+	case p.done: // committed under the writers' lock (WithoutGroupCommit)
+		return p.err
+	case !lead:
+		if r := <-p.ch; !r.lead {
+			return r.err
+		}
+	}
+	return db.lead(p)
+}
+
+// pending is a transaction whose record waits in the commit queue.
+type pending struct {
+	pieces [][]byte    // the record's bytes, in order (framing, ops, big values)
+	n      int64       // their total
+	pub    *tree       // the state after it, for readers (cloned under the writers' lock: Clone writes to its source)
+	buf    *[]byte     // the transaction's buffer, back to the pool once written
+	ch     chan result // its outcome, or the order to lead the next group
+	done   bool        // WithoutGroupCommit: committed already, with err
+	err    error
+}
+
+type result struct {
+	err  error
+	lead bool
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// prepare runs fn under the writers' lock and queues its record. It returns nil when there is
+// nothing to commit, and whether the caller leads the next group.
+func (db *DB) prepare(fn func(*Tx) error, g int64) (p *pending, lead bool, err error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.f == nil {
-		return newError(CodeClosed, db.path, "Update after Close", nil)
+		return nil, false, newError(CodeClosed, db.path, "Update after Close", nil)
 	}
-	if db.failed != nil {
-		return newError(CodeFailed, db.path, "an earlier commit failed; reopen the database to write again", db.failed)
+	if err := db.failedErr(); err != nil {
+		return nil, false, err
 	}
-	tx := &Tx{db: db, t: db.w.Clone(), writable: true, buf: append(db.buf[:0], noHeader[:]...)}
+	bp := bufPool.Get().(*[]byte)
+	tx := &Tx{db: db, t: db.w.Clone(), writable: true, buf: append((*bp)[:0], noHeader[:]...)}
 	defer tx.close()
 	db.inFn.Store(g)
-	err := func() error {
+	err = func() error {
 		defer db.inFn.Store(0)
 		return fn(tx)
 	}()
 	tx.close() // before the commit: nothing may change the tree once it is being published
-	if err != nil {
-		return err
+	if err == nil {
+		err = tx.err
 	}
-	if tx.err != nil {
-		return tx.err
+	if err != nil || tx.ops == 0 {
+		db.putBuf(bp, tx.buf)
+		return nil, false, err
 	}
-	if tx.ops == 0 {
-		return nil
+	db.cmu.Lock()
+	if db.failed != nil { // a group failed while fn ran: what it built on is gone
+		db.cmu.Unlock()
+		db.putBuf(bp, tx.buf)
+		return nil, false, db.failedErr()
 	}
-	if err := db.commit(tx); err != nil {
-		return err
+	p = db.frame(tx, bp)
+	db.end += p.n
+	db.queue = append(db.queue, p)
+	lead = !db.leading
+	db.leading = true
+	db.cmu.Unlock()
+	db.w = tx.t // the next transaction builds on this one, durable or about to be
+	if db.serial {
+		p.err, p.done = db.lead(p), true
 	}
-	db.w = tx.t
-	db.pub.Store(tx.t.Clone())
-	if cap(tx.buf) <= keepBuf {
-		db.buf = tx.buf[:0]
+	return p, lead, nil
+}
+
+func (db *DB) putBuf(bp *[]byte, b []byte) {
+	if cap(b) <= keepBuf {
+		*bp = b[:0]
+		bufPool.Put(bp)
+	}
+}
+
+// failedErr is the FAILED error when the database is latched, else nil.
+func (db *DB) failedErr() error {
+	db.cmu.Lock()
+	defer db.cmu.Unlock()
+	if db.failed != nil {
+		return newError(CodeFailed, db.path, "an earlier commit failed; reopen the database to write again", db.failed)
 	}
 	return nil
 }
 
-// commit frames the transaction's payload in the file's layout: the header goes in place in
-// front of tx.buf's payload, and large values are written from the store's own copy (tx.segs)
-// rather than copied into the buffer, so a commit holds each value once. It appends the
-// record with one write (writev) and syncs it. Any failure latches the database, and the
-// writer removes what it appended (truncates back to the last durable size and syncs), so a
-// commit that returned an error never comes back on a later open.
-func (db *DB) commit(tx *Tx) error {
+// frame lays out the transaction's record in the file's layout: the header goes in place in
+// front of tx.buf's payload, and big values are written from the store's own copy (tx.segs)
+// rather than copied into the buffer, so a commit holds each value once. A new v1 file's first
+// record carries the file header. Called with mu and cmu held (db.end says where the record
+// goes).
+func (db *DB) frame(tx *Tx, bp *[]byte) *pending {
 	b := tx.buf
 	n := uint32(tx.size)
-	// The payload, in order: the buffer's bytes, interleaved with the big values.
-	pieces := db.iov[:0]
+	pieces := make([][]byte, 0, 1+2*len(tx.segs))
 	at := hdrRoom
 	for _, sg := range tx.segs {
 		pieces = append(pieces, b[at:sg.at], sg.val)
@@ -353,31 +428,80 @@ func (db *DB) commit(tx *Tx) error {
 	} else {
 		binary.BigEndian.PutUint32(h[4:], format.LengthChecksum(n))
 		binary.BigEndian.PutUint32(h[8:], crc)
-		if db.size == 0 {
+		if db.end == 0 {
 			start = 0
 			copy(b, format.FileHeader[:])
 		}
 	}
 	pieces[0] = b[start : hdrRoom+len(pieces[0])]
-	recLen := int64(hdrRoom-start) + int64(n)
-	err := db.f.Append(pieces...)
-	clear(pieces) // no reference to the values is kept
-	db.iov = pieces[:0]
-	if err != nil {
-		return db.latch(fmt.Errorf("append of %d bytes at offset %d: %w", recLen, db.size, err), "commit not applied")
-	}
-	if err := db.f.Sync(); err != nil {
-		return db.latch(fmt.Errorf("fsync after appending %d bytes at offset %d: %w", recLen, db.size, err), "commit not acknowledged")
-	}
-	db.size += recLen
-	return nil
+	*bp = b
+	return &pending{pieces: pieces, n: int64(hdrRoom-start) + int64(n), pub: tx.t.Clone(), buf: bp, ch: make(chan result, 1)}
 }
 
-// latch records the failure that stops every later write, removes the failed commit's bytes
+// lead writes the queued group that holds p with one append and one fsync, publishes the
+// state after its last record, tells every member its outcome, and hands the lead to the
+// first record queued meanwhile. Any failure latches the database, removes the group's bytes
+// (truncate back to the last durable size, then sync) and fails the group and everything
+// queued behind it: a commit that returned an error never comes back on a later open.
+func (db *DB) lead(p *pending) error {
+	db.cmu.Lock()
+	group := db.queue
+	db.queue = nil
+	db.cmu.Unlock()
+
+	iov := db.iov[:0]
+	var n int64
+	for _, q := range group {
+		iov = append(iov, q.pieces...)
+		n += q.n
+	}
+	err := db.f.Append(iov...)
+	what := "commit not applied"
+	if err != nil {
+		err = fmt.Errorf("append of %d bytes (%d records) at offset %d: %w", n, len(group), db.size, err)
+	} else if err = db.f.Sync(); err != nil {
+		err = fmt.Errorf("fsync after appending %d bytes (%d records) at offset %d: %w", n, len(group), db.size, err)
+		what = "commit not acknowledged"
+	}
+	clear(iov) // no reference to the values is kept
+	db.iov = iov[:0]
+
+	db.cmu.Lock()
+	defer db.cmu.Unlock()
+	if err != nil {
+		err = db.latch(err, what)
+		group = append(group, db.queue...) // built on the failed state: they fail too
+		db.queue = nil
+	} else {
+		db.size += n
+		db.pub.Store(group[len(group)-1].pub)
+	}
+	var mine error
+	for _, q := range group {
+		db.putBuf(q.buf, *q.buf)
+		q.pieces, q.pub = nil, nil
+		if q == p {
+			mine = err
+		} else {
+			q.ch <- result{err: err}
+		}
+	}
+	if len(db.queue) > 0 {
+		db.queue[0].ch <- result{lead: true}
+	} else {
+		db.leading = false
+		db.idle.Broadcast()
+	}
+	return mine
+}
+
+// latch records the failure that stops every later write, removes the failed group's bytes
 // (truncate back to the last durable size, then sync) and returns the FAILED error for it.
-// If the removal fails too, the error says the commit may or may not survive a crash.
+// If the removal fails too, the error says the commit may or may not survive a crash. Called
+// with cmu held.
 func (db *DB) latch(cause error, what string) error {
 	db.failed = cause
+	db.end = db.size
 	err := db.f.Truncate(db.size)
 	if err == nil {
 		err = db.f.Sync()
@@ -415,6 +539,11 @@ func (db *DB) Close() error {
 	if db.closed.Swap(true) {
 		return newError(CodeClosed, db.path, "Close twice", nil)
 	}
+	db.cmu.Lock()
+	for db.leading { // the last group's records are durable before the file closes
+		db.idle.Wait()
+	}
+	db.cmu.Unlock()
 	db.pub.Store(nil)
 	db.w = nil
 	if db.f == nil {
