@@ -49,6 +49,9 @@ type options struct {
 	maxRecord  int64
 	indexAfter int64
 	serial     bool
+
+	autoCompact float64
+	onCompact   func(CompactResult, error)
 }
 
 // WithRecovery passes options through to recovery.Recover (recovery.WithParallelism(n),
@@ -126,6 +129,14 @@ type DB struct {
 	layout format.Layout
 	serial bool // WithoutGroupCommit
 
+	compactMu   sync.Mutex // one Compact at a time
+	autoCompact float64    // WithAutoCompact's multiple, 0 for none
+	onCompact   func(CompactResult, error)
+	live        int64          // the live pairs' share of a compacted log (pairSize), when autoCompact
+	compacting  bool           // an automatic compaction is running (guarded by mu)
+	bg          sync.WaitGroup // the automatic compaction's goroutine
+	closing     atomic.Bool
+
 	cmu     sync.Mutex // guards the commit queue and what the group's leader changes
 	idle    sync.Cond  // on cmu: signalled when no group is being written
 	queue   []*pending // records waiting for the next group
@@ -163,7 +174,8 @@ func Open(path string, opts ...Option) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("db: open %s: %w", path, err)
 	}
-	db := &DB{path: path, fs: o.fs, readOnly: o.readOnly, maxRecord: o.maxRecord, f: f, serial: o.serial}
+	db := &DB{path: path, fs: o.fs, readOnly: o.readOnly, maxRecord: o.maxRecord, f: f, serial: o.serial,
+		autoCompact: o.autoCompact, onCompact: o.onCompact}
 	db.idle.L = &db.cmu
 	opened := false
 	defer func() {
@@ -256,6 +268,12 @@ func (db *DB) open(o *options) error {
 	}
 	db.w = ld.finish()
 	db.pub.Store(db.w.Clone())
+	if db.autoCompact > 0 && !db.readOnly {
+		if db.autoCompact <= 1 {
+			return walerr.New(walerr.InvalidArgument, 0, fmt.Sprintf("db: WithAutoCompact(%v): the multiple must be more than 1", db.autoCompact))
+		}
+		db.w.Ascend(func(it item) bool { db.live += pairSize(it); return true })
+	}
 	return nil
 }
 
@@ -378,10 +396,35 @@ func (db *DB) prepare(fn func(*Tx) error, g int64) (p *pending, lead bool, err e
 	db.leading = true
 	db.cmu.Unlock()
 	db.w = tx.t // the next transaction builds on this one, durable or about to be
+	db.live += tx.live
+	db.maybeCompact()
 	if db.serial {
 		p.err, p.done = db.lead(p), true
 	}
 	return p, lead, nil
+}
+
+// maybeCompact starts an automatic compaction when the log has outgrown the live data.
+// Called with mu held.
+func (db *DB) maybeCompact() {
+	if db.autoCompact == 0 || db.compacting || db.closing.Load() {
+		return
+	}
+	if end := db.end; end < autoCompactFloor || float64(end) <= db.autoCompact*float64(db.live+format.FileHeaderSize) {
+		return
+	}
+	db.compacting = true
+	db.bg.Add(1)
+	go func() {
+		defer db.bg.Done()
+		res, err := db.Compact()
+		db.mu.Lock()
+		db.compacting = false
+		db.mu.Unlock()
+		if db.onCompact != nil {
+			db.onCompact(res, err)
+		}
+	}()
 }
 
 func (db *DB) putBuf(bp *[]byte, b []byte) {
@@ -534,6 +577,10 @@ func (db *DB) Close() error {
 	if goid() == db.inFn.Load() {
 		return newError(CodeNested, db.path, "Close called from inside an Update's function (it would wait for itself); close after Update returns", nil)
 	}
+	db.closing.Store(true)
+	db.mu.Lock() // a commit that started an automatic compaction before it saw closing is done
+	db.mu.Unlock()
+	db.bg.Wait() // and that compaction finishes first
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.closed.Swap(true) {

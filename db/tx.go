@@ -23,6 +23,7 @@ type Tx struct {
 	buf      []byte // writable: hdrRoom bytes of room for the framing, then the payload (big values not included)
 	segs     []seg  // the big values, in the store's own copy, and where they go in buf
 	size     int64  // the payload's size: buf's payload bytes plus the big values
+	live     int64  // what the transaction changes in the live pairs' share of a compacted log
 	ops      int
 	err      error // sticky: a failed Set or Delete fails the commit too
 }
@@ -79,7 +80,10 @@ func (tx *Tx) Set(key, value []byte) error {
 		tx.buf = format.AppendSet(tx.buf, key, value)
 	}
 	tx.size += int64(n)
-	tx.t.ReplaceOrInsert(it)
+	if old, had := tx.t.ReplaceOrInsert(it); had {
+		tx.live -= pairSize(old)
+	}
+	tx.live += pairSize(it)
 	tx.ops++
 	return nil
 }
@@ -92,7 +96,9 @@ func (tx *Tx) Delete(key []byte) error {
 	}
 	tx.buf = format.AppendDelete(tx.buf, key)
 	tx.size += int64(n)
-	tx.t.Delete(probe(key))
+	if old, had := tx.t.Delete(probe(key)); had {
+		tx.live -= pairSize(old)
+	}
 	tx.ops++
 	return nil
 }

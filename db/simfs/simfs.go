@@ -146,6 +146,7 @@ type faults struct {
 	sync        []nth
 	crashSync   []nth
 	crashChange int   // > 0: the machine goes down at this change from now (counting down)
+	onSync      map[string]func()
 	capacity    int64 // > 0: bytes the files may hold in all (ENOSPC beyond)
 }
 
@@ -155,6 +156,11 @@ func (f faults) clone() faults {
 	f.append = slices.Clone(f.append)
 	f.sync = slices.Clone(f.sync)
 	f.crashSync = slices.Clone(f.crashSync)
+	onSync := make(map[string]func(), len(f.onSync))
+	for k, v := range f.onSync {
+		onSync[k] = v
+	}
+	f.onSync = onSync
 	return f
 }
 
@@ -563,6 +569,14 @@ func (s *FS) CrashAtChange(k int) {
 	s.f.crashChange = k
 }
 
+// OnSync runs fn once, at the start of the next Sync of path, before it does anything (fn may
+// use the filesystem: to commit while another file is being synced, say).
+func (s *FS) OnSync(path string, fn func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.f.onSync[path] = fn
+}
+
 // SetCapacity limits the bytes all files may hold together (what reads see): an append that
 // does not fit writes what fits and fails with ENOSPC. 0 removes the limit.
 func (s *FS) SetCapacity(bytes int64) {
@@ -883,6 +897,12 @@ func (h *handle) Append(ps ...[]byte) error {
 func (h *handle) Sync() error {
 	s := h.fs
 	s.mu.Lock()
+	if fn := s.f.onSync[h.path]; fn != nil {
+		delete(s.f.onSync, h.path)
+		s.mu.Unlock()
+		fn()
+		s.mu.Lock()
+	}
 	defer s.mu.Unlock()
 	if err := h.check("sync"); err != nil {
 		return err

@@ -1,0 +1,243 @@
+package db
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/walerr"
+)
+
+// compactSuffix names the new log while Compact writes it beside the old one.
+const compactSuffix = ".compact"
+
+// compactChunk is the most payload Compact puts in one record (a pair larger than that gets a
+// record of its own): records of about a megabyte keep the rewrite's memory bounded and the
+// replay's records few.
+const compactChunk = 1 << 20
+
+// CompactResult says what a compaction did.
+type CompactResult struct {
+	Before, After int64 // the log's size before and after (After includes Carried)
+	Pairs         int   // live pairs written
+	Records       int   // records written for them
+	// Carried is the bytes of the commits made while the snapshot was written, copied into the
+	// new log before the switch.
+	Carried  int64
+	Duration time.Duration
+}
+
+// WithAutoCompact compacts the log in the background whenever, after a commit, it is larger
+// than multiple times the live data (the size of a log holding only the live pairs) and at
+// least 1 MiB. At most one compaction runs at a time; Close waits for it. done, if not nil,
+// is told the outcome of each one (on the compaction's goroutine). multiple must be > 1.
+func WithAutoCompact(multiple float64, done func(CompactResult, error)) Option {
+	return func(o *options) { o.autoCompact, o.onCompact = multiple, done }
+}
+
+// autoCompactFloor: a log smaller than this is never compacted automatically.
+const autoCompactFloor = 1 << 20
+
+// pairSize is a pair's share of a log that holds only the live pairs: its set op.
+func pairSize(it item) int64 { return 1 + 4 + 4 + int64(len(it.kv)) }
+
+// Compact rewrites the log as the live state: a new file in the same format and layout (one
+// set per live pair, in key order, in records of about a megabyte), written beside the old
+// one as "<path>.compact" and fsynced, then renamed over it, and the directory fsynced. A
+// crash at any instant leaves either the old log or the new one, each complete.
+//
+// Readers are never blocked, and writers only while the commits made during the rewrite are
+// copied to the new file and the file is switched: the snapshot is the store's copy-on-write
+// view, streamed to the file through a bounded buffer (big values are written from the store's
+// own copy). A failure before the rename leaves the old log in use and removes the new file;
+// a failed directory sync after it latches the database (ErrFailed): which name a crash would
+// keep is unknown, though both hold every acknowledged commit.
+func (db *DB) Compact() (CompactResult, error) {
+	if db.readOnly {
+		return CompactResult{}, newError(CodeReadOnly, db.path, "the database was opened with db.ReadOnly()", nil)
+	}
+	if goid() == db.inFn.Load() {
+		return CompactResult{}, newError(CodeNested, db.path, "Compact called from inside an Update's function (it would wait for itself)", nil)
+	}
+	db.compactMu.Lock()
+	defer db.compactMu.Unlock()
+	start := time.Now()
+
+	// The snapshot: the durable state, with no group in flight.
+	db.mu.Lock()
+	if db.f == nil {
+		db.mu.Unlock()
+		return CompactResult{}, newError(CodeClosed, db.path, "Compact after Close", nil)
+	}
+	from, err := db.quiesce()
+	if err != nil {
+		db.mu.Unlock()
+		return CompactResult{}, err
+	}
+	snap, layout, maxRecord := db.w.Clone(), db.layout, db.maxRecord
+	db.mu.Unlock()
+
+	res := CompactResult{Before: from}
+	tmp := db.path + compactSuffix
+	if err := db.fs.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return res, fmt.Errorf("db: compact %s: remove a stale %s: %w", db.path, tmp, err)
+	}
+	nf, err := db.fs.OpenFile(tmp, OpenCreateNew)
+	if err != nil {
+		return res, fmt.Errorf("db: compact %s: %w", db.path, err)
+	}
+	switched := false
+	defer func() {
+		if !switched {
+			nf.Close()
+			_ = db.fs.Remove(tmp)
+		}
+	}()
+	// The lock goes with the new inode, so that the file under the name is always locked.
+	if err := nf.Lock(); err != nil {
+		return res, fmt.Errorf("db: compact %s: lock %s: %w", db.path, tmp, err)
+	}
+	size, err := writeSnapshot(nf, snap, layout, min(compactChunk, maxRecord), &res)
+	if err == nil {
+		err = nf.Sync()
+	}
+	if err != nil {
+		return res, fmt.Errorf("db: compact %s: write %s: %w", db.path, tmp, err)
+	}
+
+	// The switch: writers wait while the commits made meanwhile are carried over.
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.f == nil {
+		return res, newError(CodeClosed, db.path, "closed during Compact", nil)
+	}
+	to, err := db.quiesce()
+	if err != nil {
+		return res, err
+	}
+	if from == 0 && layout != format.LayoutLegacy {
+		from = min(format.FileHeaderSize, to) // the new file has its own header
+	}
+	if to > from {
+		if err := copyRange(nf, db.f, from, to); err != nil {
+			return res, fmt.Errorf("db: compact %s: carry the commits made meanwhile: %w", db.path, err)
+		}
+		if err := nf.Sync(); err != nil {
+			return res, fmt.Errorf("db: compact %s: sync %s: %w", db.path, tmp, err)
+		}
+		res.Carried = to - from
+		size += to - from
+	}
+	if err := db.fs.Rename(tmp, db.path); err != nil {
+		return res, fmt.Errorf("db: compact %s: rename: %w", db.path, err)
+	}
+	switched = true
+	old := db.f
+	db.f = nf
+	db.cmu.Lock()
+	db.size, db.end = size, size
+	db.cmu.Unlock()
+	_ = old.Close()
+	res.After, res.Duration = size, time.Since(start)
+	if err := db.fs.SyncDir(dirOf(db.path)); err != nil {
+		db.cmu.Lock()
+		defer db.cmu.Unlock()
+		db.failed = fmt.Errorf("directory sync after renaming the compacted log: %w", err)
+		return res, newError(CodeFailed, db.path, "compaction renamed the new log but could not sync the directory: either log may be the one a crash keeps (both hold every acknowledged commit); the database refuses writes until it is reopened", db.failed)
+	}
+	return res, nil
+}
+
+// quiesce waits until no group is being written and returns the durable size, or the FAILED
+// error. Called with mu held (so nothing new is queued).
+func (db *DB) quiesce() (int64, error) {
+	db.cmu.Lock()
+	defer db.cmu.Unlock()
+	for db.leading {
+		db.idle.Wait()
+	}
+	if db.failed != nil {
+		return 0, newError(CodeFailed, db.path, "an earlier commit failed; reopen the database to write again", db.failed)
+	}
+	return db.size, nil
+}
+
+// writeSnapshot writes the file header (v1) and the pairs of t as set ops, in records of at
+// most chunk payload bytes (a bigger pair alone in its record), and returns the bytes written.
+func writeSnapshot(f File, t *tree, layout format.Layout, chunk int64, res *CompactResult) (int64, error) {
+	var written int64
+	if layout != format.LayoutLegacy {
+		if err := f.Append(format.FileHeader[:]); err != nil {
+			return 0, err
+		}
+		written = format.FileHeaderSize
+	}
+	hs := layout.HeaderSize()
+	buf := make([]byte, hs, hs+int(min(chunk, 64<<10)))
+	var big [][]byte // pieces: buf segments and big values, when a record holds a big value
+	var segs []seg
+	var payload int64
+	flush := func() error {
+		if payload == 0 {
+			return nil
+		}
+		pieces := big[:0]
+		at := hs
+		for _, sg := range segs {
+			pieces = append(pieces, buf[at:sg.at], sg.val)
+			at = sg.at
+		}
+		pieces = append(pieces, buf[at:])
+		var crc uint32
+		for _, p := range pieces {
+			crc = format.UpdateChecksum(crc, p)
+		}
+		binary.BigEndian.PutUint32(buf, uint32(payload))
+		if layout == format.LayoutLegacy {
+			binary.BigEndian.PutUint32(buf[4:], crc)
+		} else {
+			binary.BigEndian.PutUint32(buf[4:], format.LengthChecksum(uint32(payload)))
+			binary.BigEndian.PutUint32(buf[8:], crc)
+		}
+		pieces[0] = buf[:hs+len(pieces[0])]
+		if err := f.Append(pieces...); err != nil {
+			return err
+		}
+		clear(pieces)
+		big = pieces[:0]
+		written += int64(hs) + payload
+		res.Records++
+		buf, segs, payload = buf[:hs], segs[:0], 0
+		return nil
+	}
+	var err error
+	t.Ascend(func(it item) bool {
+		n := pairSize(it)
+		if payload > 0 && payload+n > chunk {
+			if err = flush(); err != nil {
+				return false
+			}
+		}
+		k, v := it.key(), it.value()
+		if len(v) >= bigValue {
+			buf = format.AppendSet(buf, k, nil)
+			binary.BigEndian.PutUint32(buf[len(buf)-4:], uint32(len(v)))
+			segs = append(segs, seg{at: len(buf), val: v})
+		} else {
+			buf = format.AppendSet(buf, k, v)
+		}
+		payload += n
+		res.Pairs++
+		return true
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return 0, walerr.Wrap(walerr.IO, written, err, "writing the compacted log")
+	}
+	return written, nil
+}
