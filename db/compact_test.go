@@ -235,7 +235,7 @@ func TestAutoCompact(t *testing.T) {
 		runs = append(runs, r)
 		mu.Unlock()
 	}))
-	m := overwrite(t, d, 60, 50) // about 2.4 MiB of log for 0.1 MiB of live data
+	m := overwrite(t, d, 60, 50)      // about 2.4 MiB of log for 0.1 MiB of live data
 	if err := d.Close(); err != nil { // waits for a running compaction
 		t.Fatal(err)
 	}

@@ -145,7 +145,7 @@ type faults struct {
 	append      []nth
 	sync        []nth
 	crashSync   []nth
-	crashChange int   // > 0: the machine goes down at this change from now (counting down)
+	crashChange int // > 0: the machine goes down at this change from now (counting down)
 	onSync      map[string]func()
 	capacity    int64 // > 0: bytes the files may hold in all (ENOSPC beyond)
 }
