@@ -21,8 +21,8 @@ const compactChunk = 1 << 20
 
 // CompactResult says what a compaction did.
 type CompactResult struct {
-	Before, After int64 // the log's size before and after (After includes Carried)
-	Pairs         int   // live pairs written
+	Before, After int64 // the log's size when the snapshot was taken, and after (Carried included)
+	Pairs         int   // live pairs in the snapshot, written
 	Records       int   // records written for them
 	// Carried is the bytes of the commits made while the snapshot was written, copied into the
 	// new log before the switch.
@@ -137,6 +137,9 @@ func (db *DB) Compact() (CompactResult, error) {
 	switched = true
 	old := db.f
 	db.f = nf
+	if size == 0 { // a legacy log with nothing live: empty, as a new file, which is v1
+		db.layout = format.LayoutV1
+	}
 	db.cmu.Lock()
 	db.size, db.end = size, size
 	db.cmu.Unlock()

@@ -36,6 +36,7 @@ var profiles = []profile{
 	{"append-fault", profAppendFault, []string{"cut-back", "cut-back-failed", "clean", "cut:damaged_tail", "reader"}, ""},
 	{"open-crash", profOpenCrash, []string{"open-crashed", "cut-survived", "cut-undone", "sidecar-reused", "cut:torn_tail"}, ""},
 	{"enospc", profNoSpace, []string{"no-space", "clean"}, ""},
+	{"compact", profCompact, []string{"compacted", "compact-crashed", "compact-carried", "clean"}, ""},
 	{"embedded", profEmbedded, []string{"cut:torn_tail", "embedded-torn"},
 		"recovery.md section 2, torn-tail row (2026-12-01): no evidence search inside a torn record's own declared extent (classify/, another branch)"},
 }
@@ -412,5 +413,58 @@ func profEmbedded(r *run) {
 		r.tally["embedded-torn"]++
 	}
 	r.reopen(exp)
+	r.finale()
+}
+
+// Compaction: the log is rewritten as the live pairs, sometimes with commits made while the
+// new file is synced (carried over before the switch), sometimes with the machine going down
+// at a seeded step (creating the new file, writing, syncing, carrying, renaming, syncing the
+// directory) in a seeded crash mode. The reopen finds the model, nothing to cut: the old log
+// or the new one, whole, never a mix and never less.
+func profCompact(r *run) {
+	r.workload(r.workloadSize())
+	crash := r.rng.IntN(4) != 0
+	carry := r.rng.IntN(2) == 0
+	if carry {
+		r.fs.OnSync(dbPath+".compact", func() {
+			for range 1 + r.rng.IntN(3) {
+				r.commit(r.opsFitting(), false)
+			}
+			r.tally["compact-carried"]++
+			if crash {
+				r.fs.CrashAtChange(1 + r.rng.IntN(6)) // what is left: carry, sync, rename, directory sync
+			}
+		})
+	} else if crash {
+		probe := r.fs.Clone()
+		d, err := db.Open(dbPath, r.opts(probe, 1)...)
+		r.check(err == nil, "open a copy: %v", err)
+		c0 := probe.Counters()
+		_, err = d.Compact()
+		r.check(err == nil, "compact a copy: %v", err)
+		d.Close()
+		steps := int(probe.Counters().Changes - c0.Changes)
+		r.fs.CrashAtChange(1 + r.rng.IntN(steps))
+	}
+	res, err := r.d.Compact()
+	r.fs.ClearFaults()
+	r.records = nil // offsets change with the rewrite
+	switch {
+	case err == nil:
+		r.check(res.After == r.size() && (carry || res.Pairs == len(r.m)) && (!carry || res.Carried > 0), "compaction %+v: file %d bytes, model %d pairs", res, r.size(), len(r.m))
+		r.check(!r.fs.Exists(dbPath+".compact") && r.fs.Synced(dbPath), "after a compaction: %v", r.fs.Paths())
+		r.tally["compacted"]++
+		r.logf("compacted: %+v", res)
+		r.checkView()
+	default:
+		r.check(crash && errors.Is(err, simfs.ErrCrashed), "compaction: %v", err)
+		r.tally["compact-crashed"]++
+		r.d.Close()
+		r.d = nil
+		mode := simfs.CrashMode(r.rng.IntN(3))
+		reps := r.fs.Crash(mode)
+		r.logf("crash (%v) during a compaction: %+v", mode, reps)
+	}
+	r.reopen(expectation{state: r.m})
 	r.finale()
 }
