@@ -61,3 +61,31 @@ func TestSidecarsCommand(t *testing.T) {
 		t.Fatalf("no FILE: exit %d", code)
 	}
 }
+
+func TestCompactCommand(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.db")
+	d, err := db.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if err := d.Update(func(tx *db.Tx) error { return tx.Set([]byte("k"), bytes.Repeat([]byte{byte(i)}, 1000)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.Close()
+	var out, errb bytes.Buffer
+	if code := run([]string{"compact", path, "--json"}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var r compactReport
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil || r.Pairs != 1 || r.Records != 1 || r.After >= r.Before/10 {
+		t.Fatalf("compact --json: %s %v", out.String(), err)
+	}
+	if fi, _ := os.Stat(path); fi.Size() != r.After {
+		t.Fatalf("file %d bytes, report %d", fi.Size(), r.After)
+	}
+	if code := run([]string{"compact", filepath.Join(t.TempDir(), "missing.db")}, &out, &errb); code != exitError {
+		t.Fatalf("a missing file: exit %d", code)
+	}
+}

@@ -1,7 +1,7 @@
 // Package crash is the real-process crash test of the database: a writer process commits
 // transactions and reports each acknowledged one on its stdout; the test kills it with
 // SIGKILL at random moments (while it opens and recovers the log, cutting a torn tail into a
-// sidecar; while it commits; while it compacts), reopens the file, and checks that every
+// sidecar; while it commits, in groups; while it compacts), reopens the file, and checks that every
 // acknowledged commit is there and that no transaction is there in part.
 //
 //	go test ./tests/crash                                   # a few seconds
@@ -102,7 +102,21 @@ func writer() int {
 	}
 	say("open")
 	var wg sync.WaitGroup
-	failed := make(chan error, writers)
+	failed := make(chan error, writers+1)
+	if os.Getenv("CRASH_COMPACT") != "" {
+		// Compactions back to back, beside the writers, so that kills land inside them.
+		wg.Go(func() {
+			for {
+				say("compacting")
+				res, err := d.Compact()
+				if err != nil {
+					failed <- fmt.Errorf("compact: %w", err)
+					return
+				}
+				say("compacted %d %d %d", res.Before, res.After, res.Carried)
+			}
+		})
+	}
 	for g := range writers {
 		wg.Go(func() {
 			for id := first + uint64(g); ; id += uint64(writers) {
@@ -158,18 +172,29 @@ func TestSIGKILL(t *testing.T) {
 	deadline := time.Now().Add(dur)
 	for time.Now().Before(deadline) {
 		writers := []int{1, 4, 16}[rng.IntN(3)]
+		compact := rng.IntN(2) == 0
 		// Kill delays: often right at the start (inside open and its cut), else anywhere in
 		// the first quarter second of commits.
 		delay := time.Duration(rng.Int64N(int64(250 * time.Millisecond)))
 		if rng.IntN(4) == 0 {
 			delay = time.Duration(rng.Int64N(int64(20 * time.Millisecond)))
 		}
-		acks, lines := runAndKill(t, path, next, writers, delay)
+		acks, lines := runAndKill(t, path, next, writers, compact, delay)
 		st.kills++
+		inCompaction := false
 		for _, l := range lines {
-			if strings.HasPrefix(l, "cut ") {
+			switch {
+			case strings.HasPrefix(l, "cut "):
 				st.cuts++
+			case l == "compacting":
+				inCompaction = true
+			case strings.HasPrefix(l, "compacted "):
+				st.compactions++
+				inCompaction = false
 			}
+		}
+		if inCompaction {
+			st.killsInCompaction++
 		}
 		maxID := next
 		st.acked += len(acks)
@@ -182,6 +207,7 @@ func TestSIGKILL(t *testing.T) {
 		if fi, err := os.Stat(path); err == nil && fi.Size() > 48<<20 {
 			// A fresh file keeps each check's read bounded (the soak runs for hours).
 			os.Remove(path)
+			os.Remove(path + ".compact")
 			side, _ := db.RemoveSidecars(path)
 			st.sidecars += len(side)
 			acked = map[uint64]bool{}
@@ -190,26 +216,30 @@ func TestSIGKILL(t *testing.T) {
 	}
 	side, _ := db.Sidecars(path)
 	st.sidecars += len(side)
-	t.Logf("%d kills over %d files in %v: %d acknowledged commits, %d checks of an acknowledged commit after a kill (%d of an unacknowledged one found whole), %d cuts at open, %d sidecars, %d lost, %d partial",
-		st.kills, st.files+1, dur, st.acked, st.checked, st.unacked, st.cuts, st.sidecars, st.lost, st.partial)
+	t.Logf("%d kills (%d during a compaction) over %d files in %v: %d acknowledged commits, %d checks of an acknowledged commit after a kill (%d of an unacknowledged one found whole), %d compactions, %d cuts at open, %d sidecars, %d lost, %d partial",
+		st.kills, st.killsInCompaction, st.files+1, dur, st.acked, st.checked, st.unacked, st.compactions, st.cuts, st.sidecars, st.lost, st.partial)
 	if st.kills < 3 || st.checked == 0 {
 		t.Fatalf("the test did not exercise anything: %+v", st)
 	}
 }
 
 type stats struct {
-	kills, files, cuts, sidecars int
-	acked, checked, unacked      int
-	lost, partial                int
+	kills, files, cuts, sidecars   int
+	compactions, killsInCompaction int
+	acked, checked, unacked        int
+	lost, partial                  int
 }
 
 // runAndKill starts a writer, kills it after delay, and returns the ids it acknowledged and
 // every line it printed.
-func runAndKill(t *testing.T, path string, first uint64, writers int, delay time.Duration) ([]uint64, []string) {
+func runAndKill(t *testing.T, path string, first uint64, writers int, compact bool, delay time.Duration) ([]uint64, []string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "CRASH_WRITER=1", "CRASH_DB="+path,
 		"CRASH_FIRST="+strconv.FormatUint(first, 10), "CRASH_WRITERS="+strconv.Itoa(writers))
+	if compact {
+		cmd.Env = append(cmd.Env, "CRASH_COMPACT=1")
+	}
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
