@@ -294,6 +294,12 @@ func check(t *testing.T, name string, data []byte, opts Options, w want) {
 	if w.trunc {
 		bad = bad || o.TruncOffset != w.truncAt || o.TruncBytes != size-w.truncAt
 	}
+	// Strict mode names the truncation it refused; nothing else fills Refused.
+	wantRefused := Refusal{}
+	if w.code == CodeTailDamage {
+		wantRefused = Refusal{Offset: w.errOff, Bytes: size - w.errOff, Reason: w.reason}
+	}
+	bad = bad || o.Refused != wantRefused
 	if bad {
 		t.Errorf("%s (mode %d): got %+v, want %+v", name, opts.Mode, o, w)
 		return
@@ -401,14 +407,20 @@ func TestV1Cases(t *testing.T) {
 		t.Errorf("torn payload: verdict %q", v)
 	}
 
-	// TORN with rule-2 evidence: a record declaring 100 bytes, then a whole later record.
+	// TORN, a header declaring 100 bytes (within the maximum) followed by a whole later
+	// record: the header proves its length, so the later record is part of its own torn
+	// payload: torn tail, no search (recovery.md, 2026-12-01). The search itself would have
+	// found rule-2 evidence there, which is what the old rule refused on.
 	big := u32(100)
 	liar := cat(big, u32(crc32.ChecksumIEEE(big)), u32(0x12345678))
 	tornEv := cat(clean, liar, r4)
-	checkModes(t, "torn with later record", tornEv, Options{}, "v1", "corrupt", "", end, 3, s3)
+	checkModes(t, "torn with later record", tornEv, Options{}, "v1", "tail", ReasonTornTail, end, 3, s3)
 	if v := verdict(tornEv, end, true, false, 0); v != EvidenceRule2 {
 		t.Errorf("torn with later record: verdict %q, want 2", v)
 	}
+	// The same header over the maximum (100 > 50) is searched, and the later record is
+	// evidence: corrupt.
+	checkModes(t, "torn over max with later record", tornEv, Options{MaxRecord: 50}, "v1", "corrupt", "", end, 3, s3)
 
 	// Rule 1a: a middle record's payload rotted; its header is whole and bytes follow it.
 	mid := flip(clean, int(o2)+14, 0x01)
@@ -678,12 +690,32 @@ func checkInvariants(t *testing.T, data []byte, opts Options) {
 		t.Fatalf("clean but End != size: %+v", o)
 	}
 	// The modes agree on everything but what they do with a tail or corruption.
+	var byMode [3]Outcome
 	for _, m := range []Mode{Tolerate, Strict, PointInTime} {
 		p := opts
 		p.Mode = m
 		q := Recover(data, p, nil)
 		if q.Records != o.Records || q.End != o.End || q.Layout != o.Layout || q.Ops != o.Ops {
 			t.Fatalf("modes disagree: %+v vs %+v", q, o)
+		}
+		byMode[m] = q
+	}
+	// A strict refusal names exactly the cut that tolerate mode makes; nothing else fills
+	// Refused, and every tolerated tail cut is a strict refusal.
+	tol, str := byMode[Tolerate], byMode[Strict]
+	for _, q := range byMode {
+		if q.Code != CodeTailDamage && q.Refused != (Refusal{}) {
+			t.Fatalf("Refused set without a TAIL_DAMAGE refusal: %+v", q)
+		}
+	}
+	if (str.Code == CodeTailDamage) != (tol.Truncate && tol.Reason != ReasonCorrupt) {
+		t.Fatalf("strict %+v vs tolerate %+v", str, tol)
+	}
+	if str.Code == CodeTailDamage {
+		r := str.Refused
+		if r.Bytes <= 0 || r.Offset != str.ErrOffset || r.Reason != str.Reason ||
+			r.Offset != tol.TruncOffset || r.Bytes != tol.TruncBytes || r.Reason != tol.Reason {
+			t.Fatalf("strict refusal %+v vs tolerate %+v", str, tol)
 		}
 	}
 }
