@@ -234,7 +234,7 @@ func Decide(ctx context.Context, r io.ReaderAt, size int64, cfg Config, d Damage
 	switch {
 	case corrupt == "" && cfg.Mode == Strict:
 		return tail, walerr.New(walerr.TailDamage, off,
-			fmt.Sprintf("%s (%s: the default mode would cut %d bytes); strict mode keeps the file as it is", d.Detail, tail.Reason, tail.Bytes)).
+			fmt.Sprintf("%s (%s); strict mode keeps the file as it is", d.Detail, tail.Reason)).
 			WithHint("the file is untouched; open it in the default mode to cut the tail, or inspect it with walrec verify")
 	case corrupt == "":
 		return tail, nil
