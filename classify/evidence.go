@@ -135,7 +135,7 @@ var errExhausted = errors.New("classify: evidence search budget exhausted")
 // A byte is read from the file only when no window holds it, and no window is ever dropped.
 // Whatever reaches far lies at least about 16 KiB past the candidate's own start, so the walk
 // or checksum that asks for it has been charged for that distance: the bytes read are bounded
-// by the bytes examined plus a small multiple of the work units charged (docs/classification.md,
+// by 1.34 times the bytes examined plus 1.25 times the work units charged (docs/classification.md,
 // "Bytes read"), so the budget that bounds the work bounds the reads too.
 type scanner struct {
 	ctx    context.Context
