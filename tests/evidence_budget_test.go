@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 
@@ -167,4 +169,60 @@ func outcomeOf(res recovery.Result, err error, st map[string]string) outcome {
 	}
 	o.Records, o.Ops, o.End = res.Records, res.Ops, res.End
 	return o
+}
+
+// BenchmarkHostileTail times a read-only recovery at parallelism 1 of an 8 MiB file, from
+// memory (counting the bytes asked of it: metric read-x, bytes read per file byte) and from an
+// OS file, for a clean log and for a log whose tail is the 13-byte units: the
+// baseline and the search's cost measured in one run.
+func BenchmarkHostileTail(b *testing.B) {
+	const size = 8 << 20
+	unit := []byte{0, 0, 0, 5, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0}
+	for _, lay := range layouts {
+		rng := rand.New(rand.NewPCG(5, 5))
+		clean := testlog.Build(lay)
+		for len(clean.Bytes) < size {
+			clean.Append(testlog.RandomTx(rng, 3, 60))
+		}
+		base := testlog.RandomLog(18, lay, 20, 3, 60)
+		hostile := append(bytes.Clone(base.Bytes), repeatTo(unit, size-len(base.Bytes))...)
+		for _, c := range []struct {
+			name string
+			data []byte
+		}{{"clean", clean.Bytes}, {"13-byte-units", hostile}} {
+			b.Run(lay.String()+"/"+c.name+"/memory", func(b *testing.B) {
+				b.SetBytes(int64(len(c.data)))
+				var read int64
+				for b.Loop() {
+					f := &countingFile{b: c.data}
+					if _, err := recovery.Recover(context.Background(), f, nil, recovery.ReadOnly(), recovery.WithParallelism(1)); err != nil {
+						b.Fatal(err)
+					}
+					read = f.bytes.Load()
+				}
+				b.ReportMetric(float64(read)/float64(len(c.data)), "read-x")
+			})
+			b.Run(lay.String()+"/"+c.name+"/osfile", func(b *testing.B) {
+				path := filepath.Join(b.TempDir(), "log")
+				if err := os.WriteFile(path, c.data, 0o644); err != nil {
+					b.Fatal(err)
+				}
+				of, err := os.Open(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer of.Close()
+				f, err := recovery.OSFile(of)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.SetBytes(int64(len(c.data)))
+				for b.Loop() {
+					if _, err := recovery.Recover(context.Background(), f, nil, recovery.ReadOnly(), recovery.WithParallelism(1)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
 }
