@@ -228,7 +228,7 @@ func Decide(ctx context.Context, r io.ReaderAt, size int64, cfg Config, d Damage
 			corrupt = ev.String()
 		}
 	default:
-		return nil, fmt.Errorf("classify: unknown trouble %d", d.Trouble)
+		return nil, walerr.New(walerr.InvalidArgument, off, fmt.Sprintf("classify: unknown trouble %d", d.Trouble))
 	}
 
 	switch {

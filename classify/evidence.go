@@ -237,7 +237,7 @@ func (sc *scanner) window(off, n int64) (*window, error) {
 // bytesAt returns the n bytes at off (n <= nextBack, off+n <= size).
 func (sc *scanner) bytesAt(off int64, n int) ([]byte, error) {
 	if off < 0 || n > nextBack || off+int64(n) > sc.size {
-		return nil, fmt.Errorf("classify: %d bytes at %d are outside a %d-byte file", n, off, sc.size)
+		return nil, walerr.New(walerr.InvalidArgument, off, fmt.Sprintf("classify: %d bytes at %d are outside a %d-byte file", n, off, sc.size))
 	}
 	w, err := sc.window(off, int64(n))
 	if err != nil {
