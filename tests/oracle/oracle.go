@@ -2,9 +2,9 @@
 //
 // It takes the entire log as one []byte and walks it the way the TypeScript kernel loads a
 // file (one buffer, one sequential pass), but it decides every record exactly by this
-// project's rules (the spec's recovery.md, section 2). It shares no code with the streaming recovery:
-// it imports only the standard library. Tests compare the streaming implementation against
-// it, and benchmarks use it as the baseline.
+// project's rules, read from the spec (recovery.md, section 2). It shares no code with the
+// streaming recovery: it imports only the standard library. Tests compare the streaming
+// implementation against it, and benchmarks use it as the baseline.
 //
 // It is written to be obviously correct rather than fast: every length check is done in
 // int64 against the input's size, nothing is allocated from a length field (payloads, keys
