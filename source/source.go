@@ -43,7 +43,9 @@ type Carry struct {
 // called for chunk 0, 1, 2... in order, each after the previous one returned (the Carry passed
 // between them orders them).
 type Reader struct {
-	r         interface{ ReadAt([]byte, int64) (int, error) }
+	r interface {
+		ReadAt([]byte, int64) (int, error)
+	}
 	size      int64
 	layout    format.Layout
 	hdr       int
@@ -60,7 +62,9 @@ type Reader struct {
 }
 
 // New returns a Reader of the records of a file of the given size and layout.
-func New(r interface{ ReadAt([]byte, int64) (int, error) }, size int64, layout format.Layout, readSize int, maxRecord uint32) *Reader {
+func New(r interface {
+	ReadAt([]byte, int64) (int, error)
+}, size int64, layout format.Layout, readSize int, maxRecord uint32) *Reader {
 	s := &Reader{r: r, size: size, layout: layout, hdr: layout.HeaderSize(), readSize: readSize,
 		maxRecord: maxRecord, first: layout.FirstRecord(), bigFree: make(chan struct{}, 1)}
 	s.bigFree <- struct{}{}
