@@ -108,6 +108,7 @@ const (
 	CodeIO                 = walerr.IO
 	CodeCanceled           = walerr.Canceled
 	CodeInvalidArgument    = walerr.InvalidArgument
+	CodeApplyFailed        = walerr.ApplyFailed
 )
 
 var (
@@ -120,6 +121,7 @@ var (
 	ErrIO                 = walerr.ErrIO
 	ErrCanceled           = walerr.ErrCanceled
 	ErrInvalidArgument    = walerr.ErrInvalidArgument
+	ErrApplyFailed        = walerr.ErrApplyFailed
 )
 
 // CodeOf returns err's Code, or "" when err is not a recovery error.

@@ -52,6 +52,7 @@ type Reader struct {
 	readSize  int
 	maxRecord uint32
 	first     int64
+	head      [format.V1HeaderSize]byte // a header that runs past its chunk; Carve's alone
 
 	// The one buffer for records larger than a read: held by at most one batch at a time, so
 	// a huge record is held once however many verifiers run. bigFree has a token while it is
@@ -140,11 +141,10 @@ func (s *Reader) Carve(ctx context.Context, buf Buffer, readErr error, bt *chunk
 		}
 		q := int(off - start)
 		var head []byte
-		var scratch [format.V1HeaderSize]byte
 		if q+hdr <= len(data) {
 			head = data[q : q+hdr]
 		} else { // the header itself runs past the chunk: read it on its own
-			head = scratch[:hdr]
+			head = s.head[:hdr]
 			if err := walerr.ReadFull(s.r, head, off); err != nil {
 				return Carry{Done: true}, err
 			}

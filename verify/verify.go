@@ -17,6 +17,9 @@ import (
 func Batch(layout format.Layout, bt *chunk.Batch, buf, aux []byte) {
 	w := bt.Walk(layout, buf, aux)
 	ops := bt.Ops[:0]
+	if n := bt.Count(); cap(ops) < n {
+		ops = make([]uint32, 0, n) // exactly: the pool counts this table's capacity
+	}
 	for {
 		off, p, crc, ok := w.Next()
 		if !ok {
