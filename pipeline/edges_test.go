@@ -106,22 +106,24 @@ func TestApplierContextErrorIsTheSameEverywhere(t *testing.T) {
 	for _, cause := range []error{context.Canceled, context.DeadlineExceeded} {
 		var first string
 		for _, cfg := range configs {
-			_, stats, err := run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(r apply.Record) error {
-				if r.Offset >= int64(bigLog.Offsets[777]) {
-					return cause
+			t.Run(cfgName(cfg), func(t *testing.T) {
+				_, stats, err := run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(r apply.Record) error {
+					if r.Offset >= int64(bigLog.Offsets[777]) {
+						return cause
+					}
+					return nil
+				}))
+				var re *recovery.Error
+				if !errors.As(err, &re) || re.Code != recovery.CodeApplyFailed || re.Offset != int64(bigLog.Offsets[777]) || !errors.Is(err, cause) {
+					t.Fatalf("%+v: want APPLY_FAILED at %d wrapping %v, got %v", cfg, bigLog.Offsets[777], cause, err)
 				}
-				return nil
-			}))
-			var re *recovery.Error
-			if !errors.As(err, &re) || re.Code != recovery.CodeApplyFailed || re.Offset != int64(bigLog.Offsets[777]) || !errors.Is(err, cause) {
-				t.Fatalf("%+v: want APPLY_FAILED at %d wrapping %v, got %v", cfg, bigLog.Offsets[777], cause, err)
-			}
-			if first == "" {
-				first = err.Error()
-			} else if err.Error() != first {
-				t.Fatalf("%+v: %q differs from parallelism 1's %q", cfg, err, first)
-			}
-			settled(t, "applier context error", stats)
+				if first == "" {
+					first = err.Error()
+				} else if err.Error() != first {
+					t.Fatalf("%+v: %q differs from parallelism 1's %q", cfg, err, first)
+				}
+				settled(t, "applier context error", stats)
+			})
 		}
 	}
 }
@@ -130,22 +132,24 @@ func TestApplierContextErrorIsTheSameEverywhere(t *testing.T) {
 // cannot overwrite the records after it (before, they were then replayed unverified).
 func TestPayloadCannotReachTheNextRecord(t *testing.T) {
 	for _, cfg := range configs {
-		i := 0
-		_, _, err := run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(r apply.Record) error {
-			want := bigLog.Bytes[bigLog.Offsets[i]+format.V1HeaderSize:][:len(r.Payload)]
-			if r.Offset != int64(bigLog.Offsets[i]) || !bytes.Equal(r.Payload, want) {
-				return fmt.Errorf("record %d at %d differs from the file", i, r.Offset)
+		t.Run(cfgName(cfg), func(t *testing.T) {
+			i := 0
+			_, _, err := run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(r apply.Record) error {
+				want := bigLog.Bytes[bigLog.Offsets[i]+format.V1HeaderSize:][:len(r.Payload)]
+				if r.Offset != int64(bigLog.Offsets[i]) || !bytes.Equal(r.Payload, want) {
+					return fmt.Errorf("record %d at %d differs from the file", i, r.Offset)
+				}
+				if cap(r.Payload) != len(r.Payload) {
+					return fmt.Errorf("record %d: payload capacity %d runs past its length %d", i, cap(r.Payload), len(r.Payload))
+				}
+				_ = append(r.Payload, bytes.Repeat([]byte{0xEE}, 64)...)
+				i++
+				return nil
+			}))
+			if err != nil || i != len(bigLog.Offsets) {
+				t.Fatalf("%+v: %v after %d records", cfg, err, i)
 			}
-			if cap(r.Payload) != len(r.Payload) {
-				return fmt.Errorf("record %d: payload capacity %d runs past its length %d", i, cap(r.Payload), len(r.Payload))
-			}
-			_ = append(r.Payload, bytes.Repeat([]byte{0xEE}, 64)...)
-			i++
-			return nil
-		}))
-		if err != nil || i != len(bigLog.Offsets) {
-			t.Fatalf("%+v: %v after %d records", cfg, err, i)
-		}
+		})
 	}
 }
 
@@ -170,11 +174,13 @@ func (r fullWithError) ReadAt(p []byte, off int64) (int, error) {
 // error, never a reason to cut (before: zeros came back with EIO and the tail was cut).
 func TestFullReadWithErrorIsNotGood(t *testing.T) {
 	for _, cfg := range configs {
-		st, stats, err := run(context.Background(), bigLog.Bytes, fullWithError{bigLog.Bytes, int64(len(bigLog.Bytes)) - 100}, cfg, apply.Discard)
-		if !errors.Is(err, recovery.ErrIO) || !errors.Is(err, errEIO) || st.Truncation != nil {
-			t.Fatalf("%+v: want IO_ERROR and no cut, got %v, cut %v", cfg, err, st.Truncation)
-		}
-		settled(t, "full read with error", stats)
+		t.Run(cfgName(cfg), func(t *testing.T) {
+			st, stats, err := run(context.Background(), bigLog.Bytes, fullWithError{bigLog.Bytes, int64(len(bigLog.Bytes)) - 100}, cfg, apply.Discard)
+			if !errors.Is(err, recovery.ErrIO) || !errors.Is(err, errEIO) || st.Truncation != nil {
+				t.Fatalf("%+v: want IO_ERROR and no cut, got %v, cut %v", cfg, err, st.Truncation)
+			}
+			settled(t, "full read with error", stats)
+		})
 	}
 }
 
