@@ -428,7 +428,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"frobnicate"}, `walrec: unknown command "frobnicate"`},
 		{[]string{"verify"}, "walrec verify: missing FILE argument"},
 		{[]string{"verify", "a", "b"}, "walrec verify: too many arguments: a b"},
-		{[]string{"verify", "a", "--nope"}, "walrec verify: flag provided but not defined: -nope"},
+		{[]string{"verify", "a", "--nope"}, "walrec verify: flag provided but not defined: --nope"},
 		{[]string{"verify", "a", "--mode", "yolo"}, `unknown mode "yolo"`},
 		{[]string{"demo", "extra"}, `walrec demo: unexpected argument "extra"`},
 		{[]string{"verify", "a", "--parallelism", "-1"}, "walrec verify: --parallelism -1 < 0"},
