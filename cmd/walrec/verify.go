@@ -33,6 +33,7 @@ In point-in-time mode mid-log corruption is a cut too: outcome "corrupt", code n
 
 // recoveryFlags are the flags verify, recover, dump and bench share.
 type recoveryFlags struct {
+	outFlags
 	json        bool
 	mode        modeFlag
 	maxRecord   sizeFlag
@@ -47,16 +48,21 @@ func (rf *recoveryFlags) register(fs *flag.FlagSet, withMode bool, defaultPar in
 	rf.maxRecord = recovery.DefaultMaxRecord
 	fs.Var(&rf.maxRecord, "max-record-size", "largest record payload recovery accepts, a `size` like 4096, 64KiB, 1GiB")
 	if defaultPar >= 0 {
-		fs.IntVar(&rf.parallelism, "parallelism", defaultPar, "verifier goroutines: 0 one per CPU, 1 the sequential loop (default 0)")
+		fs.IntVar(&rf.parallelism, "parallelism", defaultPar, fmt.Sprintf("verifier goroutines: 0 one per CPU, 1 the sequential loop, at most %d", maxParallelism))
 	}
+	rf.outFlags.register(fs)
 }
+
+// maxParallelism is recovery's own limit on WithParallelism (TestParallelismLimit holds the
+// two together): a larger value is a usage error here, not a failed recovery.
+const maxParallelism = 1024
 
 // check rejects flag values recovery would refuse, as a usage error (one line, exit 3).
 func (rf *recoveryFlags) check(fs *flag.FlagSet, stderr io.Writer) bool {
 	var msg string
 	switch {
-	case rf.parallelism < 0:
-		msg = fmt.Sprintf("--parallelism %d < 0", rf.parallelism)
+	case rf.parallelism < 0 || rf.parallelism > maxParallelism:
+		msg = fmt.Sprintf("--parallelism %d outside [0, %d]", rf.parallelism, maxParallelism)
 	case rf.maxRecord < 1 || rf.maxRecord > classify.MaxRecordLimit:
 		msg = fmt.Sprintf("--max-record-size %d outside [1, %d]", int64(rf.maxRecord), int64(classify.MaxRecordLimit))
 	default:
@@ -86,8 +92,8 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if !rf.check(fs, stderr) {
 		return exitError
 	}
-	r := verifyFile(ctx, pos[0], &rf, nil, newProgress(stderr, "verify"))
-	return emit(stdout, stderr, "verify", &r, nil, rf.json)
+	r := verifyFile(ctx, pos[0], &rf, nil, rf.progress(stderr, "verify"))
+	return emit(stdout, stderr, "verify", &r, nil, &rf)
 }
 
 // verifyFile recovers path read-only into app (nil: discard) and reports.
@@ -108,20 +114,29 @@ func verifyFile(ctx context.Context, path string, rf *recoveryFlags, app recover
 }
 
 // emit prints a report (human or JSON) and the one-line error, and returns its exit status.
-func emit(stdout, stderr io.Writer, cmd string, r *report, rec *recoverReport, asJSON bool) int {
+//
+// A failure is said once to whoever is looking: the report on stdout says it; the one line on
+// stderr is added only when stdout is not a terminal and the report is not JSON (a person at
+// the terminal then still sees why), or with --quiet, which prints no report.
+func emit(stdout, stderr io.Writer, cmd string, r *report, rec *recoverReport, rf *recoveryFlags) int {
 	out := &errWriter{w: stdout}
 	switch {
-	case asJSON && rec != nil:
+	case rf.quiet:
+	case rf.json && rec != nil:
+		rec.prepareJSON()
 		writeJSON(out, rec)
-	case asJSON:
+	case rf.json:
+		r.prepareJSON()
 		writeJSON(out, r)
 	default:
 		writeHuman(out, r, rec)
 	}
-	errorLine(stderr, cmd, r)
+	if rf.quiet || !rf.json && !isTerminal(stdout) {
+		errorLine(stderr, cmd, r)
+	}
 	if out.err != nil { // a report nobody can read is not a success
 		fmt.Fprintf(stderr, "walrec %s: cannot write the report: %v\n", cmd, out.err)
-		return exitError
+		return max(r.Exit, exitError)
 	}
 	return r.Exit
 }
