@@ -136,21 +136,16 @@ func resolve(path string) string {
 	return path
 }
 
-// sleepCtx waits for ctx (tests: a command parked at a known point until a signal arrives).
+// pauseHere lets a test stop a command at a known step: when testPause names point,
+// testPaused runs there (the signal tests announce the point and wait for the signal).
+// Both are unset outside tests.
 func pauseHere(ctx context.Context, point string) {
-	if testPause != point {
-		return
+	if testPause == point && testPaused != nil {
+		testPaused(ctx, point)
 	}
-	if testPaused != nil {
-		testPaused(point)
-	}
-	<-ctx.Done()
 }
 
-// testPause names the point where a command waits for its context to end, and testPaused is
-// told when it gets there: the signal tests stop a command at a known step. Unset outside
-// tests.
 var (
 	testPause  string
-	testPaused func(point string)
+	testPaused func(ctx context.Context, point string)
 )
