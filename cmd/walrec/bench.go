@@ -65,13 +65,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	for _, s := range strings.Split(*pars, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 0 || n > maxParallelism {
-			fmt.Fprintf(stderr, "walrec bench: bad --parallelism %q (want a list like 1,2,4,8, each in [0, %d])\n", *pars, maxParallelism)
+			fmt.Fprintf(stderr, "walrec bench: bad --parallelism %q (want a list like 1,2,4,8, each in [0, %d])\nrun \"walrec bench --help\" for usage\n", *pars, maxParallelism)
 			return exitError
 		}
 		settings = append(settings, n)
 	}
 	if *runs < 1 {
-		fmt.Fprintf(stderr, "walrec bench: --runs %d < 1\n", *runs)
+		fmt.Fprintf(stderr, "walrec bench: --runs %d < 1\nrun \"walrec bench --help\" for usage\n", *runs)
 		return exitError
 	}
 	path := pos[0]
