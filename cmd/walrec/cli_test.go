@@ -504,12 +504,12 @@ func TestGen(t *testing.T) {
 			t.Fatalf("%s: %+v %v", layout, res, err)
 		}
 	}
-	walrec(t, "gen", a, "--seed", "2", "--force").mustExit(t, 0, "gen --seed 2")
+	walrec(t, "gen", a, "--seed", "2", "--force", "--size", "1MiB").mustExit(t, 0, "gen --seed 2")
 	r := walrec(t, "gen", a).mustExit(t, 3, "gen over an existing file")
 	if !strings.Contains(r.stderr, "already exists") {
 		t.Fatalf("stderr %q", r.stderr)
 	}
-	if fi, _ := os.Stat(a); fi.Size() != 64<<20-(64<<20-8)%(4<<10) {
+	if fi, _ := os.Stat(a); fi.Size() != 1<<20-(1<<20-8)%(4<<10) {
 		t.Fatalf("the existing file was touched: %d bytes", fi.Size())
 	}
 }

@@ -80,8 +80,8 @@ func TestGenRefusesNonRegular(t *testing.T) {
 	}
 }
 
-// TestGenStopsMidRecord: gen looks at its context every MiB, so it stops inside a 64 MiB
-// record, and removes the file it created.
+// TestGenStopsMidRecord: gen looks at its context every MiB, so it stops inside a large
+// record (16 MiB here), and removes the file it created.
 func TestGenStopsMidRecord(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "big.db")
@@ -95,12 +95,12 @@ func TestGenStopsMidRecord(t *testing.T) {
 	}
 	t.Cleanup(func() { testPause, testPaused = "", nil })
 	var out, errb bytes.Buffer
-	code := runContext(ctx, []string{"gen", path, "--size", "256MiB", "--record-size", "64MiB"}, &out, &errb)
+	code := runContext(ctx, []string{"gen", path, "--size", "256MiB", "--record-size", "16MiB"}, &out, &errb)
 	if code != exitError || !strings.Contains(errb.String(), "stopped before the end (the partial file was removed)") {
 		t.Fatalf("exit %d, stderr %q", code, errb.String())
 	}
 	if paused <= 0 || paused > 2<<20 {
-		t.Fatalf("stopped with %d bytes written; want inside the first 64 MiB record", paused)
+		t.Fatalf("stopped with %d bytes written; want inside the first 16 MiB record", paused)
 	}
 	assertEmptyDir(t, dir)
 }
@@ -118,7 +118,7 @@ func TestGenFreeSpace(t *testing.T) {
 	walrec(t, "gen", filepath.Join(dir, "x.db"), "--size", "512KiB").mustExit(t, 0, "gen that fits")
 }
 
-// TestGenBoundedMemory: a 32 MiB record is streamed: gen allocates a few MiB, not the record
+// TestGenBoundedMemory: a 16 MiB record is streamed: gen allocates a few MiB, not the record
 // three times over, and recovery reads back exactly the records gen says it wrote.
 func TestGenBoundedMemory(t *testing.T) {
 	dir := t.TempDir()
@@ -126,16 +126,16 @@ func TestGenBoundedMemory(t *testing.T) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	before := ms.TotalAlloc
-	r := walrec(t, "gen", path, "--size", "65MiB", "--record-size", "32MiB", "--ops", "2").mustExit(t, 0, "gen")
+	r := walrec(t, "gen", path, "--size", "33MiB", "--record-size", "16MiB", "--ops", "2").mustExit(t, 0, "gen")
 	runtime.ReadMemStats(&ms)
-	if alloc := ms.TotalAlloc - before; alloc > 8<<20 {
-		t.Fatalf("gen allocated %d bytes for 32 MiB records", alloc)
+	if alloc := ms.TotalAlloc - before; alloc > 6<<20 {
+		t.Fatalf("gen allocated %d bytes for 16 MiB records", alloc)
 	}
-	if !strings.Contains(r.stdout, "2 records, 4 ops, 67108872 bytes") {
+	if !strings.Contains(r.stdout, "2 records, 4 ops, 33554440 bytes") {
 		t.Fatalf("%s", r.stdout)
 	}
 	j := decodeJSON(t, walrec(t, "verify", path, "--json").mustExit(t, 0, "verify").stdout)
-	if j.num(t, "records") != 2 || j.num(t, "largest_record") != 32<<20-12 {
+	if j.num(t, "records") != 2 || j.num(t, "largest_record") != 16<<20-12 {
 		t.Fatalf("%v", j)
 	}
 }
@@ -358,12 +358,12 @@ func TestRecoverNoRoom(t *testing.T) {
 	assertNoSidecar(t, dir)
 }
 
-// TestRecoverZeroTail: a preallocated or sparse tail of zeros ("truncate -s +64M") is cut and
+// TestRecoverZeroTail: a preallocated or sparse tail of zeros ("truncate -s +16M") is cut and
 // kept in a sidecar that reads back byte for byte but takes (almost) no disk space.
 func TestRecoverZeroTail(t *testing.T) {
 	dir := t.TempDir()
 	path, data, _ := gen(t, dir, genCase{layout: "v1", damage: "none"})
-	const zeros = 64 << 20
+	const zeros = 16 << 20
 	if err := os.Truncate(path, int64(len(data))+zeros); err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +380,7 @@ func TestRecoverZeroTail(t *testing.T) {
 		t.Fatalf("sidecar %v %v", fi, err)
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Blocks*512 > 1<<20 {
-		t.Fatalf("the sidecar of 64 MiB of zeros takes %d bytes of disk", st.Blocks*512)
+		t.Fatalf("the sidecar of 16 MiB of zeros takes %d bytes of disk", st.Blocks*512)
 	}
 	f, err := os.Open(sc)
 	if err != nil {

@@ -99,7 +99,7 @@ func (c *child) waitExit(t *testing.T, start time.Time) time.Duration {
 	return d
 }
 
-// TestSignalsStopGen: Ctrl-C, SIGTERM and SIGHUP stop gen in the middle of a 64 MiB record;
+// TestSignalsStopGen: Ctrl-C, SIGTERM and SIGHUP stop gen in the middle of a 4 MiB record;
 // it removes the file it was writing and exits 128+N. With --force over an existing file, that
 // file is left as it was and the half-written replacement is removed.
 func TestSignalsStopGen(t *testing.T) {
@@ -116,7 +116,7 @@ func TestSignalsStopGen(t *testing.T) {
 		t.Run(tc.sig.String(), func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "big.db")
-			args := []string{"gen", path, "--size", "256MiB", "--record-size", "64MiB"}
+			args := []string{"gen", path, "--size", "256MiB", "--record-size", "4MiB"}
 			old := []byte("an older file that --force must not lose unless gen completes")
 			if tc.force {
 				if err := os.WriteFile(path, old, 0o644); err != nil {
