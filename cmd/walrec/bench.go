@@ -15,6 +15,7 @@ import (
 )
 
 const benchUsage = `Usage: walrec bench FILE [--parallelism 1,2,4,8] [--runs 3] [--max-record-size N] [--json]
+                    [--quiet] [--no-progress]
 
 Recovers FILE read-only (O_RDONLY, no lock, no write; records are verified and discarded)
 at each parallelism given and prints, for each, the best wall time of --runs runs, file MB/s
@@ -33,7 +34,7 @@ With --json it prints JSON lines, one per setting (a file it cannot bench: one l
 report "walrec verify --json" prints).
 
 Exit status: 0 measured (a tail recovery would cut is reported, not an error), 2 refused,
-3 an I/O or usage error.
+3 an I/O or usage error, 130 stopped by Ctrl-C (143 SIGTERM, 129 SIGHUP, 141 SIGPIPE).
 `
 
 type benchRow struct {

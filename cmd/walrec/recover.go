@@ -162,7 +162,7 @@ func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recove
 	rr := recoverReport{report: newReport(path, mode, res, err)}
 	nameStrictTail(ctx, &rr.report, rfile, rf.options())
 	rr.Truncated = res.Truncated
-	if sc.name != "" && res.Truncated {
+	if sc.name != "" { // written and kept, even if the cut itself then failed
 		rr.Sidecar, rr.SidecarHoleBytes = ptr(sc.name), sc.holes
 	}
 	if err == nil && res.Truncation != nil {

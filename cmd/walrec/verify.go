@@ -11,7 +11,7 @@ import (
 )
 
 const verifyUsage = `Usage: walrec verify FILE [--json] [--mode tolerate|strict|point-in-time]
-                     [--max-record-size N] [--parallelism N]
+                     [--max-record-size N] [--parallelism N] [--quiet] [--no-progress]
 
 Reports what recovery would do with FILE without doing it: the file is opened read-only
 (O_RDONLY), no lock is taken and nothing is ever written, so it is safe on a database that
@@ -24,7 +24,13 @@ outcome ("clean", "empty", "torn_header", "torn_tail", "damaged_tail", "corrupt"
 "not_a_database", "unsupported_version", "record_too_large", "incomplete_read", "io_error",
 ...), code (the error code, or null), offset (where the damage, cut or error is, or null),
 truncate_bytes (what recovery would cut, 0 if none), records, ops, bytes, end,
-largest_record, parallelism, peak_buffered, detail, hint, error and exit.
+largest_record, parallelism, peak_buffered, detail, hint, error and exit. Every field is
+always present, null when it does not apply. A file name that is not UTF-8 cannot be carried
+exactly in a JSON string: file_hex then holds its bytes in hex (else it is null).
+
+A failure is said once: the report on stdout says it, and one line goes to stderr as well
+only when stdout is not a terminal (so a person still sees it when the report is redirected).
+With --json nothing goes to stderr; with --quiet there is no report, only that line.
 
 In strict mode a tail is a refusal: code TAIL_DAMAGE, exit 2 (outcome still names the tail).
 In point-in-time mode mid-log corruption is a cut too: outcome "corrupt", code null, exit 1.
