@@ -77,21 +77,21 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	out := &errWriter{w: stdout}
 	err = runDemo(ctx, dir, int64(size), *seed, out, stderr, &of)
 	if rerr := os.RemoveAll(dir); rerr != nil {
-		fmt.Fprintf(stderr, "walrec demo: removing %s: %v\n", dir, rerr)
+		fmt.Fprintf(stderr, "walrec demo: removing %s: %v\n", quoteName(dir), rerr)
 		return exitError
 	}
 	if err == nil {
 		err = out.err
 	}
 	if err == nil {
-		fmt.Fprintf(out, "  cleanup   removed %s\n", dir)
+		fmt.Fprintf(out, "  cleanup   removed %s\n", quoteName(dir))
 		err = out.err
 	}
 	if err != nil {
 		if ctx.Err() != nil {
 			err = errors.New("stopped")
 		}
-		fmt.Fprintf(stderr, "walrec demo: %v (the temporary directory %s was removed)\n", err, dir)
+		fmt.Fprintf(stderr, "walrec demo: %v (the temporary directory %s was removed)\n", err, quoteName(dir))
 		return exitError
 	}
 	return exitOK
@@ -126,7 +126,7 @@ type openRow struct {
 func runDemo(ctx context.Context, dir string, size int64, seed uint64, stdout *errWriter, stderr io.Writer, of *outFlags) error {
 	path := filepath.Join(dir, "demo.db")
 	fmt.Fprintf(stdout, "walrec demo: build a database, crash it mid-append, and watch recovery open it again\n\n")
-	fmt.Fprintf(stdout, "  workdir   %s (removed at the end)\n", dir)
+	fmt.Fprintf(stdout, "  workdir   %s (removed at the end)\n", quoteName(dir))
 	if stdout.err != nil {
 		return stdout.err
 	}
