@@ -7,12 +7,12 @@ package apply
 
 import (
 	"context"
-	"fmt"
 	"io"
 
 	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
-	"github.com/streamwal/recovery/source"
+	"github.com/streamwal/recovery/internal/chunk"
+	"github.com/streamwal/recovery/walerr"
 )
 
 // Record is one verified record as the Applier sees it. Payload (and every op decoded from it)
@@ -66,29 +66,33 @@ type Stage struct {
 	Truncation *classify.Truncation // the decided cut, if any
 }
 
-// Batch replays bt's good records. done reports that the stream is decided (clean end,
-// truncation decided, or refusal in err); after done, later batches are discarded unread.
-func (s *Stage) Batch(ctx context.Context, bt *source.Batch, buf []byte) (done bool, err error) {
+// Batch replays the good records of bt (whose bytes are buf and aux). done reports that the
+// stream is decided (clean end, truncation decided, or refusal in err); after done, later
+// batches are discarded unread. An error the Applier returns comes back as an APPLY_FAILED
+// *walerr.Error at the record's offset, wrapping it (errors.Is still finds the cause), the same
+// at every parallelism.
+func (s *Stage) Batch(ctx context.Context, bt *chunk.Batch, buf, aux []byte) (done bool, err error) {
 	hdr := int64(s.Layout.HeaderSize())
 	st := &s.Stats
+	w := bt.Walk(s.Layout, buf, aux)
 	for i := range bt.FirstBad {
-		r := &bt.Recs[i]
-		rec := Record{Offset: r.Off, Payload: buf[r.Start:r.End], NumOps: int(r.NOps)}
+		off, p, _, _ := w.Next()
+		rec := Record{Offset: off, Payload: p, NumOps: int(bt.Ops[i])}
 		if err := s.Applier.Apply(rec); err != nil {
-			return true, fmt.Errorf("recovery: applier failed on the record at offset %d: %w", r.Off, err)
+			return true, walerr.Wrap(walerr.ApplyFailed, off, err, "the applier failed on this record; what it received is incomplete")
 		}
-		n := int64(r.End - r.Start)
+		n := int64(len(p))
 		st.Records++
-		st.Ops += int64(r.NOps)
+		st.Ops += int64(bt.Ops[i])
 		st.Bytes += hdr + n
 		st.LargestRecord = max(st.LargestRecord, n)
-		st.End = r.Off + hdr + n
+		st.End = off + hdr + n
 	}
 	if s.Progress != nil {
 		s.Progress(st.End, s.Size)
 	}
 	switch {
-	case bt.FirstBad < len(bt.Recs):
+	case bt.FirstBad < bt.Count():
 		return true, s.decide(ctx, bt.Bad)
 	case bt.Stop.Set && bt.Stop.Trouble == 0:
 		return true, nil

@@ -21,14 +21,42 @@ import (
 // Poison is the byte released buffers are filled with when Debug is on.
 const Poison = 0xDB
 
-// Buffer is one pooled buffer. B's capacity is the memory it holds.
+// Buffer is one pooled buffer. The memory it holds is the capacity of B, the capacity of Aux
+// (a second region, for bytes that do not belong after B's), and the bytes its Meta says it
+// holds (SetMetaBytes): the pool counts all three.
 type Buffer[M any] struct {
 	B    []byte
+	Aux  []byte
 	Meta M
 
-	pool *Pool[M]
-	out  bool
+	pool      *Pool[M]
+	out       bool
+	metaBytes int64
 }
+
+// Grow is p.Grow(b, n) for b's own pool.
+func (b *Buffer[M]) Grow(n int) []byte { return b.pool.Grow(b, n) }
+
+// GrowAux is p.GrowAux(b, n) for b's own pool.
+func (b *Buffer[M]) GrowAux(n int) []byte { return b.pool.GrowAux(b, n) }
+
+// SetMetaBytes records how many bytes b's Meta holds (record tables that grow with the number
+// of records), so that the pool's accounting covers every byte a buffer holds, not only B.
+func (b *Buffer[M]) SetMetaBytes(n int64) {
+	p := b.pool
+	p.mustOwn(b, "SetMetaBytes")
+	if n == b.metaBytes {
+		return
+	}
+	p.mu.Lock()
+	p.allocated += n - b.metaBytes
+	p.outBytes += n - b.metaBytes
+	p.peakOut = max(p.peakOut, p.outBytes)
+	p.mu.Unlock()
+	b.metaBytes = n
+}
+
+func (b *Buffer[M]) held() int64 { return int64(cap(b.B)) + int64(cap(b.Aux)) + b.metaBytes }
 
 // Stats is the pool's accounting.
 type Stats struct {
@@ -83,10 +111,10 @@ func (p *Pool[M]) Get(ctx context.Context) (*Buffer[M], error) {
 	}
 	b.out = true
 	p.out++
-	p.outBytes += int64(cap(b.B))
+	p.outBytes += b.held()
 	p.peakOut = max(p.peakOut, p.outBytes)
 	p.mu.Unlock()
-	b.B = b.B[:0]
+	b.B, b.Aux = b.B[:0], b.Aux[:0]
 	return b, nil
 }
 
@@ -94,34 +122,53 @@ func (p *Pool[M]) Get(ctx context.Context) (*Buffer[M], error) {
 // b.B[:n]. The caller must own b and must have bounded n: the pool trusts it.
 func (p *Pool[M]) Grow(b *Buffer[M], n int) []byte {
 	p.mustOwn(b, "Grow")
-	if cap(b.B) < n {
-		old := int64(cap(b.B))
-		b.B = make([]byte, n)
+	b.B = p.grow(b.B, n)
+	return b.B
+}
+
+// GrowAux is Grow for b.Aux.
+func (p *Pool[M]) GrowAux(b *Buffer[M], n int) []byte {
+	p.mustOwn(b, "GrowAux")
+	b.Aux = p.grow(b.Aux, n)
+	return b.Aux
+}
+
+func (p *Pool[M]) grow(s []byte, n int) []byte {
+	if cap(s) < n {
+		old := int64(cap(s))
+		s = make([]byte, n)
 		p.mu.Lock()
 		p.allocated += int64(n) - old
 		p.outBytes += int64(n) - old
 		p.peakOut = max(p.peakOut, p.outBytes)
 		p.mu.Unlock()
 	}
-	b.B = b.B[:n]
-	return b.B
+	return s[:n]
+}
+
+// PoisonBytes fills all of s's capacity with Poison when Debug is on (a released region's bytes
+// must not be read again).
+func PoisonBytes(s []byte) {
+	if !Debug {
+		return
+	}
+	if full := s[:cap(s)]; len(full) > 0 {
+		full[0] = Poison
+		for n := 1; n < len(full); n *= 2 { // doubling copies: fast even under -race
+			copy(full[n:], full[:n])
+		}
+	}
 }
 
 // Put returns b. After Put the caller must not touch b or any slice of b.B.
 func (p *Pool[M]) Put(b *Buffer[M]) {
 	p.mustOwn(b, "Put")
 	b.out = false
-	if Debug {
-		if full := b.B[:cap(b.B)]; len(full) > 0 {
-			full[0] = Poison
-			for n := 1; n < len(full); n *= 2 { // doubling copies: fast even under -race
-				copy(full[n:], full[:n])
-			}
-		}
-	}
+	PoisonBytes(b.B)
+	PoisonBytes(b.Aux)
 	p.mu.Lock()
 	p.out--
-	p.outBytes -= int64(cap(b.B))
+	p.outBytes -= b.held()
 	p.mu.Unlock()
 	p.free <- b // never blocks: at most depth buffers exist
 }

@@ -8,28 +8,31 @@ package verify
 import (
 	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
-	"github.com/streamwal/recovery/source"
+	"github.com/streamwal/recovery/internal/chunk"
 )
 
-// Batch verifies the records of bt, whose payloads are in buf. It sets bt.FirstBad (and bt.Bad)
-// to the first record that failed, or len(bt.Recs). It reads buf and writes only bt.
-func Batch(bt *source.Batch, buf []byte) {
-	recs := bt.Recs
-	for i := range recs {
-		r := &recs[i]
-		p := buf[r.Start:r.End]
-		if format.Checksum(p) != r.CRC {
-			bt.FirstBad = i
-			bt.Bad = classify.Damage{Offset: r.Off, Trouble: classify.Damaged, Detail: "payload checksum mismatch"}
-			return
+// Batch verifies the records of bt, whose bytes are buf (the chunk) and aux (its straddler).
+// It fills bt.Ops and sets bt.FirstBad (and bt.Bad) to the first record that failed, or
+// bt.Count(). It reads buf and aux and writes only bt.
+func Batch(layout format.Layout, bt *chunk.Batch, buf, aux []byte) {
+	w := bt.Walk(layout, buf, aux)
+	ops := bt.Ops[:0]
+	for {
+		off, p, crc, ok := w.Next()
+		if !ok {
+			break
+		}
+		if format.Checksum(p) != crc {
+			bt.Bad = classify.Damage{Offset: off, Trouble: classify.Damaged, Detail: "payload checksum mismatch"}
+			break
 		}
 		n, err := format.CountOps(p)
 		if err != nil {
-			bt.FirstBad = i
-			bt.Bad = classify.Damage{Offset: r.Off, Trouble: classify.Malformed, Detail: "payload does not parse (" + err.Error() + ")"}
-			return
+			bt.Bad = classify.Damage{Offset: off, Trouble: classify.Malformed, Detail: "payload does not parse (" + err.Error() + ")"}
+			break
 		}
-		r.NOps = int32(n)
+		ops = append(ops, uint32(n))
 	}
-	bt.FirstBad = len(recs)
+	bt.Ops = ops
+	bt.FirstBad = len(ops)
 }
