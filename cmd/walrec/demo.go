@@ -185,14 +185,10 @@ func runDemo(ctx context.Context, dir string, size int64, seed uint64, stdout *e
 		fmt.Fprintf(stdout, "  %-30s %10s %8s %7.2f %6.0f %12s %10s %10s\n", r.name, mib(r.res.Size), group(r.res.Records),
 			r.elapsed.Seconds(), float64(r.res.Size)/1e6/r.elapsed.Seconds(), mib(r.res.PeakBuffered), mib(r.heapGrowth), kept)
 	}
-	quarterPool, seqPool, parPool := rows[0].res.PeakBuffered, rows[1].res.PeakBuffered, rows[2].res.PeakBuffered
-	if quarterPool == seqPool {
-		fmt.Fprintf(stdout, "\n  memory    recovery reads the log through %s of buffers (%s in parallel), for a quarter of the log as for all of it;\n",
-			mib(seqPool), mib(parPool))
-	} else {
-		fmt.Fprintf(stdout, "\n  memory    recovery reads the log through %s of buffers for a quarter of it, %s for all of it (%s in parallel);\n",
-			mib(quarterPool), mib(seqPool), mib(parPool))
-	}
+	quarter, all := rows[0], rows[1]
+	fmt.Fprintf(stdout, "\n  memory    recovery's read buffers peaked at %s for a quarter of the log and %s for all of it: x%.2f for x%.1f the bytes (%s in parallel);\n",
+		mib(quarter.res.PeakBuffered), mib(all.res.PeakBuffered), float64(all.res.PeakBuffered)/float64(max(1, quarter.res.PeakBuffered)),
+		float64(all.res.Size)/float64(max(1, quarter.res.Size)), mib(rows[2].res.PeakBuffered))
 	fmt.Fprintf(stdout, "            the database also rebuilds its store, which it keeps: %s keys, %s of keys and values\n",
 		group(int64(dbRow.keys)), mib(dbRow.live))
 	t := dbRow.trunc

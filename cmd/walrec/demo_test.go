@@ -44,7 +44,7 @@ func TestDemo(t *testing.T) {
 		"read buffers",
 		"heap peak",
 		"heap kept",
-		"for a quarter of the log as for all of it",
+		"for a quarter of the log and ",
 		"  found     torn_tail at offset ",
 		"  repaired  a read-write open cut those ",
 		"  after     one more commit, then a clean reopen",
