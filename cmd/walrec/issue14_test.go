@@ -549,3 +549,21 @@ func TestDumpRange(t *testing.T) {
 		t.Fatalf("%s", r.stdout)
 	}
 }
+
+// TestReportFromResult: the report takes the refused cut of a strict refusal and the decided
+// cut of a failed repair from Result.Truncation, without a second recovery.
+func TestReportFromResult(t *testing.T) {
+	tr := &recovery.Truncation{Offset: 100, Bytes: 18, Reason: recovery.ReasonTornTail, Detail: "record runs past the end of the file"}
+	res := recovery.Result{Layout: recovery.LayoutV1, Size: 118, Records: 3, End: 100, Truncation: tr}
+	strict := &recovery.Error{Code: recovery.CodeTailDamage, Offset: 100, Detail: "record runs past the end of the file (torn_tail)"}
+	r := newReport("x.db", recovery.Strict, res, strict)
+	if r.Outcome != "torn_tail" || r.Exit != exitRefused || r.TruncateBytes != 0 || *r.Code != "TAIL_DAMAGE" || !strings.Contains(r.Hint, "--mode strict") {
+		t.Fatalf("strict: %+v", r)
+	}
+	hook := fmt.Errorf("recovery: before cutting: %w", &recovery.Error{Code: recovery.CodeIO, Offset: 100, Detail: "cannot create the sidecar", Err: syscall.EACCES})
+	r = newReport("x.db", recovery.Tolerate, res, hook)
+	if r.Outcome != outIO || r.Exit != exitError || r.TruncateBytes != 18 || *r.Offset != 100 || r.Size != 118 || *r.Layout != "v1" || r.Records != 3 ||
+		!strings.Contains(r.Detail, "permission denied") {
+		t.Fatalf("failed hook: %+v", r)
+	}
+}
