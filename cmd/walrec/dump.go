@@ -210,7 +210,7 @@ func showBad(ctx context.Context, w io.Writer, path string, r *report, hdr, n in
 	if gap {
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "bad record at offset %d: %s of the file from here on\n", off, plural64(b.Available, "byte"))
+	fmt.Fprintf(w, "the bad record: recovery stopped at offset %d, with %s of the file from there on\n", off, plural64(b.Available, "byte"))
 	if b.Length != nil {
 		s := fmt.Sprintf("  header    payload length %d", *b.Length)
 		if b.LengthOK != nil {

@@ -545,7 +545,7 @@ func TestDumpRange(t *testing.T) {
 		}
 	}
 	r := walrec(t, "dump", path, "--limit", "1").mustExit(t, 1, "dump --limit 1")
-	if strings.Count(r.stdout, "\nrecord ")+strings.Count(r.stdout[:7], "record ") != 1 || !strings.Contains(r.stdout, "\nbad record at offset") {
+	if strings.Count(r.stdout, "\nrecord ")+strings.Count(r.stdout[:7], "record ") != 1 || !strings.Contains(r.stdout, "\nthe bad record: recovery stopped at offset") {
 		t.Fatalf("%s", r.stdout)
 	}
 }
