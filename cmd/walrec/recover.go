@@ -118,7 +118,7 @@ func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recove
 	f, err := db.OS.OpenFile(path, openMode)
 	if err != nil {
 		r := openErrorReport(path, mode, err)
-		if errors.Is(err, fs.ErrPermission) || errors.Is(err, errReadOnlyFS) {
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, errROFS) {
 			r.Hint = "recover needs to write FILE; use --output COPY to write the repaired log elsewhere, or walrec verify to only look"
 		}
 		return recoverReport{report: r}
@@ -173,9 +173,6 @@ func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recove
 	}
 	return rr
 }
-
-// errReadOnlyFS matches EROFS where the platform has it.
-var errReadOnlyFS = errROFS
 
 // recoverToCopy recovers path read-only and writes what it would keep to out.
 func recoverToCopy(ctx context.Context, path string, f *recFile, out string, mode recovery.Mode, opts []recovery.Option, p *progress) recoverReport {
