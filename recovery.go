@@ -232,9 +232,18 @@ func (o *options) check() error {
 
 // Recover replays the log in f into app and returns what it did. See the package comment.
 //
-// On error the Result still describes the records replayed before the failure (the caller
-// should discard what app received), and the file is untouched.
+// Every error is a *Error (errors.As), with a Code and an Offset. On error the Result still
+// describes what was measured before the failure (size, layout, the records replayed: the
+// caller should discard what app received), and the file is untouched, with one exception
+// that Result.Truncated reports: when the cut was made but the sync after it failed (code
+// IO_ERROR), the cut is in the file but may not survive a crash. When a cut was decided but
+// not made (strict mode's TAIL_DAMAGE, a WithBeforeTruncate hook that failed, a file that
+// cannot be cut), Result.Truncation is that cut and Result.Truncated is false.
 func Recover(ctx context.Context, f File, app Applier, opts ...Option) (Result, error) {
+	if f == nil {
+		return Result{}, walerr.New(walerr.InvalidArgument, -1, "nil File").
+			WithHint("check the error from opening the file before recovering it")
+	}
 	o := options{readSize: DefaultReadSize, maxRecord: DefaultMaxRecord}
 	for _, opt := range opts {
 		opt(&o)
@@ -266,11 +275,11 @@ func Recover(ctx context.Context, f File, app Applier, opts ...Option) (Result, 
 		return res, err
 	}
 	if pre.TornHeader {
+		res.Truncation = &Truncation{Offset: 0, Bytes: size, Reason: ReasonTornHeader, Detail: "a prefix of the file header and nothing else"}
 		if o.mode == Strict {
-			return res, walerr.New(walerr.TailDamage, 0, "the file is a torn file header and nothing else; strict mode keeps it").
+			return res, walerr.New(walerr.TailDamage, 0, "the file is a torn file header and nothing else (torn_header); strict mode keeps it").
 				WithHint("the file is untouched")
 		}
-		res.Truncation = &Truncation{Offset: 0, Bytes: size, Reason: ReasonTornHeader, Detail: "a prefix of the file header and nothing else"}
 		return finish(f, &o, res)
 	}
 
@@ -288,10 +297,10 @@ func Recover(ctx context.Context, f File, app Applier, opts ...Option) (Result, 
 	res.Records, res.Ops, res.Bytes = st.Stats.Records, st.Stats.Ops, st.Stats.Bytes
 	res.LargestRecord, res.End = st.Stats.LargestRecord, st.Stats.End
 	res.PeakBuffered = pst.Allocated
+	res.Truncation = st.Truncation // with an error: the cut strict mode refused, never made
 	if err != nil {
 		return res, err
 	}
-	res.Truncation = st.Truncation
 	return finish(f, &o, res)
 }
 
@@ -321,18 +330,25 @@ func finish(f File, o *options, res Result) (Result, error) {
 				WithHint("stop the other writer and retry")
 		}
 	}
+	if ro, ok := f.(interface{ readOnly() bool }); ok && ro.readOnly() {
+		return res, walerr.New(walerr.InvalidArgument, t.Offset,
+			fmt.Sprintf("recovery decided to cut %d bytes (%s) but the file is open read-only; nothing was cut", t.Bytes, t.Reason)).
+			WithHint("open the file read-write to repair it, or use ReadOnly to only report")
+	}
 	if o.beforeTruncate != nil {
 		if err := o.beforeTruncate(*t); err != nil {
-			return res, fmt.Errorf("recovery: before cutting %d bytes at offset %d: %w", t.Bytes, t.Offset, err)
+			return res, walerr.Wrap(walerr.IO, t.Offset, err,
+				fmt.Sprintf("the hook before cutting %d bytes (%s) failed; nothing was cut", t.Bytes, t.Reason))
 		}
 	}
 	if err := wf.Truncate(t.Offset); err != nil {
-		return res, walerr.Wrap(walerr.IO, t.Offset, err, "truncate failed")
-	}
-	if err := wf.Sync(); err != nil {
-		return res, walerr.Wrap(walerr.IO, t.Offset, err, "sync after truncate failed")
+		return res, walerr.Wrap(walerr.IO, t.Offset, err, "truncate failed; nothing was cut")
 	}
 	res.Truncated = true
+	if err := wf.Sync(); err != nil {
+		return res, walerr.Wrap(walerr.IO, t.Offset, err, "the file was cut but the sync after it failed: the cut may not survive a crash").
+			WithHint("retry the recovery; it is idempotent")
+	}
 	return res, nil
 }
 
@@ -342,13 +358,16 @@ func OSFile(f *os.File) (WritableFile, error) {
 	if err != nil {
 		return nil, walerr.Wrap(walerr.IO, -1, err, "stat failed")
 	}
-	return &osFile{File: f, size: fi.Size()}, nil
+	return &osFile{File: f, size: fi.Size(), ro: openedReadOnly(f)}, nil
 }
 
 type osFile struct {
 	*os.File
 	size int64
+	ro   bool
 }
+
+func (f *osFile) readOnly() bool { return f.ro }
 
 func (f *osFile) Size() int64 { return f.size }
 

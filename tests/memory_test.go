@@ -17,9 +17,21 @@ import (
 	"github.com/streamwal/recovery/tests/oracle"
 )
 
-// TestMemoryBoundedByPool: recovering a log at least 64 times larger than
-// depth x max(read size, largest record) never buffers more than that bound, by the pool's own
-// accounting and by the largest read the file was asked for.
+// memBound is the documented bound on what recovery buffers (docs/design.md, "Memory"): per
+// pooled buffer one read, the record that runs past it (at most one read: a larger one goes to
+// the one shared buffer) and 4 bytes of op count per record (a record is at least 13 bytes),
+// plus that shared buffer when the largest record (header included) is larger than a read.
+func memBound(buffers, readSize, largest int) int64 {
+	b := int64(buffers) * int64(readSize+min(readSize, largest)+4*(readSize/13+2))
+	if largest > readSize {
+		b += int64(largest)
+	}
+	return b
+}
+
+// TestMemoryBoundedByPool: recovering a log at least 64 times larger than the memory bound
+// never buffers more than that bound, by the pool's own accounting, and never asks the file
+// for a read larger than max(read size, largest record).
 func TestMemoryBoundedByPool(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 5))
 	cases := []struct {
@@ -41,12 +53,12 @@ func TestMemoryBoundedByPool(t *testing.T) {
 				break
 			}
 		}
-		bound := int64(c.depth * max(c.readSize, largest))
+		bound := memBound(c.depth, c.readSize, largest)
 		r := &testlog.Reader{B: l.Bytes}
 		res, err := recovery.Recover(context.Background(), r, nil, recovery.WithParallelism(c.par),
 			recovery.WithPoolDepth(max(c.depth, 2)), recovery.WithReadSize(c.readSize))
 		if c.par == 1 {
-			bound = int64(max(c.readSize, largest)) // the sequential loop holds one buffer
+			bound = memBound(1, c.readSize, largest) // the sequential loop holds one buffer
 		}
 		if err != nil || res.Records != int64(len(l.Offsets)) {
 			t.Fatalf("%+v: %v %+v", c, err, res)
