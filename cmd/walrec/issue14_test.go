@@ -566,4 +566,18 @@ func TestReportFromResult(t *testing.T) {
 		!strings.Contains(r.Detail, "permission denied") {
 		t.Fatalf("failed hook: %+v", r)
 	}
+	var b strings.Builder
+	writeHuman(&b, &r, &recoverReport{report: r})
+	if !strings.Contains(b.String(), "recovery had decided to cut the last 18 bytes; nothing was cut, the file is untouched") {
+		t.Fatalf("%s", b.String())
+	}
+	// The cut was made but its sync failed: the report says the bytes were cut.
+	res.Truncated = true
+	syncErr := &recovery.Error{Code: recovery.CodeIO, Offset: 100, Detail: "the file was cut but the sync after it failed", Err: syscall.EIO}
+	r = newReport("x.db", recovery.Tolerate, res, syncErr)
+	b.Reset()
+	writeHuman(&b, &r, &recoverReport{report: r, Truncated: true})
+	if r.Exit != exitError || !strings.Contains(b.String(), "the last 18 bytes were cut, but the cut may not be durable; run walrec recover again") {
+		t.Fatalf("%s", b.String())
+	}
 }

@@ -146,10 +146,10 @@ func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recove
 		dir = ro.sidecarDir
 	}
 	var sc sidecar
+	var hookErr error
 	opts = append(opts, recovery.WithBeforeTruncate(func(t recovery.Truncation) error {
-		var err error
-		sc, err = writeSidecar(ctx, rfile, t, dir, filepath.Base(real))
-		return err
+		sc, hookErr = writeSidecar(ctx, rfile, t, dir, filepath.Base(real))
+		return hookErr
 	}))
 	res, err := recovery.Recover(ctx, rfile, nil, opts...)
 	p.done()
@@ -159,8 +159,10 @@ func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recove
 			err = walerr.Wrap(walerr.IO, -1, serr, "sync of the replayed log failed")
 		}
 	}
+	if err != nil && hookErr != nil {
+		err = hookErr // the sidecar's own error: what failed, and walrec's hint about it
+	}
 	rr := recoverReport{report: newReport(path, mode, res, err)}
-	nameStrictTail(ctx, &rr.report, rfile, rf.options())
 	rr.Truncated = res.Truncated
 	if sc.name != "" { // written and kept, even if the cut itself then failed
 		rr.Sidecar, rr.SidecarHoleBytes = ptr(sc.name), sc.holes
@@ -180,7 +182,6 @@ func recoverToCopy(ctx context.Context, path string, f *recFile, out string, mod
 	p.done()
 	rr := recoverReport{report: newReport(path, mode, res, err)}
 	if err != nil {
-		nameStrictTail(ctx, &rr.report, f, opts)
 		return rr
 	}
 	keep := res.Size

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -115,6 +114,7 @@ type report struct {
 	strictTail bool // a strict refusal of a tail: Outcome is the tail's reason
 	readOnly   bool // verify and dump: nothing was or will be written
 	notOpened  bool // the file could not be opened at all
+	cutMade    bool // a failure after the cut was made (its sync failed)
 }
 
 // recoverReport is recover's: the same, plus what was cut and where the bytes went.
@@ -237,29 +237,15 @@ func newReport(file string, mode recovery.Mode, res recovery.Result, err error) 
 		r.Outcome = outInvalid
 	}
 	// A failure after recovery had decided a cut (a sidecar that could not be written, a
-	// file that changed size): the report keeps what had been measured.
-	if t := res.Truncation; t != nil && !res.Truncated {
-		r.TruncateBytes = t.Bytes
+	// file that changed size, a sync after the cut that failed): the report keeps what had
+	// been measured, and whether the cut was made.
+	if t := res.Truncation; t != nil {
+		r.TruncateBytes, r.cutMade = t.Bytes, res.Truncated
 		if r.Offset == nil {
 			r.Offset = ptr(t.Offset)
 		}
 	}
 	return r
-}
-
-// nameStrictTail finds out which tail a strict refusal refused, for a recovery that does not
-// report it in Result.Truncation: it recovers the file again, read-only, in the default mode,
-// which decides the same tail and reports its reason. It costs a second pass, on this failure
-// path only, and only then.
-func nameStrictTail(ctx context.Context, r *report, f recovery.File, opts []recovery.Option) {
-	if !r.strictTail || r.Outcome != outTailDamage {
-		return
-	}
-	opts = append(append([]recovery.Option(nil), opts...), recovery.WithMode(recovery.Tolerate), recovery.ReadOnly())
-	res, err := recovery.Recover(ctx, f, nil, opts...)
-	if err == nil && res.Truncation != nil && r.Offset != nil && res.Truncation.Offset == *r.Offset {
-		r.Outcome = string(res.Truncation.Reason)
-	}
 }
 
 // writeJSON writes v as one line.
@@ -326,6 +312,8 @@ func writeHuman(w io.Writer, r *report, rec *recoverReport) {
 		out = fmt.Sprintf("%s%s: recovery refuses the file (%s); the file is untouched", r.Outcome, at, code)
 	case r.Outcome == outLocked:
 		out = fmt.Sprintf("locked: another process has the database open (%s); nothing was read or written", code)
+	case r.cutMade:
+		out = fmt.Sprintf("%s%s (%s): the last %d bytes were cut, but the cut may not be durable; run walrec recover again", r.Outcome, at, code, r.TruncateBytes)
 	case r.TruncateBytes > 0:
 		out = fmt.Sprintf("%s%s (%s): recovery had decided to cut the last %d bytes; nothing was cut, the file is untouched", r.Outcome, at, code, r.TruncateBytes)
 	default:

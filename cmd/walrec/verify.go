@@ -115,7 +115,6 @@ func verifyFile(ctx context.Context, path string, rf *recoveryFlags, app recover
 	p.done()
 	r := newReport(path, mode, res, err)
 	r.readOnly = true
-	nameStrictTail(ctx, &r, f, rf.options())
 	return r
 }
 
