@@ -27,7 +27,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -114,14 +113,16 @@ type DB struct {
 
 	closed atomic.Bool
 	pub    atomic.Pointer[tree] // the committed state readers see; never mutated once stored
+	inFn   atomic.Int64         // the goroutine running an Update's function, 0 when none
 
 	mu     sync.Mutex // serializes writers and Close; guards everything below
 	f      File       // nil once closed (and always for a read-only open)
 	w      *tree      // the committed state writers clone; never mutated itself
 	layout format.Layout
-	size   int64  // bytes in the file: where the next record goes
-	failed error  // the append or fsync error that latched the database
-	buf    []byte // a reusable transaction buffer
+	size   int64    // bytes in the file: where the next record goes
+	failed error    // the append or fsync error that latched the database
+	buf    []byte   // a reusable transaction buffer
+	iov    [][]byte // a reusable list of the pieces of a record
 }
 
 // hdrRoom is the space reserved in front of a transaction's payload for the framing that goes
@@ -185,8 +186,10 @@ func (db *DB) open(o *options) error {
 	if err != nil {
 		return fmt.Errorf("db: open %s: size: %w", db.path, err)
 	}
-	if size == 0 && !db.readOnly {
-		// A new file: make its name durable before anything is committed into it.
+	if !db.readOnly {
+		// The file may have just been created, here or by an earlier open (or another tool)
+		// that died before syncing its directory: make its name durable before anything is
+		// committed into it, or a crash could take the whole log with it.
 		if err := db.fs.SyncDir(dirOf(db.path)); err != nil {
 			return fmt.Errorf("db: open %s: sync directory: %w", db.path, err)
 		}
@@ -226,7 +229,7 @@ func (db *DB) open(o *options) error {
 			o.onTruncate(*db.trunc)
 		}
 	}
-	if !db.readOnly && !res.Truncated && end > 0 {
+	if !db.readOnly && !res.Truncated {
 		// What was replayed is now visible, so it must be durable: bytes appended before an
 		// fsync failed (or by a process that died before its fsync) may still be only in the
 		// page cache. (A cut has already been synced by recovery.)
@@ -241,62 +244,6 @@ func (db *DB) open(o *options) error {
 	}
 	db.w = ld.finish()
 	db.pub.Store(db.w.Clone())
-	return nil
-}
-
-// saveCut copies the bytes recovery is about to cut, [t.Offset, t.Offset+t.Bytes), to a new
-// sidecar file "<path>.cut-<offset>" (".1", ".2"... appended if that name is taken: an older
-// sidecar is never overwritten), syncs it and its directory, and returns its name. It streams
-// through a bounded buffer.
-func (db *DB) saveCut(t recovery.Truncation) (string, error) {
-	base := fmt.Sprintf("%s.cut-%d", db.path, t.Offset)
-	name := base
-	var sf File
-	for i := 1; ; i++ {
-		var err error
-		if sf, err = db.fs.OpenFile(name, OpenCreateNew); err == nil {
-			break
-		}
-		if !errors.Is(err, fs.ErrExist) || i > 1000 {
-			return "", fmt.Errorf("db: create sidecar %s: %w", name, err)
-		}
-		name = fmt.Sprintf("%s.%d", base, i)
-	}
-	err := copyRange(sf, db.f, t.Offset, t.Offset+t.Bytes)
-	if err == nil {
-		err = sf.Sync()
-	}
-	if cerr := sf.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = db.fs.SyncDir(dirOf(name))
-	}
-	if err != nil {
-		// A partial copy must not pass for a sidecar: remove it (best effort; the error
-		// reported is the one that stopped the copy).
-		_ = db.fs.Remove(name)
-		if walerr.CodeOf(err) == "" { // an append, sync or close of the sidecar: I/O
-			err = walerr.Wrap(walerr.IO, t.Offset, err, "cannot save the bytes to be cut; nothing was cut")
-		}
-		return "", fmt.Errorf("db: write sidecar %s: %w", name, err)
-	}
-	return name, nil
-}
-
-// copyRange appends src's bytes [from, to) to dst.
-func copyRange(dst File, src File, from, to int64) error {
-	buf := make([]byte, min(to-from, 1<<20))
-	for off := from; off < to; {
-		n := int(min(int64(len(buf)), to-off))
-		if err := walerr.ReadFull(src, buf[:n], off); err != nil {
-			return err
-		}
-		if err := dst.Append(buf[:n]); err != nil {
-			return err
-		}
-		off += int64(n)
-	}
 	return nil
 }
 
@@ -331,11 +278,15 @@ func (db *DB) Truncation() *TruncationReport {
 // Update runs fn in a read-write transaction. If fn returns nil and the transaction made any
 // change, its ops are committed as one record: appended, fsync'd, then made visible. If fn
 // returns an error (or panics), nothing is applied and the error is returned. Writers run one
-// at a time, so fn sees every earlier commit; do not call Update from inside fn (it would wait
-// for itself).
+// at a time, so fn sees every earlier commit. Update or Close called from inside fn fails
+// with ErrNested rather than waiting for itself (Close then closes nothing).
 func (db *DB) Update(fn func(*Tx) error) error {
 	if db.readOnly {
 		return newError(CodeReadOnly, db.path, "the database was opened with db.ReadOnly()", nil)
+	}
+	g := goid()
+	if g == db.inFn.Load() {
+		return newError(CodeNested, db.path, "Update called from inside an Update's function (it would wait for itself)", nil)
 	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
@@ -347,7 +298,11 @@ func (db *DB) Update(fn func(*Tx) error) error {
 	}
 	tx := &Tx{db: db, t: db.w.Clone(), writable: true, buf: append(db.buf[:0], noHeader[:]...)}
 	defer tx.close()
-	err := fn(tx)
+	db.inFn.Store(g)
+	err := func() error {
+		defer db.inFn.Store(0)
+		return fn(tx)
+	}()
 	tx.close() // before the commit: nothing may change the tree once it is being published
 	if err != nil {
 		return err
@@ -358,7 +313,7 @@ func (db *DB) Update(fn func(*Tx) error) error {
 	if tx.ops == 0 {
 		return nil
 	}
-	if err := db.commit(tx.buf); err != nil {
+	if err := db.commit(tx); err != nil {
 		return err
 	}
 	db.w = tx.t
@@ -369,34 +324,69 @@ func (db *DB) Update(fn func(*Tx) error) error {
 	return nil
 }
 
-// commit frames the payload in b[hdrRoom:] in the file's layout, in place, appends it with
-// one write and syncs it. Any failure latches the database.
-func (db *DB) commit(b []byte) error {
-	n := uint32(len(b) - hdrRoom)
+// commit frames the transaction's payload in the file's layout: the header goes in place in
+// front of tx.buf's payload, and large values are written from the store's own copy (tx.segs)
+// rather than copied into the buffer, so a commit holds each value once. It appends the
+// record with one write (writev) and syncs it. Any failure latches the database, and the
+// writer removes what it appended (truncates back to the last durable size and syncs), so a
+// commit that returned an error never comes back on a later open.
+func (db *DB) commit(tx *Tx) error {
+	b := tx.buf
+	n := uint32(tx.size)
+	// The payload, in order: the buffer's bytes, interleaved with the big values.
+	pieces := db.iov[:0]
+	at := hdrRoom
+	for _, sg := range tx.segs {
+		pieces = append(pieces, b[at:sg.at], sg.val)
+		at = sg.at
+	}
+	pieces = append(pieces, b[at:])
+	var crc uint32
+	for _, p := range pieces {
+		crc = format.UpdateChecksum(crc, p)
+	}
 	start := hdrRoom - db.layout.HeaderSize()
 	h := b[start:hdrRoom]
 	binary.BigEndian.PutUint32(h, n)
 	if db.layout == format.LayoutLegacy {
-		binary.BigEndian.PutUint32(h[4:], format.Checksum(b[hdrRoom:]))
+		binary.BigEndian.PutUint32(h[4:], crc)
 	} else {
 		binary.BigEndian.PutUint32(h[4:], format.LengthChecksum(n))
-		binary.BigEndian.PutUint32(h[8:], format.Checksum(b[hdrRoom:]))
+		binary.BigEndian.PutUint32(h[8:], crc)
 		if db.size == 0 {
 			start = 0
 			copy(b, format.FileHeader[:])
 		}
 	}
-	rec := b[start:]
-	if err := db.f.Append(rec); err != nil {
-		db.failed = fmt.Errorf("append of %d bytes at offset %d: %w", len(rec), db.size, err)
-		return newError(CodeFailed, db.path, "commit not applied; the database refuses writes until it is reopened", db.failed)
+	pieces[0] = b[start : hdrRoom+len(pieces[0])]
+	recLen := int64(hdrRoom-start) + int64(n)
+	err := db.f.Append(pieces...)
+	clear(pieces) // no reference to the values is kept
+	db.iov = pieces[:0]
+	if err != nil {
+		return db.latch(fmt.Errorf("append of %d bytes at offset %d: %w", recLen, db.size, err), "commit not applied")
 	}
 	if err := db.f.Sync(); err != nil {
-		db.failed = fmt.Errorf("fsync after appending %d bytes at offset %d: %w", len(rec), db.size, err)
-		return newError(CodeFailed, db.path, "commit not acknowledged (it may or may not survive); the database refuses writes until it is reopened", db.failed)
+		return db.latch(fmt.Errorf("fsync after appending %d bytes at offset %d: %w", recLen, db.size, err), "commit not acknowledged")
 	}
-	db.size += int64(len(rec))
+	db.size += recLen
 	return nil
+}
+
+// latch records the failure that stops every later write, removes the failed commit's bytes
+// (truncate back to the last durable size, then sync) and returns the FAILED error for it.
+// If the removal fails too, the error says the commit may or may not survive a crash.
+func (db *DB) latch(cause error, what string) error {
+	db.failed = cause
+	err := db.f.Truncate(db.size)
+	if err == nil {
+		err = db.f.Sync()
+	}
+	if err != nil {
+		db.failed = fmt.Errorf("%w; removing its bytes failed too: %w", cause, err)
+		return newError(CodeFailed, db.path, what+" (it may or may not survive a crash: its bytes could not be removed); the database refuses writes until it is reopened", db.failed)
+	}
+	return newError(CodeFailed, db.path, what+" (its bytes were removed from the log); the database refuses writes until it is reopened", db.failed)
 }
 
 // View runs fn in a read-only transaction over the state committed when it began.
@@ -414,8 +404,12 @@ func (db *DB) View(fn func(*Tx) error) error {
 }
 
 // Close waits for a running Update, then closes the file and releases the lock. Views that
-// are running finish on their snapshot.
+// are running finish on their snapshot. Called from inside an Update's function, it returns
+// ErrNested and closes nothing (it would wait for itself).
 func (db *DB) Close() error {
+	if goid() == db.inFn.Load() {
+		return newError(CodeNested, db.path, "Close called from inside an Update's function (it would wait for itself); close after Update returns", nil)
+	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.closed.Swap(true) {

@@ -10,11 +10,13 @@ import (
 type Code string
 
 const (
-	CodeLocked     Code = "LOCKED"       // another writer holds the file's lock
-	CodeFailed     Code = "FAILED"       // an append or fsync failed earlier: reopen to write again
-	CodeReadOnly   Code = "READ_ONLY"    // a write to a read-only database or transaction
-	CodeTxTooLarge Code = "TX_TOO_LARGE" // the transaction's record would exceed the maximum record size
-	CodeClosed     Code = "CLOSED"       // the database (or the transaction) is closed
+	CodeLocked     Code = "LOCKED"        // another writer holds the file's lock
+	CodeFailed     Code = "FAILED"        // an append or fsync failed earlier: reopen to write again
+	CodeReadOnly   Code = "READ_ONLY"     // a write to a read-only database or transaction
+	CodeTxTooLarge Code = "TX_TOO_LARGE"  // the transaction's record would exceed the maximum record size
+	CodeClosed     Code = "CLOSED"        // the database (or the transaction) is closed
+	CodeNested     Code = "NESTED"        // Update or Close called from inside an Update's function
+	CodeSidecars   Code = "SIDECARS_FULL" // every sidecar name for one offset is taken by different bytes
 )
 
 // Sentinels, one per code, for errors.Is. Every error the database returns for one of these
@@ -25,6 +27,8 @@ var (
 	ErrReadOnly   = errors.New("db: READ_ONLY: the database or transaction is read-only")
 	ErrTxTooLarge = errors.New("db: TX_TOO_LARGE: the transaction is larger than the maximum record size")
 	ErrClosed     = errors.New("db: CLOSED: the database or transaction is closed")
+	ErrNested     = errors.New("db: NESTED: Update or Close called from inside an Update's function")
+	ErrSidecars   = errors.New("db: SIDECARS_FULL: too many sidecars with different bytes for one offset")
 )
 
 var sentinels = map[Code]error{
@@ -33,6 +37,8 @@ var sentinels = map[Code]error{
 	CodeReadOnly:   ErrReadOnly,
 	CodeTxTooLarge: ErrTxTooLarge,
 	CodeClosed:     ErrClosed,
+	CodeNested:     ErrNested,
+	CodeSidecars:   ErrSidecars,
 }
 
 // Error is a database error with a stable code, the file it concerns, and its cause.

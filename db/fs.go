@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/streamwal/recovery/walerr"
 )
 
 // FS is the filesystem seam: the database touches storage only through it, so tests run the
@@ -13,12 +16,19 @@ import (
 type FS interface {
 	// OpenFile opens the file at path in the given mode. ReadOnly requires the file to exist;
 	// ReadWrite creates it (empty) when missing; CreateNew creates it and fails with an error
-	// matching fs.ErrExist when it exists.
+	// matching fs.ErrExist when it exists. A creation is durable once the directory is synced
+	// (SyncDir). Only regular files: anything else (a FIFO, a device, a directory) is refused,
+	// without blocking.
 	OpenFile(path string, mode OpenMode) (File, error)
 	// SyncDir makes the directory entries of dir durable (new files in it survive a crash).
 	SyncDir(dir string) error
 	// Remove deletes the file at path (a sidecar that could not be written whole).
 	Remove(path string) error
+	// Rename makes newpath name oldpath's file, atomically replacing any file newpath named
+	// (rename(2)); like creations and removals, it is durable once the directory is synced.
+	Rename(oldpath, newpath string) error
+	// ReadDir lists the names (not paths) of the entries of dir, sorted.
+	ReadDir(dir string) ([]string, error)
 }
 
 // OpenMode says how FS.OpenFile opens a file.
@@ -49,8 +59,9 @@ func (m OpenMode) String() string {
 // goroutine at a time.
 type File interface {
 	io.ReaderAt
-	// Append writes p at the end of the file, all of it or an error.
-	Append(p []byte) error
+	// Append writes the slices, in order, at the end of the file as one write (writev): all
+	// of them or an error. After an error, a prefix of the bytes may be in the file.
+	Append(p ...[]byte) error
 	// Sync makes everything written so far durable.
 	Sync() error
 	// Truncate cuts the file to size bytes.
@@ -63,8 +74,10 @@ type File interface {
 	Close() error
 }
 
-// OS is the operating system's filesystem: pread, O_APPEND writes, fdatasync (fsync where
-// fdatasync does not exist), flock for the exclusive lock.
+// OS is the operating system's filesystem: pread, O_APPEND writes (writev), fdatasync (fsync
+// where fdatasync does not exist), flock for the exclusive lock, rename(2). It opens only
+// regular files: on unix the open is non-blocking and the file is checked with fstat before
+// it is used, so a FIFO is refused rather than waited on.
 var OS FS = osFS{}
 
 type osFS struct{}
@@ -81,14 +94,32 @@ func (osFS) OpenFile(path string, mode OpenMode) (File, error) {
 	default:
 		return nil, fmt.Errorf("db: unknown open mode %d", mode)
 	}
-	f, err := os.OpenFile(path, flag, 0o644)
+	f, err := openRegular(path, flag)
 	if err != nil {
 		return nil, err
 	}
 	return &osFile{f: f}, nil
 }
 
-func (osFS) Remove(path string) error { return os.Remove(path) }
+// notRegular is the error for a path that is not a regular file.
+func notRegular(path string, mode fs.FileMode) error {
+	return walerr.New(walerr.InvalidArgument, 0, fmt.Sprintf("db: %s is not a regular file (%s): a database is a regular file", path, mode.Type()))
+}
+
+func (osFS) Remove(path string) error             { return os.Remove(path) }
+func (osFS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
+
+func (osFS) ReadDir(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ents))
+	for i, e := range ents {
+		out[i] = e.Name()
+	}
+	return out, nil
+}
 
 func (osFS) SyncDir(dir string) error {
 	d, err := os.Open(dir)
@@ -108,12 +139,15 @@ type osFile struct {
 
 func (o *osFile) ReadAt(p []byte, off int64) (int, error) { return o.f.ReadAt(p, off) }
 
-func (o *osFile) Append(p []byte) error {
-	n, err := o.f.Write(p) // O_APPEND: at the end, whatever the offset
-	if err == nil && n != len(p) {
-		err = io.ErrShortWrite
+func (o *osFile) Append(ps ...[]byte) error {
+	if len(ps) == 1 {
+		n, err := o.f.Write(ps[0]) // O_APPEND: at the end, whatever the offset
+		if err == nil && n != len(ps[0]) {
+			err = io.ErrShortWrite
+		}
+		return err
 	}
-	return err
+	return writev(o.f, ps)
 }
 
 func (o *osFile) Sync() error               { return syncData(o.f) }

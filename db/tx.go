@@ -1,6 +1,7 @@
 package db
 
 import (
+	"encoding/binary"
 	"fmt"
 	"iter"
 
@@ -10,21 +11,38 @@ import (
 // Tx is a transaction: read-write in Update, read-only in View. It is valid only while the
 // function it was passed to runs, and is not for concurrent use. Nothing it returns aliases
 // the store, and nothing it is given is kept: keys and values are copied both ways.
+//
+// A Tx used after its function returned is a bug in the caller, and every method treats it
+// the same way: it panics with an *Error of code CLOSED (errors.Is(v, ErrClosed) on the
+// recovered value), rather than read a state that is gone or drop a write silently.
 type Tx struct {
 	db       *DB
 	t        *tree // the transaction's state: a clone of the committed tree (mutated only if writable)
 	writable bool
 	closed   bool
-	buf      []byte // writable: hdrRoom bytes of room for the framing, then the payload
+	buf      []byte // writable: hdrRoom bytes of room for the framing, then the payload (big values not included)
+	segs     []seg  // the big values, in the store's own copy, and where they go in buf
+	size     int64  // the payload's size: buf's payload bytes plus the big values
 	ops      int
 	err      error // sticky: a failed Set or Delete fails the commit too
 }
+
+// seg is a value written from the store's copy rather than copied into the buffer: it goes
+// after buf[:at].
+type seg struct {
+	at  int
+	val []byte
+}
+
+// bigValue: a value at least this large is not copied into the transaction's buffer; the
+// commit writes it from the store's copy (one copy of a 64 MiB value, not two).
+const bigValue = 32 << 10
 
 func (tx *Tx) close() { tx.closed = true }
 
 func (tx *Tx) mustBeOpen() {
 	if tx.closed {
-		panic("db: Tx used after the Update or View it was given to returned")
+		panic(newError(CodeClosed, tx.db.path, "a Tx used after the Update or View it was given to returned", nil))
 	}
 }
 
@@ -46,38 +64,48 @@ func (tx *Tx) Get(key []byte) ([]byte, bool) {
 
 // Set sets key to value (either may be empty). The error, also returned by Update, is
 // ErrReadOnly in a View, ErrTxTooLarge when the transaction's record would exceed the
-// maximum record size, ErrClosed after the transaction ended.
+// maximum record size.
 func (tx *Tx) Set(key, value []byte) error {
-	if err := tx.writeCheck(1 + 4 + len(key) + 4 + len(value)); err != nil {
+	n := 1 + 4 + len(key) + 4 + len(value)
+	if err := tx.writeCheck(n); err != nil {
 		return err
 	}
-	tx.buf = format.AppendSet(tx.buf, key, value)
-	tx.t.ReplaceOrInsert(ownedItem(key, value))
+	it := ownedItem(key, value)
+	if len(value) >= bigValue {
+		tx.buf = format.AppendSet(tx.buf, key, nil) // the value's length is the last field
+		binary.BigEndian.PutUint32(tx.buf[len(tx.buf)-4:], uint32(len(value)))
+		tx.segs = append(tx.segs, seg{at: len(tx.buf), val: it.value()})
+	} else {
+		tx.buf = format.AppendSet(tx.buf, key, value)
+	}
+	tx.size += int64(n)
+	tx.t.ReplaceOrInsert(it)
 	tx.ops++
 	return nil
 }
 
 // Delete removes key. Deleting an absent key is not an error; like every op it is logged.
 func (tx *Tx) Delete(key []byte) error {
-	if err := tx.writeCheck(1 + 4 + len(key)); err != nil {
+	n := 1 + 4 + len(key)
+	if err := tx.writeCheck(n); err != nil {
 		return err
 	}
 	tx.buf = format.AppendDelete(tx.buf, key)
+	tx.size += int64(n)
 	tx.t.Delete(probe(key))
 	tx.ops++
 	return nil
 }
 
 func (tx *Tx) writeCheck(opSize int) error {
+	tx.mustBeOpen()
 	switch {
-	case tx.closed:
-		return newError(CodeClosed, tx.db.path, "write to a transaction whose Update returned", nil)
 	case !tx.writable:
 		return newError(CodeReadOnly, tx.db.path, "write in a View transaction", nil)
 	case tx.err != nil:
 		return tx.err
 	}
-	if payload := int64(len(tx.buf) - hdrRoom); payload+int64(opSize) > tx.db.maxRecord {
+	if payload := tx.size; payload+int64(opSize) > tx.db.maxRecord {
 		tx.err = newError(CodeTxTooLarge, tx.db.path, fmt.Sprintf(
 			"a %d-byte op on top of %d bytes of ops would exceed the maximum record size of %d bytes; split the transaction",
 			opSize, payload, tx.db.maxRecord), nil)

@@ -1,21 +1,32 @@
 // Package simfs is a seeded, in-memory simulated filesystem implementing db.FS, for
 // deterministic simulation tests of the real database engine.
 //
-// Each file keeps the bytes confirmed by fsync (durable: they survive a crash) and the bytes
-// appended since (pending). A crash keeps, by mode, a seeded-length prefix of the pending bytes
-// (a torn tail), or their length with zeros or seeded garbage in place of their contents (a
-// filesystem that persisted the size before the data). Faults: a flipped byte in the durable
-// region, short reads (fewer bytes with io.EOF: the file seems to end early), reads delivered
-// in small chunks (fewer bytes with a nil error, which io.ReaderAt forbids but real adapters
-// do), a read that fails with an I/O error, and an append, fsync or crash at a seeded point.
-// Counters prove each fault fired.
+// It keeps apart what a process sees (the page cache) and what the disk holds. Each file has
+// its disk image and the changes made since its last successful fsync (appends and
+// truncations, in order); the directory has its durable entries and the creations, removals
+// and renames made since its last directory sync. A crash keeps, seeded:
+//
+//   - of a file's changes, the truncations in order up to a seeded point (a truncation that was
+//     not synced may be undone: the cut bytes come back), and of the appends after the last
+//     kept truncation, by mode, a seeded-length prefix (a torn tail) or their length with
+//     zeros or seeded garbage in place of their contents (a filesystem that persisted the size
+//     before the data);
+//   - of the directory changes, a seeded prefix, in order (a journal commits metadata in
+//     order): a file created, renamed or removed since the last SyncDir may be gone, under its
+//     old name, or back.
+//
+// A failed fsync loses the data it should have written, as Linux does: the pages are marked
+// clean, reads still see them until the crash, and a later fsync that succeeds writes the
+// size but zeros in their place. Faults: a flipped byte in the durable region, short reads
+// (fewer bytes with io.EOF: the file seems to end early), reads delivered in small chunks
+// (fewer bytes with a nil error, which io.ReaderAt forbids but real adapters do), a read that
+// fails with an I/O error, an append or fsync that fails at a seeded point, a full disk
+// (ENOSPC), and a crash at a given sync or at the n-th change of any kind. Counters prove
+// each fault fired.
 //
 // Every method is safe for concurrent use (recovery reads from several goroutines). Given the
 // same seed and the same sequence of calls, everything it does is the same; chunk sizes depend
 // only on the seed and the read's offset and length, never on the order of concurrent reads.
-//
-// Simplifications: creating a file makes its name durable at once (SyncDir is only counted),
-// and a truncate is durable at once for the bytes it removes.
 package simfs
 
 import (
@@ -25,6 +36,7 @@ import (
 	iofs "io/fs"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,7 +48,7 @@ import (
 // also match syscall.EIO.
 var ErrInjected = errors.New("simfs: injected I/O error")
 
-// ErrCrashed is returned by every operation between a crash at a sync point (CrashOnSync) and
+// ErrCrashed is returned by every operation between a crash point (CrashOnSync, CrashAtChange) and
 // Crash, and by every handle opened before a crash.
 var ErrCrashed = errors.New("simfs: the simulated machine crashed")
 
@@ -73,28 +85,52 @@ type Counters struct {
 	ChunkedReads int64 // reads that delivered fewer bytes than asked, with a nil error
 	Appends      int64
 	AppendFaults int64 // appends that wrote a prefix and failed
+	NoSpace      int64 // appends that wrote a prefix and failed with ENOSPC
 	Syncs        int64
-	SyncFaults   int64 // fsyncs that failed, leaving the bytes pending
+	SyncFaults   int64 // fsyncs that failed, losing the bytes they should have written
 	SyncDirs     int64
 	Truncates    int64
+	Creates      int64
+	Removes      int64
+	Renames      int64
+	Changes      int64 // every change: appends, syncs, truncations, creations, removals, renames, directory syncs
 	Crashes      int64
 	Corruptions  int64
 }
 
-// CrashReport says what a crash did to one file that had pending bytes.
+// CrashReport says what a crash did to one file that had changes not yet synced.
 type CrashReport struct {
 	Path    string
-	Durable int64 // bytes synced before the crash: all kept
-	Pending int64 // bytes appended since
+	Durable int64 // the file's size on disk at its last sync
+	Pending int64 // bytes appended since (after the last truncation the crash kept)
 	Kept    int64 // of the pending bytes, how many the file still has (torn: a prefix; else all)
 	Mode    CrashMode
+	// Untruncated says a truncation that was not synced was undone: the file has bytes back
+	// that it had cut.
+	Untruncated bool
+}
+
+// fop is one change to a file's contents since its last successful fsync.
+type fop struct {
+	trunc bool
+	size  int    // trunc: the new size
+	b     []byte // append: the bytes
+	lost  bool   // append: a failed fsync dropped its pages; it reaches the disk as zeros
 }
 
 type node struct {
-	data   []byte // durable prefix, then pending bytes
-	synced int    // data[:synced] is durable
-	ver    uint64 // see Versions
-	lock   *handle
+	data []byte // what reads see: the page cache
+	disk []byte // what the disk holds: a crash keeps it
+	ops  []fop  // changes since the last successful fsync, in order
+	ver  uint64 // see Versions
+	lock *handle
+}
+
+// dop is a change to the directory since the last directory sync.
+type dop struct {
+	path string // created (n != nil) or removed (n == nil); renamed from, with to
+	to   string
+	n    *node
 }
 
 type nth struct {
@@ -103,23 +139,23 @@ type nth struct {
 }
 
 type faults struct {
-	readFail  map[string]int64 // path -> offset: reads covering it fail
-	shortRead map[string]int64 // path -> offset: reads covering it stop there with io.EOF
-	chunk     int              // > 0: reads deliver 1..chunk bytes
-	append    []nth
-	sync      []nth
-	crashSync []nth
+	readFail    map[string]int64 // path -> offset: reads covering it fail
+	shortRead   map[string]int64 // path -> offset: reads covering it stop there with io.EOF
+	chunk       int              // > 0: reads deliver 1..chunk bytes
+	append      []nth
+	sync        []nth
+	crashSync   []nth
+	crashChange int   // > 0: the machine goes down at this change from now (counting down)
+	capacity    int64 // > 0: bytes the files may hold in all (ENOSPC beyond)
 }
 
 func (f faults) clone() faults {
-	return faults{
-		readFail:  cloneMap(f.readFail),
-		shortRead: cloneMap(f.shortRead),
-		chunk:     f.chunk,
-		append:    slices.Clone(f.append),
-		sync:      slices.Clone(f.sync),
-		crashSync: slices.Clone(f.crashSync),
-	}
+	f.readFail = cloneMap(f.readFail)
+	f.shortRead = cloneMap(f.shortRead)
+	f.append = slices.Clone(f.append)
+	f.sync = slices.Clone(f.sync)
+	f.crashSync = slices.Clone(f.crashSync)
+	return f
 }
 
 func cloneMap(m map[string]int64) map[string]int64 {
@@ -132,40 +168,66 @@ func cloneMap(m map[string]int64) map[string]int64 {
 
 // FS is the simulated filesystem. The zero value is not usable; call New.
 type FS struct {
-	mu    sync.Mutex
-	seed  uint64
-	pcg   *rand.PCG
-	rng   *rand.Rand
-	files map[string]*node
-	gen   int  // handles of an older generation died in a crash
-	down  bool // crashed at a sync point; Crash brings it back
-	f     faults
-	c     Counters
+	mu      sync.Mutex
+	seed    uint64
+	pcg     *rand.PCG
+	rng     *rand.Rand
+	files   map[string]*node // the names processes see
+	durable map[string]*node // the names on disk
+	dops    []dop            // directory changes since the last directory sync
+	gen     int              // handles of an older generation died in a crash
+	down    bool             // crashed at a sync point; Crash brings it back
+	f       faults
+	c       Counters
 }
 
 // New returns an empty filesystem whose every random choice derives from seed.
 func New(seed uint64) *FS {
 	pcg := rand.NewPCG(seed, 0x5eed_f11e_5)
-	return &FS{seed: seed, pcg: pcg, rng: rand.New(pcg), files: map[string]*node{}, f: faults{}.clone()}
+	return &FS{seed: seed, pcg: pcg, rng: rand.New(pcg), files: map[string]*node{}, durable: map[string]*node{}, f: faults{}.clone()}
 }
 
-// Clone returns an independent copy: same files (durable and pending bytes), same armed
-// faults, same random state (so the copy makes the same choices), no open handles, zero
-// counters.
+// Clone returns an independent copy: same files (disk images, page caches, changes not yet
+// synced), same directory (durable entries and changes), same armed faults, same random state
+// (so the copy makes the same choices), no open handles, zero counters.
 func (s *FS) Clone() *FS {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	pcg := *s.pcg
-	c := &FS{seed: s.seed, pcg: &pcg, rng: rand.New(&pcg), files: make(map[string]*node, len(s.files)), f: s.f.clone(), down: s.down}
+	c := &FS{seed: s.seed, pcg: &pcg, rng: rand.New(&pcg), files: make(map[string]*node, len(s.files)),
+		durable: make(map[string]*node, len(s.durable)), f: s.f.clone(), down: s.down}
+	memo := map[*node]*node{}
+	cp := func(n *node) *node {
+		if n == nil {
+			return nil
+		}
+		if m := memo[n]; m != nil {
+			return m
+		}
+		m := &node{data: slices.Clone(n.data), disk: slices.Clone(n.disk), ver: n.ver}
+		for _, o := range n.ops {
+			o.b = slices.Clone(o.b)
+			m.ops = append(m.ops, o)
+		}
+		memo[n] = m
+		return m
+	}
 	for p, n := range s.files {
-		c.files[p] = &node{data: slices.Clone(n.data), synced: n.synced, ver: n.ver}
+		c.files[p] = cp(n)
+	}
+	for p, n := range s.durable {
+		c.durable[p] = cp(n)
+	}
+	for _, d := range s.dops {
+		d.n = cp(d.n)
+		c.dops = append(c.dops, d)
 	}
 	return c
 }
 
 // ---- inspection and set-up (for tests) ----
 
-// Bytes returns a copy of the file's current contents (durable and pending), nil if absent.
+// Bytes returns a copy of the file's current contents (what a read sees), nil if absent.
 func (s *FS) Bytes(path string) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -175,7 +237,7 @@ func (s *FS) Bytes(path string) []byte {
 	return nil
 }
 
-// Exists reports whether path exists.
+// Exists reports whether path exists (as processes see it).
 func (s *FS) Exists(path string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -186,8 +248,12 @@ func (s *FS) Exists(path string) bool {
 func (s *FS) Paths() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []string
-	for p := range s.files {
+	return sortedKeys(s.files)
+}
+
+func sortedKeys(m map[string]*node) []string {
+	out := make([]string, 0, len(m))
+	for p := range m {
 		out = append(out, p)
 	}
 	slices.Sort(out)
@@ -214,23 +280,47 @@ var versions atomic.Uint64
 // bump marks n's contents as changed. Called with s.mu held.
 func (s *FS) bump(n *node) { n.ver = versions.Add(1) }
 
-// Durable returns how many of the file's bytes are durable and how many are pending.
+// Durable returns how many of the file's bytes are on disk and how many more reads see
+// (negative when a truncation is not synced yet). A file whose every change is synced has
+// pending 0.
 func (s *FS) Durable(path string) (durable, pending int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n := s.files[path]; n != nil {
-		return int64(n.synced), int64(len(n.data) - n.synced)
+	n := s.files[path]
+	switch {
+	case n == nil:
+		return 0, 0
+	case len(n.ops) == 0:
+		return int64(len(n.data)), 0
 	}
-	return 0, 0
+	return int64(len(n.disk)), int64(len(n.data) - len(n.disk))
 }
 
-// WriteFile creates or replaces path with data, all of it durable.
+// Synced reports whether path exists, every change to its contents is synced and its name is
+// durable (no directory change concerning it waits for a directory sync).
+func (s *FS) Synced(path string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.files[path]
+	if n == nil || len(n.ops) > 0 || s.durable[path] != n {
+		return false
+	}
+	for _, d := range s.dops {
+		if d.path == path || d.to == path {
+			return false
+		}
+	}
+	return true
+}
+
+// WriteFile creates or replaces path with data, all of it durable, its name too.
 func (s *FS) WriteFile(path string, data []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := &node{data: slices.Clone(data), synced: len(data)}
+	n := &node{data: slices.Clone(data), disk: slices.Clone(data)}
 	s.bump(n)
 	s.files[path] = n
+	s.durable[path] = n
 }
 
 // Counters returns the counters so far.
@@ -249,65 +339,160 @@ func (s *FS) Rand(n int) int {
 
 // ---- damage ----
 
-// Corrupt XORs the byte at off with mask (non-zero) in the durable region of path.
+// Corrupt XORs the byte at off with mask (non-zero) in the durable region of path (on disk
+// and in the cache).
 func (s *FS) Corrupt(path string, off int64, mask byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.files[path]
-	if n == nil || off < 0 || off >= int64(n.synced) || mask == 0 {
+	if n == nil || off < 0 || off >= int64(len(n.disk)) || off >= int64(len(n.data)) || mask == 0 {
 		panic(fmt.Sprintf("simfs: Corrupt(%q, %d, %#x): not a byte of the durable region", path, off, mask))
 	}
 	n.data[off] ^= mask
+	n.disk[off] ^= mask
 	s.bump(n)
 	s.c.Corruptions++
 }
 
-// Crash is a power loss now: every handle dies (and its lock), and each file keeps its
-// durable bytes plus, by mode, what is left of its pending bytes, which then count as durable.
-// It also brings back a filesystem that went down at a sync point. It reports the files that
-// had pending bytes, in path order.
+// Crash is a power loss now: every handle dies (and its lock); the directory keeps its
+// durable entries and a seeded prefix of the changes since its last sync; each file keeps its
+// disk image and, seeded, what is left of its changes since its last fsync (see the package
+// comment), which then count as durable. It also brings back a filesystem that went down at
+// a crash point. It reports the files that had changes not synced, in path order.
 func (s *FS) Crash(mode CrashMode) []CrashReport {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.c.Crashes++
 	s.gen++
 	s.down = false
-	var reps []CrashReport
-	paths := make([]string, 0, len(s.files))
-	for p := range s.files {
-		paths = append(paths, p)
+
+	// The directory: a seeded prefix of its changes, in order.
+	if len(s.dops) > 0 {
+		k := s.draw(len(s.dops))
+		for _, d := range s.dops[:k] {
+			applyDop(s.durable, d)
+		}
+		s.dops = nil
 	}
-	slices.Sort(paths) // random draws in a fixed order
-	for _, p := range paths {
+	s.files = make(map[string]*node, len(s.durable))
+	for p, n := range s.durable {
+		s.files[p] = n
+	}
+
+	var reps []CrashReport
+	seen := map[*node]bool{}
+	for _, p := range sortedKeys(s.files) { // random draws in a fixed order
 		n := s.files[p]
 		n.lock = nil
-		pending := len(n.data) - n.synced
-		if pending == 0 {
+		if seen[n] {
 			continue
 		}
+		seen[n] = true
+		if len(n.ops) == 0 {
+			if len(n.data) != len(n.disk) || string(n.data) != string(n.disk) {
+				n.data = slices.Clone(n.disk) // pages a failed fsync dropped
+				s.bump(n)
+			}
+			continue
+		}
+		rep := CrashReport{Path: p, Durable: int64(len(n.disk)), Mode: mode}
+		// Truncations persist in order, up to a seeded point; the changes after the first one
+		// that did not are lost.
+		var truncs []int
+		for i, o := range n.ops {
+			if o.trunc {
+				truncs = append(truncs, i)
+			}
+		}
+		ops := n.ops
+		if len(truncs) > 0 {
+			if j := s.draw(len(truncs)); j < len(truncs) {
+				ops = ops[:truncs[j]]
+				rep.Untruncated = true
+			}
+		}
+		// Everything up to the last kept truncation is on disk; the appends after it are the
+		// tail, torn or garbled by mode.
+		last := -1
+		for i, o := range ops {
+			if o.trunc {
+				last = i
+			}
+		}
+		disk := n.disk
+		for _, o := range ops[:last+1] {
+			disk = applyFop(disk, o)
+		}
+		base := len(disk)
+		for _, o := range ops[last+1:] {
+			disk = applyFop(disk, o)
+		}
+		pending := len(disk) - base
 		kept := pending
-		s.bump(n)
 		switch mode {
 		case TornTail:
 			kept = s.tear(pending)
-			n.data = n.data[:n.synced+kept]
+			disk = disk[:base+kept]
 		case ZeroTail:
-			clear(n.data[n.synced:])
+			clear(disk[base:])
 		case GarbageTail:
-			for i := n.synced; i < len(n.data); i++ {
-				n.data[i] = byte(s.rng.Uint32())
+			for i := base; i < len(disk); i++ {
+				disk[i] = byte(s.rng.Uint32())
 			}
 		}
-		n.synced = len(n.data)
-		reps = append(reps, CrashReport{Path: p, Durable: int64(len(n.data) - kept), Pending: int64(pending), Kept: int64(kept), Mode: mode})
+		rep.Pending, rep.Kept = int64(pending), int64(kept)
+		n.disk = disk
+		n.data = slices.Clone(disk)
+		n.ops = nil
+		s.bump(n)
+		reps = append(reps, rep)
 	}
 	return reps
+}
+
+// applyFop applies one change to a disk image (in place when it can) and returns it.
+func applyFop(disk []byte, o fop) []byte {
+	if o.trunc {
+		return disk[:o.size:o.size] // a later append must not write into a shared array
+	}
+	if o.lost {
+		return append(disk, make([]byte, len(o.b))...)
+	}
+	return append(disk, o.b...)
+}
+
+func applyDop(names map[string]*node, d dop) {
+	switch {
+	case d.to != "":
+		if n := names[d.path]; n != nil {
+			names[d.to] = n
+			delete(names, d.path)
+		}
+	case d.n != nil:
+		names[d.path] = d.n
+	default:
+		delete(names, d.path)
+	}
+}
+
+// draw returns how many of n ordered changes a crash keeps: all, none, or a seeded count.
+func (s *FS) draw(n int) int {
+	switch x := s.rng.IntN(4); x {
+	case 0:
+		return 0
+	case 1:
+		return n
+	}
+	return s.rng.IntN(n + 1)
 }
 
 // tear draws how many of pending bytes a torn write keeps: uniform over [0, pending] most of
 // the time, but weighted toward the edges a uniform draw rarely hits: nothing, everything, and
 // a short prefix (a tear inside a record or file header).
 func (s *FS) tear(pending int) int {
+	if pending == 0 {
+		return 0
+	}
 	switch x := s.rng.IntN(8); {
 	case x == 0:
 		return 0
@@ -354,7 +539,7 @@ func (s *FS) FailAppend(path string, k int) {
 }
 
 // FailSync makes the k-th Sync of path from now (k >= 1) fail with an injected I/O error; the
-// bytes it should have made durable stay pending. Once.
+// bytes it should have made durable are lost (see the package comment). Once.
 func (s *FS) FailSync(path string, k int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -369,7 +554,43 @@ func (s *FS) CrashOnSync(path string, k int) {
 	s.f.crashSync = append(s.f.crashSync, nth{path, k - 1})
 }
 
-// ClearFaults disarms every fault.
+// CrashAtChange makes the machine go down at the k-th change from now (k >= 1), of any file
+// or directory (see Counters.Changes): that change does not happen, and it and every
+// operation after it fail with ErrCrashed until Crash.
+func (s *FS) CrashAtChange(k int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.f.crashChange = k
+}
+
+// SetCapacity limits the bytes all files may hold together (what reads see): an append that
+// does not fit writes what fits and fails with ENOSPC. 0 removes the limit.
+func (s *FS) SetCapacity(bytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.f.capacity = bytes
+}
+
+// Used is the bytes all files hold (what reads see).
+func (s *FS) Used() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.used()
+}
+
+func (s *FS) used() int64 {
+	var u int64
+	seen := map[*node]bool{}
+	for _, n := range s.files {
+		if !seen[n] {
+			seen[n] = true
+			u += int64(len(n.data))
+		}
+	}
+	return u
+}
+
+// ClearFaults disarms every fault, the capacity limit and the crash point included.
 func (s *FS) ClearFaults() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -396,9 +617,27 @@ func injected(op, path string) error {
 	return &iofs.PathError{Op: op, Path: path, Err: fmt.Errorf("%w (%w)", ErrInjected, syscall.EIO)}
 }
 
+// change counts a change and reports ErrCrashed when the machine is down or goes down at it.
+// Called with s.mu held.
+func (s *FS) change(op, path string) error {
+	if s.down {
+		return &iofs.PathError{Op: op, Path: path, Err: ErrCrashed}
+	}
+	s.c.Changes++
+	if s.f.crashChange > 0 {
+		s.f.crashChange--
+		if s.f.crashChange == 0 {
+			s.down = true
+			return &iofs.PathError{Op: op, Path: path, Err: ErrCrashed}
+		}
+	}
+	return nil
+}
+
 // ---- db.FS ----
 
-// OpenFile implements db.FS.
+// OpenFile implements db.FS. A file it creates is in the directory once the directory is
+// synced.
 func (s *FS) OpenFile(path string, mode db.OpenMode) (db.File, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -406,53 +645,122 @@ func (s *FS) OpenFile(path string, mode db.OpenMode) (db.File, error) {
 		return nil, &iofs.PathError{Op: "open", Path: path, Err: ErrCrashed}
 	}
 	n := s.files[path]
+	create := false
 	switch mode {
 	case db.OpenReadOnly:
 		if n == nil {
 			return nil, &iofs.PathError{Op: "open", Path: path, Err: iofs.ErrNotExist}
 		}
 	case db.OpenReadWrite:
-		if n == nil {
-			n = &node{}
-			s.bump(n)
-			s.files[path] = n
-		}
+		create = n == nil
 	case db.OpenCreateNew:
 		if n != nil {
 			return nil, &iofs.PathError{Op: "open", Path: path, Err: iofs.ErrExist}
 		}
+		create = true
+	default:
+		return nil, fmt.Errorf("simfs: unknown open mode %v", mode)
+	}
+	if create {
+		if err := s.change("create", path); err != nil {
+			return nil, err
+		}
+		s.c.Creates++
 		n = &node{}
 		s.bump(n)
 		s.files[path] = n
-	default:
-		return nil, fmt.Errorf("simfs: unknown open mode %v", mode)
+		s.dops = append(s.dops, dop{path: path, n: n})
 	}
 	return &handle{fs: s, path: path, n: n, gen: s.gen, readOnly: mode == db.OpenReadOnly}, nil
 }
 
-// Remove implements db.FS. Like creation, it is durable at once.
+// Remove implements db.FS. Like a creation, it is durable once the directory is synced.
 func (s *FS) Remove(path string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.down {
-		return &iofs.PathError{Op: "remove", Path: path, Err: ErrCrashed}
-	}
-	if s.files[path] == nil {
+	if s.files[path] == nil && !s.down {
 		return &iofs.PathError{Op: "remove", Path: path, Err: iofs.ErrNotExist}
 	}
+	if err := s.change("remove", path); err != nil {
+		return err
+	}
+	s.c.Removes++
 	delete(s.files, path)
+	s.dops = append(s.dops, dop{path: path})
 	return nil
 }
 
-// SyncDir implements db.FS; it only counts.
-func (s *FS) SyncDir(string) error {
+// Rename implements db.FS: newpath names oldpath's file, replacing any file it named.
+// Durable once the directory is synced.
+func (s *FS) Rename(oldpath, newpath string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.files[oldpath]
+	if n == nil && !s.down {
+		return &iofs.PathError{Op: "rename", Path: oldpath, Err: iofs.ErrNotExist}
+	}
+	if err := s.change("rename", oldpath); err != nil {
+		return err
+	}
+	s.c.Renames++
+	if oldpath == newpath {
+		return nil
+	}
+	s.files[newpath] = n
+	delete(s.files, oldpath)
+	s.dops = append(s.dops, dop{path: oldpath, to: newpath})
+	return nil
+}
+
+// SyncDir implements db.FS: every directory change up to the last one in dir becomes
+// durable (a journal commits in order).
+func (s *FS) SyncDir(dir string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.change("syncdir", dir); err != nil {
+		return err
+	}
+	s.c.SyncDirs++
+	last := -1
+	for i, d := range s.dops {
+		if dirOf(d.path) == dir || d.to != "" && dirOf(d.to) == dir {
+			last = i
+		}
+	}
+	for _, d := range s.dops[:last+1] {
+		applyDop(s.durable, d)
+	}
+	s.dops = slices.Delete(s.dops, 0, last+1)
+	return nil
+}
+
+// ReadDir implements db.FS: the names of the files in dir, sorted.
+func (s *FS) ReadDir(dir string) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.down {
-		return ErrCrashed
+		return nil, &iofs.PathError{Op: "readdir", Path: dir, Err: ErrCrashed}
 	}
-	s.c.SyncDirs++
-	return nil
+	var out []string
+	for _, p := range sortedKeys(s.files) {
+		if dirOf(p) == dir {
+			out = append(out, p[strings.LastIndexByte(p, '/')+1:])
+		}
+	}
+	return out, nil
+}
+
+// dirOf is the directory of a slash-separated path ("/" for "/x", "." for "x").
+func dirOf(p string) string {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			if i == 0 {
+				return "/"
+			}
+			return p[:i]
+		}
+	}
+	return "."
 }
 
 type handle struct {
@@ -482,7 +790,7 @@ func (h *handle) writable(op string) error {
 	if h.readOnly {
 		return &iofs.PathError{Op: op, Path: h.path, Err: iofs.ErrPermission}
 	}
-	return nil
+	return h.fs.change(op, h.path)
 }
 
 // ReadAt implements io.ReaderAt, with the faults armed.
@@ -535,8 +843,8 @@ func mix(vs ...uint64) uint64 {
 	return x
 }
 
-// Append implements db.File.
-func (h *handle) Append(p []byte) error {
+// Append implements db.File: the slices, in order, as one write.
+func (h *handle) Append(ps ...[]byte) error {
 	s := h.fs
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -544,19 +852,31 @@ func (h *handle) Append(p []byte) error {
 		return err
 	}
 	s.c.Appends++
+	var p []byte
+	if len(ps) == 1 {
+		p = slices.Clone(ps[0])
+	} else {
+		p = slices.Concat(ps...)
+	}
+	var err error
 	if hit(&s.f.append, h.path) {
 		s.c.AppendFaults++
 		k := 0
 		if len(p) > 0 {
 			k = s.rng.IntN(len(p))
 		}
-		h.n.data = append(h.n.data, p[:k]...)
-		s.bump(h.n)
-		return injected("append", h.path)
+		p, err = p[:k], injected("append", h.path)
+	}
+	if c := s.f.capacity; c > 0 {
+		if free := max(c-s.used(), 0); int64(len(p)) > free {
+			s.c.NoSpace++
+			p, err = p[:free], &iofs.PathError{Op: "write", Path: h.path, Err: syscall.ENOSPC}
+		}
 	}
 	h.n.data = append(h.n.data, p...)
+	h.n.ops = append(h.n.ops, fop{b: p})
 	s.bump(h.n)
-	return nil
+	return err
 }
 
 // Sync implements db.File.
@@ -567,20 +887,31 @@ func (h *handle) Sync() error {
 	if err := h.check("sync"); err != nil {
 		return err
 	}
+	if err := s.change("sync", h.path); err != nil {
+		return err
+	}
 	s.c.Syncs++
 	if hit(&s.f.crashSync, h.path) {
 		s.down = true
 		return &iofs.PathError{Op: "sync", Path: h.path, Err: ErrCrashed}
 	}
+	n := h.n
 	if hit(&s.f.sync, h.path) {
 		s.c.SyncFaults++
+		// As Linux does: the pages that failed are marked clean; they will never be written.
+		for i := range n.ops {
+			n.ops[i].lost = !n.ops[i].trunc
+		}
 		return injected("sync", h.path)
 	}
-	h.n.synced = len(h.n.data)
+	for _, o := range n.ops {
+		n.disk = applyFop(n.disk, o)
+	}
+	n.ops = nil
 	return nil
 }
 
-// Truncate implements db.File. It only shrinks.
+// Truncate implements db.File. It only shrinks; the cut is durable once the file is synced.
 func (h *handle) Truncate(size int64) error {
 	s := h.fs
 	s.mu.Lock()
@@ -593,8 +924,8 @@ func (h *handle) Truncate(size int64) error {
 	}
 	s.c.Truncates++
 	s.bump(h.n)
-	h.n.data = h.n.data[:size]
-	h.n.synced = min(h.n.synced, int(size))
+	h.n.data = h.n.data[:size:size]
+	h.n.ops = append(h.n.ops, fop{trunc: true, size: int(size)})
 	return nil
 }
 

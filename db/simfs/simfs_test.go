@@ -43,6 +43,7 @@ func TestCrashModes(t *testing.T) {
 		for seed := range uint64(64) {
 			s := simfs.New(seed)
 			f := open(t, s, "/f", db.OpenReadWrite)
+			must(t, s.SyncDir("/"))
 			must(t, f.Append(durable))
 			must(t, f.Sync())
 			must(t, f.Append(pending))
@@ -192,6 +193,7 @@ func TestOpenModesAndLock(t *testing.T) {
 func TestCloneIsIndependentAndDeterministic(t *testing.T) {
 	s := simfs.New(4)
 	f := open(t, s, "/f", db.OpenReadWrite)
+	must(t, s.SyncDir("/"))
 	must(t, f.Append(bytes.Repeat([]byte("x"), 1000)))
 	c1, c2 := s.Clone(), s.Clone()
 	r1, r2 := c1.Crash(simfs.TornTail), c2.Crash(simfs.TornTail)
@@ -229,4 +231,163 @@ func TestConcurrentReads(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// A name is durable once its directory is synced: before that, a crash may take a created
+// file away (its synced bytes with it), undo a removal, or undo a rename; in order.
+func TestDirectoryEntries(t *testing.T) {
+	seen := map[string]int{}
+	for seed := range uint64(64) {
+		s := simfs.New(seed)
+		s.WriteFile("/d/old", []byte("old"))
+		f := open(t, s, "/d/new", db.OpenCreateNew)
+		must(t, f.Append([]byte("synced")))
+		must(t, f.Sync())
+		if s.Synced("/d/new") {
+			t.Fatal("a created file counts as synced before its directory is")
+		}
+		must(t, s.Rename("/d/new", "/d/old")) // replaces
+		if names, err := s.ReadDir("/d"); err != nil || len(names) != 1 || names[0] != "old" {
+			t.Fatalf("ReadDir: %v %v", names, err)
+		}
+		s.Crash(simfs.TornTail)
+		got := string(s.Bytes("/d/old"))
+		switch {
+		case got == "synced" && !s.Exists("/d/new"):
+			seen["renamed"]++
+		case got == "old" && s.Exists("/d/new") && string(s.Bytes("/d/new")) == "synced":
+			seen["created"]++
+		case got == "old" && !s.Exists("/d/new"):
+			seen["nothing"]++
+		default:
+			t.Fatalf("seed %d: after the crash /d/old=%q, /d/new exists %v", seed, got, s.Exists("/d/new"))
+		}
+	}
+	if len(seen) != 3 {
+		t.Fatalf("outcomes over 64 seeds: %v", seen)
+	}
+	// Synced, the directory keeps them all.
+	s := simfs.New(1)
+	f := open(t, s, "/d/a", db.OpenCreateNew)
+	must(t, f.Append([]byte("a")))
+	must(t, f.Sync())
+	must(t, s.SyncDir("/d"))
+	if !s.Synced("/d/a") {
+		t.Fatal("not synced after fsync and SyncDir")
+	}
+	must(t, s.Remove("/d/a"))
+	must(t, s.SyncDir("/d"))
+	s.Crash(simfs.TornTail)
+	if s.Exists("/d/a") {
+		t.Fatal("a synced removal came back")
+	}
+}
+
+// A truncation is durable once the file is synced: before that a crash may undo it.
+func TestTruncationNeedsSync(t *testing.T) {
+	seen := map[bool]int{}
+	for seed := range uint64(32) {
+		s := simfs.New(seed)
+		s.WriteFile("/f", []byte("0123456789"))
+		f := open(t, s, "/f", db.OpenReadWrite)
+		must(t, f.Truncate(4))
+		if d, p := s.Durable("/f"); d != 10 || p != -6 {
+			t.Fatalf("an unsynced truncation: durable %d pending %d", d, p)
+		}
+		reps := s.Crash(simfs.TornTail)
+		got := string(s.Bytes("/f"))
+		if got != "0123" && got != "0123456789" || len(reps) != 1 || reps[0].Untruncated != (got != "0123") {
+			t.Fatalf("seed %d: %q %+v", seed, got, reps)
+		}
+		seen[got == "0123"]++
+	}
+	if len(seen) != 2 {
+		t.Fatalf("outcomes: %v", seen)
+	}
+	s := simfs.New(1)
+	s.WriteFile("/f", []byte("0123456789"))
+	f := open(t, s, "/f", db.OpenReadWrite)
+	must(t, f.Truncate(4))
+	must(t, f.Sync())
+	s.Crash(simfs.TornTail)
+	if got := string(s.Bytes("/f")); got != "0123" {
+		t.Fatalf("a synced truncation: %q", got)
+	}
+}
+
+// A failed fsync loses the pages it should have written, as Linux does: reads still see
+// them, a later fsync succeeds, and after a crash the disk has zeros there.
+func TestFailedSyncLosesData(t *testing.T) {
+	s := simfs.New(1)
+	s.WriteFile("/f", []byte("durable"))
+	f := open(t, s, "/f", db.OpenReadWrite)
+	must(t, f.Append([]byte("LOST")))
+	s.FailSync("/f", 1)
+	if err := f.Sync(); !errors.Is(err, simfs.ErrInjected) {
+		t.Fatal(err)
+	}
+	if got := string(s.Bytes("/f")); got != "durableLOST" {
+		t.Fatalf("the page cache: %q", got)
+	}
+	must(t, f.Sync()) // the error was reported once
+	must(t, f.Append([]byte("next")))
+	must(t, f.Sync())
+	s.Crash(simfs.TornTail)
+	if got := s.Bytes("/f"); string(got) != "durable\x00\x00\x00\x00next" {
+		t.Fatalf("after the crash: %q", got)
+	}
+	// Truncating the lost bytes away and syncing is what saves the file.
+	s = simfs.New(1)
+	s.WriteFile("/f", []byte("durable"))
+	f = open(t, s, "/f", db.OpenReadWrite)
+	must(t, f.Append([]byte("LOST")))
+	s.FailSync("/f", 1)
+	f.Sync()
+	must(t, f.Truncate(7))
+	must(t, f.Sync())
+	s.Crash(simfs.ZeroTail)
+	if got := string(s.Bytes("/f")); got != "durable" {
+		t.Fatalf("after cutting back: %q", got)
+	}
+}
+
+// A full disk: an append writes what fits and fails with ENOSPC; truncating frees space.
+func TestNoSpace(t *testing.T) {
+	s := simfs.New(1)
+	s.SetCapacity(10)
+	f := open(t, s, "/f", db.OpenReadWrite)
+	must(t, f.Append([]byte("0123")))
+	if err := f.Append([]byte("456789abc")); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("append past the capacity: %v", err)
+	}
+	if got := string(s.Bytes("/f")); got != "0123456789" || s.Used() != 10 {
+		t.Fatalf("after ENOSPC: %q", got)
+	}
+	must(t, f.Truncate(4))
+	must(t, f.Append([]byte("xy")))
+	if c := s.Counters(); c.NoSpace != 1 {
+		t.Fatalf("counters %+v", c)
+	}
+}
+
+// CrashAtChange: the k-th change of any kind does not happen, and the machine is down.
+func TestCrashAtChange(t *testing.T) {
+	s := simfs.New(1)
+	f := open(t, s, "/f", db.OpenReadWrite) // change 1 (creation)
+	s.CrashAtChange(3)
+	must(t, f.Append([]byte("a"))) // 1
+	must(t, f.Sync())              // 2
+	if err := s.SyncDir("/"); !errors.Is(err, simfs.ErrCrashed) {
+		t.Fatalf("the third change: %v", err)
+	}
+	if _, err := f.Size(); !errors.Is(err, simfs.ErrCrashed) {
+		t.Fatalf("after going down: %v", err)
+	}
+	if c := s.Counters(); c.SyncDirs != 0 || c.Changes != 4 {
+		t.Fatalf("counters %+v", c)
+	}
+	s.Crash(simfs.TornTail)
+	if _, err := s.OpenFile("/g", db.OpenCreateNew); err != nil {
+		t.Fatalf("after the crash: %v", err)
+	}
 }
