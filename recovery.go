@@ -175,8 +175,9 @@ type options struct {
 // Option configures Recover.
 type Option func(*options)
 
-// WithParallelism sets the number of verifier goroutines: 1 is the plain sequential loop (no
-// goroutines at all), 0 (the default) is GOMAXPROCS, n > 1 is n verifiers.
+// WithParallelism sets the number of worker goroutines, each of which reads, verifies and (in
+// turn, in file order) applies whole chunks: 1 is the plain sequential loop (no goroutines at
+// all), 0 (the default) is GOMAXPROCS, n > 1 is n workers.
 func WithParallelism(n int) Option { return func(o *options) { o.parallelism = n } }
 
 // WithPoolDepth sets how many buffers the pool holds (parallel only); default parallelism + 3.
@@ -196,7 +197,7 @@ func WithMode(m Mode) Option { return func(o *options) { o.mode = m } }
 // ReadOnly makes Recover report what it would cut instead of cutting: it never writes.
 func ReadOnly() Option { return func(o *options) { o.readOnly = true } }
 
-// WithProgress registers a callback, called from the applier's goroutine after each batch
+// WithProgress registers a callback, called by the applier (see Applier) after each chunk
 // with the offset replayed so far and the file size.
 func WithProgress(fn func(applied, total int64)) Option {
 	return func(o *options) { o.progress = fn }

@@ -27,8 +27,12 @@ type Record struct {
 // Ops returns an allocation-free iterator over the record's ops.
 func (r Record) Ops() format.OpIter { return format.Iter(r.Payload) }
 
-// Applier receives the verified records of a log, one at a time, in file order, from a single
-// goroutine. An error stops recovery and is returned by it.
+// Applier receives the verified records of a log, one at a time, in file order, never two
+// calls at once. At parallelism 1 every call is on the caller's goroutine; in parallel, calls
+// come from the pipeline's workers (whichever finds the next chunk ready), each call ordered
+// after the one before it, so an Applier needs no locking of its own. An error stops recovery
+// and is returned by it; a panic or runtime.Goexit in Apply is re-raised on the caller's
+// goroutine once every worker has stopped.
 type Applier interface {
 	Apply(Record) error
 }

@@ -1,17 +1,20 @@
 // Package pipeline wires the stages of recovery together.
 //
-//	workers (n goroutines), each for the next chunk k:        applier (the caller's goroutine)
-//	  pool.Get ─ claim k, queue the buffer in file order ──►  inOrder (FIFO of claimed chunks)
-//	  read chunk k (in parallel: its extent is fixed)                │
-//	  wait for carry k ─ carve chunk k ─ send carry k+1  (the one    ▼
-//	                                     sequential step)     wait for chunk k's ready,
-//	  verify chunk k (CRC + ops, on the core that read it)    replay, classify in file order,
-//	  ready ─────────────────────────────────────────────►    release the buffer ──► pool
+//	each of n workers, over and over:                      buffers come back
+//	  pool.Get ─► claim chunk k (file order) ─► slots[k]  ◄──────────────────────┐
+//	  read chunk k          (in parallel: its extent is fixed in advance)        │
+//	  wait carry k ─► carve ─► carry k+1   (the one sequential step: headers)   │
+//	  verify chunk k        (CRC + ops, on the core that just read it)           │
+//	  ready ─► if nobody is applying: apply every ready chunk from the head,     │
+//	           in file order (replay, classify, release) ────────────────────────┘
 //
-// Reads and checksums run in parallel and each chunk is checked by the goroutine that just
-// read it, while its bytes are in that core's cache; only the walk over record headers (the
-// carry) and the decisions are sequential. Parallelism 1 is the same steps in a plain loop on
-// the caller's goroutine, with no goroutines at all.
+// Reads and checksums run in parallel, each chunk checked by the goroutine that read it while
+// its bytes are in that core's cache. Only the walk over record headers (the carry) and the
+// decisions are sequential, and the decisions are made by one applier at a time, strictly in
+// file order: whichever worker finds the next chunk ready takes the apply lock (TryLock: nobody
+// ever waits for it) and replays what is ready. The caller's goroutine only waits; no
+// goroutine is woken per chunk to apply it. Parallelism 1 (or a log of one chunk) is the same
+// steps in a plain loop on the caller's goroutine, with no goroutines at all.
 package pipeline
 
 import (
@@ -56,8 +59,8 @@ func (c Config) check() error {
 // job is what a pooled buffer carries through the pipeline.
 type job struct {
 	chunk.Batch
-	err   error         // a read error the stream cannot go past: reported in file order
-	ready chan struct{} // the worker's "done" to the applier (capacity 1)
+	err   error       // a read error the stream cannot go past: reported in file order
+	ready atomic.Bool // the worker is done with the chunk: the applier may take it
 }
 
 type buffer = bufpool.Buffer[job]
@@ -75,7 +78,7 @@ func Run(ctx context.Context, r io.ReaderAt, size int64, cfg Config, st *apply.S
 		return bufpool.Stats{}, walerr.New(walerr.InvalidArgument, -1, "pipeline: nil reader, stage or applier")
 	}
 	src := source.New(r, size, st.Layout, cfg.ReadSize, cfg.MaxRecord)
-	if cfg.Parallelism == 1 {
+	if cfg.Parallelism == 1 || src.Chunks() == 1 { // one chunk: nothing to do in parallel
 		return sequential(ctx, src, st)
 	}
 	return parallel(ctx, src, cfg, st)
@@ -160,103 +163,133 @@ func (f *fault) record(v any, goexit bool) {
 }
 
 func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Stage) (bufpool.Stats, error) {
-	pool := bufpool.New[job](cfg.Depth)
-	wctx, cancel := context.WithCancelCause(ctx)
-	total := src.Chunks()
-
+	r := &run{
+		src:   src,
+		st:    st,
+		pool:  bufpool.New[job](cfg.Depth),
+		total: src.Chunks(),
+		depth: int64(cfg.Depth),
+		slots: make([]atomic.Pointer[buffer], cfg.Depth),
+		done:  make(chan struct{}),
+	}
+	r.ctx, r.cancel = context.WithCancelCause(ctx)
 	// carries[k%m] holds the carry into chunk k. m = depth+1 slots suffice: chunk k holds a
 	// buffer only once chunk k-depth has released its own, so has long taken its carry.
-	m := int64(cfg.Depth + 1)
-	carries := make([]chan source.Carry, m)
-	for i := range carries {
-		carries[i] = make(chan source.Carry, 1)
+	r.carries = make([]chan source.Carry, cfg.Depth+1)
+	for i := range r.carries {
+		r.carries[i] = make(chan source.Carry, 1)
 	}
-	carries[0] <- src.Start()
-	inOrder := make(chan *buffer, cfg.Depth) // claimed chunks, in file order; never full
+	r.carries[0] <- src.Start()
 
-	var (
-		claimMu sync.Mutex
-		next    int64       // the next chunk to claim; guarded by claimMu
-		ended   atomic.Bool // a carve ended the stream: claim nothing more
-		wg      sync.WaitGroup
-		flt     fault
-	)
-	worker := func() {
-		defer wg.Done()
-		normal := false
-		defer func() {
-			if !normal { // a panic or a Goexit in ReadAt: stop everyone, re-raise on the caller
-				p := recover()
-				flt.record(p, p == nil)
-				cancel(errFault)
-			}
-		}()
-		for {
-			b, err := pool.Get(wctx)
-			if err != nil {
-				break
-			}
-			claimMu.Lock()
-			if next >= total || ended.Load() {
-				claimMu.Unlock()
-				release(src, pool, b)
-				break
-			}
-			k := next
-			next++
-			if b.Meta.ready == nil {
-				b.Meta.ready = make(chan struct{}, 1)
-			}
-			inOrder <- b // from here on the applier releases b (or the cleanup does)
-			claimMu.Unlock()
-			if !work(wctx, src, st, b, k, carries[k%m], carries[(k+1)%m], &ended) {
-				break
-			}
-		}
-		normal = true
-	}
-	n := int(min(int64(cfg.Parallelism), total))
-	wg.Add(n)
+	n := int(min(int64(cfg.Parallelism), r.total))
+	r.wg.Add(n)
 	for range n {
-		go worker()
+		go r.worker()
 	}
-
-	var held *buffer
-	cleaned := false
-	cleanup := func() bufpool.Stats {
-		cleaned = true
-		cancel(errStopped)
-		wg.Wait() // every worker has exited: nobody touches any buffer any more
-		if held != nil {
-			release(src, pool, held)
-		}
-		for len(inOrder) > 0 {
-			release(src, pool, <-inOrder)
-		}
-		s := stats(src, pool)
-		pool.Close()
-		return s
+	select { // the caller waits; the workers read, verify and apply
+	case <-r.done:
+	case <-r.ctx.Done():
 	}
-	defer func() {
-		if !cleaned { // the Applier panicked or called Goexit: clean up, and let it go on
-			cleanup()
+	r.cancel(errStopped)
+	r.wg.Wait() // every worker has exited: nobody touches any buffer any more
+	for i := range r.slots {
+		if b := r.slots[i].Load(); b != nil {
+			release(src, r.pool, b)
 		}
-	}()
-
-	err := applyInOrder(ctx, wctx, src, st, pool, inOrder, total, &held)
-	s := cleanup()
-	if flt.set {
-		if flt.goexit {
+	}
+	stats := stats(src, r.pool)
+	r.pool.Close()
+	if r.flt.set {
+		if r.flt.goexit {
 			runtime.Goexit()
 		}
-		panic(flt.value)
+		panic(r.flt.value)
 	}
-	return s, err
+	if r.decided {
+		return stats, r.err
+	}
+	if err := ctx.Err(); err != nil {
+		return stats, canceled(st, err)
+	}
+	return stats, errNoDecision
+}
+
+// run is the state of one parallel recovery.
+type run struct {
+	src    *source.Reader
+	st     *apply.Stage
+	pool   *bufpool.Pool[job]
+	total  int64 // chunks
+	depth  int64
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+	flt    fault
+
+	carries []chan source.Carry
+
+	claimMu sync.Mutex
+	next    int64       // the next chunk to claim; guarded by claimMu
+	ended   atomic.Bool // a carve ended the stream: claim nothing more
+
+	// slots[k%depth] is claimed chunk k's buffer until the applier releases it. At most depth
+	// chunks are claimed and not yet released, so a slot is free again when it is reused.
+	slots []atomic.Pointer[buffer]
+
+	// The applier is whichever worker holds applyMu (TryLock only: nobody ever waits for it).
+	// It replays every ready chunk from head on, in order. Guarded by applyMu: head, the Stage.
+	applyMu sync.Mutex
+	head    atomic.Int64 // written under applyMu; read after it too, to look for work
+	// Set once, by the applier that decided (under applyMu), before done is closed.
+	decided bool
+	err     error
+	done    chan struct{}
+}
+
+// worker claims chunks in file order and, for each, reads, carves and verifies it, then
+// applies whatever is ready. A panic or Goexit (the caller's ReadAt or Applier) stops
+// everyone; the caller re-raises it.
+func (r *run) worker() {
+	defer r.wg.Done()
+	normal := false
+	defer func() {
+		if !normal {
+			p := recover()
+			r.flt.record(p, p == nil)
+			r.cancel(errFault)
+		}
+	}()
+	for {
+		b, err := r.pool.Get(r.ctx)
+		if err != nil {
+			break
+		}
+		r.claimMu.Lock()
+		if r.next >= r.total || r.ended.Load() {
+			r.claimMu.Unlock()
+			release(r.src, r.pool, b)
+			break
+		}
+		k := r.next
+		r.next++
+		b.Meta.ready.Store(false)
+		r.slots[k%r.depth].Store(b) // from here on the applier releases b (or the cleanup does)
+		r.claimMu.Unlock()
+		if !r.work(b, k) {
+			break
+		}
+		b.Meta.ready.Store(true)
+		if r.applyReady() {
+			break
+		}
+	}
+	normal = true
 }
 
 // work reads, carves and verifies chunk k in b. It returns false when the pipeline is stopping.
-func work(ctx context.Context, src *source.Reader, st *apply.Stage, b *buffer, k int64, in, out chan source.Carry, ended *atomic.Bool) bool {
+func (r *run) work(b *buffer, k int64) bool {
 	j := &b.Meta
+	in, out := r.carries[k%int64(len(r.carries))], r.carries[(k+1)%int64(len(r.carries))]
 	var c source.Carry
 	have := false
 	select {
@@ -265,68 +298,91 @@ func work(ctx context.Context, src *source.Reader, st *apply.Stage, b *buffer, k
 	default:
 	}
 	var readErr error
-	if !have || !src.Skips(k, c) { // read ahead of the carry: the extent is known
-		readErr = src.Read(b, k)
+	if !have || !r.src.Skips(k, c) { // read ahead of the carry: the extent is known
+		readErr = r.src.Read(b, k)
 	}
 	if !have {
+		// The carry usually arrives within microseconds (the previous chunk's read began
+		// just before ours): look a few times, yielding, before parking. On a small VM a
+		// park and wake-up costs tens of microseconds, more than a whole 64 KiB chunk.
+		for range spins {
+			if len(in) > 0 {
+				break
+			}
+			runtime.Gosched()
+		}
 		select {
 		case c = <-in:
-		case <-ctx.Done():
+		case <-r.ctx.Done():
 			return false
 		}
 	}
-	c, j.err = src.Carve(ctx, b, readErr, &j.Batch, k, c)
+	c, j.err = r.src.Carve(r.ctx, b, readErr, &j.Batch, k, c)
 	if c.Done {
-		ended.Store(true)
+		r.ended.Store(true)
 	}
 	select {
 	case out <- c:
-	case <-ctx.Done():
+	case <-r.ctx.Done():
 		return false
 	}
 	if j.err == nil {
-		verify.Batch(st.Layout, &j.Batch, b.B, auxOf(src, b))
+		verify.Batch(r.st.Layout, &j.Batch, b.B, auxOf(r.src, b))
 		b.SetMetaBytes(j.OpsBytes())
 	}
-	j.ready <- struct{}{}
 	return true
 }
 
-// applyInOrder is the ordered applier, on the caller's goroutine: chunk after chunk, in file
-// order, it waits for the chunk's worker, replays and decides, and releases the buffer. *held
-// is the buffer it holds, for the cleanup if the Applier panics.
-func applyInOrder(ctx, wctx context.Context, src *source.Reader, st *apply.Stage, pool *bufpool.Pool[job],
-	inOrder chan *buffer, total int64, held **buffer) error {
-	stopped := func() error {
-		if err := ctx.Err(); err != nil {
-			return canceled(st, err)
+// spins is how many times a worker yields while it waits for a carry, before it parks.
+const spins = 64
+
+// applyReady applies every ready chunk from the head on, in file order, unless another worker
+// is doing it (it will see what became ready: see below). It returns true once the stream is
+// decided or the pipeline is stopping.
+func (r *run) applyReady() bool {
+	for {
+		if !r.applyMu.TryLock() {
+			return false
 		}
-		return context.Cause(wctx) // errFault: the caller re-raises the worker's panic
+		stop := r.applyHeads()
+		r.applyMu.Unlock()
+		if stop {
+			return true
+		}
+		// A chunk that became ready while we held the lock was left to us (its worker's
+		// TryLock failed): look again now that the lock is free. Its ready flag was stored
+		// before that TryLock, so this load sees it.
+		if b := r.slots[r.head.Load()%r.depth].Load(); b == nil || !b.Meta.ready.Load() {
+			return false
+		}
 	}
-	for range total {
-		var b *buffer
-		select {
-		case b = <-inOrder:
-		case <-wctx.Done():
-			return stopped()
+}
+
+// applyHeads is the ordered applier (under applyMu).
+func (r *run) applyHeads() bool {
+	for r.head.Load() < r.total {
+		if r.decided || r.ctx.Err() != nil {
+			return true
 		}
-		*held = b
-		select {
-		case <-b.Meta.ready:
-		case <-wctx.Done():
-			return stopped()
+		slot := &r.slots[r.head.Load()%r.depth]
+		b := slot.Load()
+		if b == nil || !b.Meta.ready.Load() {
+			return false
 		}
 		done, err := true, b.Meta.err
 		if err == nil {
-			done, err = st.Batch(ctx, &b.Meta.Batch, b.B, auxOf(src, b)) // may panic or Goexit
+			done, err = r.st.Batch(r.ctx, &b.Meta.Batch, b.B, auxOf(r.src, b)) // may panic or Goexit
 		}
-		*held = nil
-		release(src, pool, b)
+		slot.Store(nil)
+		release(r.src, r.pool, b)
+		r.head.Add(1)
 		if done {
-			return err
+			r.decided, r.err = true, err
+			close(r.done)
+			return true
 		}
 	}
-	return errNoDecision
+	return true
 }
 
 // canceled types a bare context error at the offset replayed so far; every other error is
