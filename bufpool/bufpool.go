@@ -73,7 +73,7 @@ type Pool[M any] struct {
 	// one most likely still in a core's cache, so it is the one handed out next.
 	tokens chan struct{}
 	stack  []*Buffer[M] // guarded by mu
-	depth int
+	depth  int
 
 	mu        sync.Mutex
 	out       int
