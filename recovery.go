@@ -60,8 +60,11 @@ type (
 	Applier = apply.Applier
 	// ApplyFunc adapts a function to Applier.
 	ApplyFunc = apply.Func
-	Op        = format.Op
-	Layout    = format.Layout
+	// Preparer is per-record work done in parallel before the Applier sees a record.
+	Preparer    = apply.Preparer
+	PrepareFunc = apply.PrepareFunc
+	Op          = format.Op
+	Layout      = format.Layout
 )
 
 // Discard is an Applier that keeps nothing.
@@ -170,6 +173,7 @@ type options struct {
 	readOnly       bool
 	progress       func(applied, total int64)
 	beforeTruncate func(Truncation) error
+	prepare        Preparer
 }
 
 // Option configures Recover.
@@ -190,6 +194,13 @@ func WithReadSize(n int) Option { return func(o *options) { o.readSize = n } }
 // WithMaxRecordSize sets the largest payload recovery accepts (default 1 GiB, at most
 // 0xFFFFFFFE). A larger record refuses with ErrRecordTooLarge and is never buffered.
 func WithMaxRecordSize(n int64) Option { return func(o *options) { o.maxRecord = n } }
+
+// WithPrepare runs p on every verified record in the parallel stage, on the workers, before
+// the Applier receives it with p's words in Record.Prepared (see Preparer): the heavy
+// per-record work a store needs (parsing, hashing, checksums) then runs on every core, and the
+// ordered applier only links. At parallelism 1 it runs on the caller's goroutine, just before
+// each chunk is applied.
+func WithPrepare(p Preparer) Option { return func(o *options) { o.prepare = p } }
 
 // WithMode sets what recovery may do about damage (default Tolerate).
 func WithMode(m Mode) Option { return func(o *options) { o.mode = m } }
@@ -288,6 +299,7 @@ func Recover(ctx context.Context, f File, app Applier, opts ...Option) (Result, 
 
 	st := &apply.Stage{
 		Applier:  app,
+		Preparer: o.prepare,
 		Layout:   pre.Layout,
 		Progress: o.progress,
 		File:     f,

@@ -19,10 +19,32 @@ import (
 // aliases a pooled buffer: it is valid only during the Apply call and becomes stale (in test
 // builds, poisoned) as soon as Apply returns. Copy what must be kept.
 type Record struct {
-	Offset  int64  // file offset of the record header
-	Payload []byte // the transaction's ops, verified: CRC holds, parses to its end
-	NumOps  int
+	Offset        int64  // file offset of the record header
+	PayloadOffset int64  // file offset of Payload[0]
+	Payload       []byte // the transaction's ops, verified: CRC holds, parses to its end
+	NumOps        int
+	// Prepared is what the Preparer (WithPrepare) returned for this record, nil without one.
+	// Like Payload it aliases pooled memory: valid during the Apply call only.
+	Prepared []uint64
 }
+
+// Preparer is per-record work done in the parallel stage, before the ordered applier sees the
+// record: parsing, hashing, checksumming, whatever needs no shared state (Prometheus decodes
+// its WAL records in parallel and applies them in order the same way). Prepare is called once
+// per verified record, on the workers, many records at once and in no particular order, so
+// it must not touch state shared between calls. It appends what the Applier should receive
+// for r to dst and returns the extended slice; the Applier finds those words in
+// Record.Prepared. The words are held with the chunk's buffer and counted by the pool
+// (Result.PeakBuffered). Records after the first bad one may be prepared and never applied.
+type Preparer interface {
+	Prepare(r Record, dst []uint64) []uint64
+}
+
+// PrepareFunc adapts a function to Preparer.
+type PrepareFunc func(r Record, dst []uint64) []uint64
+
+// Prepare calls f.
+func (f PrepareFunc) Prepare(r Record, dst []uint64) []uint64 { return f(r, dst) }
 
 // Ops returns an allocation-free iterator over the record's ops.
 func (r Record) Ops() format.OpIter { return format.Iter(r.Payload) }
@@ -58,6 +80,7 @@ type Stats struct {
 // Stage is the applier's state across batches.
 type Stage struct {
 	Applier  Applier
+	Preparer Preparer // may be nil; run by the verifier
 	Layout   format.Layout
 	Progress func(applied, total int64) // may be nil; called once per batch
 
@@ -81,7 +104,10 @@ func (s *Stage) Batch(ctx context.Context, bt *chunk.Batch, buf, aux []byte) (do
 	w := bt.Walk(s.Layout, buf, aux)
 	for i := range bt.FirstBad {
 		off, p, _, _ := w.Next()
-		rec := Record{Offset: off, Payload: p, NumOps: int(bt.Ops[i])}
+		rec := Record{Offset: off, PayloadOffset: off + hdr, Payload: p, NumOps: int(bt.Ops[i])}
+		if s.Preparer != nil {
+			rec.Prepared = bt.Prepared(i)
+		}
 		if err := s.Applier.Apply(rec); err != nil {
 			return true, walerr.Wrap(walerr.ApplyFailed, off, err, "the applier failed on this record; what it received is incomplete")
 		}

@@ -127,8 +127,8 @@ func sequential(ctx context.Context, src *source.Reader, st *apply.Stage) (_ buf
 		c, err = src.Carve(ctx, held, readErr, &held.Meta.Batch, k, c)
 		done := err != nil
 		if !done {
-			verify.Batch(st.Layout, &held.Meta.Batch, held.B, auxOf(src, held))
-			held.SetMetaBytes(held.Meta.OpsBytes())
+			verify.Batch(st.Layout, &held.Meta.Batch, held.B, auxOf(src, held), st.Preparer)
+			held.SetMetaBytes(held.Meta.MetaBytes())
 			done, err = st.Batch(ctx, &held.Meta.Batch, held.B, auxOf(src, held))
 		}
 		release(src, pool, held)
@@ -327,8 +327,8 @@ func (r *run) work(b *buffer, k int64) bool {
 		return false
 	}
 	if j.err == nil {
-		verify.Batch(r.st.Layout, &j.Batch, b.B, auxOf(r.src, b))
-		b.SetMetaBytes(j.OpsBytes())
+		verify.Batch(r.st.Layout, &j.Batch, b.B, auxOf(r.src, b), r.st.Preparer)
+		b.SetMetaBytes(j.MetaBytes())
 	}
 	return true
 }

@@ -6,6 +6,9 @@
 package verify
 
 import (
+	"math"
+
+	"github.com/streamwal/recovery/apply"
 	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
 	"github.com/streamwal/recovery/internal/chunk"
@@ -14,7 +17,9 @@ import (
 // Batch verifies the records of bt, whose bytes are buf (the chunk) and aux (its straddler).
 // It fills bt.Ops and sets bt.FirstBad (and bt.Bad) to the first record that failed, or
 // bt.Count(). It reads buf and aux and writes only bt.
-func Batch(layout format.Layout, bt *chunk.Batch, buf, aux []byte) {
+//
+// With a Preparer it then prepares every good record, in file order, into bt.Prep.
+func Batch(layout format.Layout, bt *chunk.Batch, buf, aux []byte, prep apply.Preparer) {
 	w := bt.Walk(layout, buf, aux)
 	ops := bt.Ops[:0]
 	if n := bt.Count(); cap(ops) < n {
@@ -38,4 +43,27 @@ func Batch(layout format.Layout, bt *chunk.Batch, buf, aux []byte) {
 	}
 	bt.Ops = ops
 	bt.FirstBad = len(ops)
+	if prep != nil {
+		prepare(layout, bt, buf, aux, prep)
+	}
+}
+
+func prepare(layout format.Layout, bt *chunk.Batch, buf, aux []byte, prep apply.Preparer) {
+	hdr := int64(layout.HeaderSize())
+	ends := bt.PrepEnd[:0]
+	if cap(ends) < bt.FirstBad {
+		ends = make([]uint32, 0, bt.FirstBad)
+	}
+	words := bt.Prep[:0]
+	w := bt.Walk(layout, buf, aux)
+	for i := range bt.FirstBad {
+		off, p, _, _ := w.Next()
+		before := len(words)
+		words = prep.Prepare(apply.Record{Offset: off, PayloadOffset: off + hdr, Payload: p, NumOps: int(bt.Ops[i])}, words)
+		if len(words) < before || len(words) > math.MaxUint32 {
+			panic("recovery: a Preparer must append to the slice it is given and return it")
+		}
+		ends = append(ends, uint32(len(words)))
+	}
+	bt.Prep, bt.PrepEnd = words, ends
 }

@@ -43,11 +43,26 @@ type Batch struct {
 	Ops      []uint32
 	FirstBad int
 	Bad      classify.Damage
+
+	// Set by the verifier when there is a Preparer: the words it returned for the good
+	// records, record i's being Prep[PrepEnd[i-1]:PrepEnd[i]].
+	Prep    []uint64
+	PrepEnd []uint32
 }
 
 // Reset clears b for chunk k at base.
 func (b *Batch) Reset(k, base int64) {
-	*b = Batch{K: k, Base: base, Ops: b.Ops[:0]}
+	*b = Batch{K: k, Base: base, Ops: b.Ops[:0], Prep: b.Prep[:0], PrepEnd: b.PrepEnd[:0]}
+}
+
+// Prepared is what the Preparer returned for good record i (capacity capped).
+func (b *Batch) Prepared(i int) []uint64 {
+	start := uint32(0)
+	if i > 0 {
+		start = b.PrepEnd[i-1]
+	}
+	end := b.PrepEnd[i]
+	return b.Prep[start:end:end]
 }
 
 // Count is the number of records carved into b, the straddler included.
@@ -58,8 +73,10 @@ func (b *Batch) Count() int {
 	return b.N
 }
 
-// OpsBytes is the memory the op table holds, for the pool's accounting.
-func (b *Batch) OpsBytes() int64 { return int64(cap(b.Ops)) * 4 }
+// MetaBytes is the memory the batch's tables hold, for the pool's accounting.
+func (b *Batch) MetaBytes() int64 {
+	return int64(cap(b.Ops))*4 + int64(cap(b.Prep))*8 + int64(cap(b.PrepEnd))*4
+}
 
 // Walk iterates the carved records of a batch in file order. The carver validated every header
 // it passed, so the walk trusts them: it re-reads each length instead of storing it.
