@@ -60,8 +60,11 @@ type (
 	Applier = apply.Applier
 	// ApplyFunc adapts a function to Applier.
 	ApplyFunc = apply.Func
-	Op        = format.Op
-	Layout    = format.Layout
+	// Preparer is per-record work done in parallel before the Applier sees a record.
+	Preparer    = apply.Preparer
+	PrepareFunc = apply.PrepareFunc
+	Op          = format.Op
+	Layout      = format.Layout
 )
 
 // Discard is an Applier that keeps nothing.
@@ -108,6 +111,7 @@ const (
 	CodeIO                 = walerr.IO
 	CodeCanceled           = walerr.Canceled
 	CodeInvalidArgument    = walerr.InvalidArgument
+	CodeApplyFailed        = walerr.ApplyFailed
 )
 
 var (
@@ -120,6 +124,7 @@ var (
 	ErrIO                 = walerr.ErrIO
 	ErrCanceled           = walerr.ErrCanceled
 	ErrInvalidArgument    = walerr.ErrInvalidArgument
+	ErrApplyFailed        = walerr.ErrApplyFailed
 )
 
 // CodeOf returns err's Code, or "" when err is not a recovery error.
@@ -168,13 +173,15 @@ type options struct {
 	readOnly       bool
 	progress       func(applied, total int64)
 	beforeTruncate func(Truncation) error
+	prepare        Preparer
 }
 
 // Option configures Recover.
 type Option func(*options)
 
-// WithParallelism sets the number of verifier goroutines: 1 is the plain sequential loop (no
-// goroutines at all), 0 (the default) is GOMAXPROCS, n > 1 is n verifiers.
+// WithParallelism sets the number of worker goroutines, each of which reads, verifies and (in
+// turn, in file order) applies whole chunks: 1 is the plain sequential loop (no goroutines at
+// all), 0 (the default) is GOMAXPROCS, n > 1 is n workers.
 func WithParallelism(n int) Option { return func(o *options) { o.parallelism = n } }
 
 // WithPoolDepth sets how many buffers the pool holds (parallel only); default parallelism + 3.
@@ -188,13 +195,20 @@ func WithReadSize(n int) Option { return func(o *options) { o.readSize = n } }
 // 0xFFFFFFFE). A larger record refuses with ErrRecordTooLarge and is never buffered.
 func WithMaxRecordSize(n int64) Option { return func(o *options) { o.maxRecord = n } }
 
+// WithPrepare runs p on every verified record in the parallel stage, on the workers, before
+// the Applier receives it with p's words in Record.Prepared (see Preparer): the heavy
+// per-record work a store needs (parsing, hashing, checksums) then runs on every core, and the
+// ordered applier only links. At parallelism 1 it runs on the caller's goroutine, just before
+// each chunk is applied.
+func WithPrepare(p Preparer) Option { return func(o *options) { o.prepare = p } }
+
 // WithMode sets what recovery may do about damage (default Tolerate).
 func WithMode(m Mode) Option { return func(o *options) { o.mode = m } }
 
 // ReadOnly makes Recover report what it would cut instead of cutting: it never writes.
 func ReadOnly() Option { return func(o *options) { o.readOnly = true } }
 
-// WithProgress registers a callback, called from the applier's goroutine after each batch
+// WithProgress registers a callback, called by the applier (see Applier) after each chunk
 // with the offset replayed so far and the file size.
 func WithProgress(fn func(applied, total int64)) Option {
 	return func(o *options) { o.progress = fn }
@@ -232,9 +246,18 @@ func (o *options) check() error {
 
 // Recover replays the log in f into app and returns what it did. See the package comment.
 //
-// On error the Result still describes the records replayed before the failure (the caller
-// should discard what app received), and the file is untouched.
+// Every error is a *Error (errors.As), with a Code and an Offset. On error the Result still
+// describes what was measured before the failure (size, layout, the records replayed: the
+// caller should discard what app received), and the file is untouched, with one exception
+// that Result.Truncated reports: when the cut was made but the sync after it failed (code
+// IO_ERROR), the cut is in the file but may not survive a crash. When a cut was decided but
+// not made (strict mode's TAIL_DAMAGE, a WithBeforeTruncate hook that failed, a file that
+// cannot be cut), Result.Truncation is that cut and Result.Truncated is false.
 func Recover(ctx context.Context, f File, app Applier, opts ...Option) (Result, error) {
+	if f == nil {
+		return Result{}, walerr.New(walerr.InvalidArgument, -1, "nil File").
+			WithHint("check the error from opening the file before recovering it")
+	}
 	o := options{readSize: DefaultReadSize, maxRecord: DefaultMaxRecord}
 	for _, opt := range opts {
 		opt(&o)
@@ -266,16 +289,17 @@ func Recover(ctx context.Context, f File, app Applier, opts ...Option) (Result, 
 		return res, err
 	}
 	if pre.TornHeader {
+		res.Truncation = &Truncation{Offset: 0, Bytes: size, Reason: ReasonTornHeader, Detail: "a prefix of the file header and nothing else"}
 		if o.mode == Strict {
-			return res, walerr.New(walerr.TailDamage, 0, "the file is a torn file header and nothing else; strict mode keeps it").
+			return res, walerr.New(walerr.TailDamage, 0, "the file is a torn file header and nothing else (torn_header); strict mode keeps it").
 				WithHint("the file is untouched")
 		}
-		res.Truncation = &Truncation{Offset: 0, Bytes: size, Reason: ReasonTornHeader, Detail: "a prefix of the file header and nothing else"}
 		return finish(f, &o, res)
 	}
 
 	st := &apply.Stage{
 		Applier:  app,
+		Preparer: o.prepare,
 		Layout:   pre.Layout,
 		Progress: o.progress,
 		File:     f,
@@ -288,10 +312,10 @@ func Recover(ctx context.Context, f File, app Applier, opts ...Option) (Result, 
 	res.Records, res.Ops, res.Bytes = st.Stats.Records, st.Stats.Ops, st.Stats.Bytes
 	res.LargestRecord, res.End = st.Stats.LargestRecord, st.Stats.End
 	res.PeakBuffered = pst.Allocated
+	res.Truncation = st.Truncation // with an error: the cut strict mode refused, never made
 	if err != nil {
 		return res, err
 	}
-	res.Truncation = st.Truncation
 	return finish(f, &o, res)
 }
 
@@ -321,18 +345,25 @@ func finish(f File, o *options, res Result) (Result, error) {
 				WithHint("stop the other writer and retry")
 		}
 	}
+	if ro, ok := f.(interface{ readOnly() bool }); ok && ro.readOnly() {
+		return res, walerr.New(walerr.InvalidArgument, t.Offset,
+			fmt.Sprintf("recovery decided to cut %d bytes (%s) but the file is open read-only; nothing was cut", t.Bytes, t.Reason)).
+			WithHint("open the file read-write to repair it, or use ReadOnly to only report")
+	}
 	if o.beforeTruncate != nil {
 		if err := o.beforeTruncate(*t); err != nil {
-			return res, fmt.Errorf("recovery: before cutting %d bytes at offset %d: %w", t.Bytes, t.Offset, err)
+			return res, walerr.Wrap(walerr.IO, t.Offset, err,
+				fmt.Sprintf("the hook before cutting %d bytes (%s) failed; nothing was cut", t.Bytes, t.Reason))
 		}
 	}
 	if err := wf.Truncate(t.Offset); err != nil {
-		return res, walerr.Wrap(walerr.IO, t.Offset, err, "truncate failed")
-	}
-	if err := wf.Sync(); err != nil {
-		return res, walerr.Wrap(walerr.IO, t.Offset, err, "sync after truncate failed")
+		return res, walerr.Wrap(walerr.IO, t.Offset, err, "truncate failed; nothing was cut")
 	}
 	res.Truncated = true
+	if err := wf.Sync(); err != nil {
+		return res, walerr.Wrap(walerr.IO, t.Offset, err, "the file was cut but the sync after it failed: the cut may not survive a crash").
+			WithHint("retry the recovery; it is idempotent")
+	}
 	return res, nil
 }
 
@@ -342,13 +373,16 @@ func OSFile(f *os.File) (WritableFile, error) {
 	if err != nil {
 		return nil, walerr.Wrap(walerr.IO, -1, err, "stat failed")
 	}
-	return &osFile{File: f, size: fi.Size()}, nil
+	return &osFile{File: f, size: fi.Size(), ro: openedReadOnly(f)}, nil
 }
 
 type osFile struct {
 	*os.File
 	size int64
+	ro   bool
 }
+
+func (f *osFile) readOnly() bool { return f.ro }
 
 func (f *osFile) Size() int64 { return f.size }
 

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -110,5 +112,44 @@ func TestNoCutWhenTheFileGrew(t *testing.T) {
 	_, err := recovery.Recover(context.Background(), f, nil, recovery.WithBeforeTruncate(func(recovery.Truncation) error { hooked = true; return nil }))
 	if !errors.Is(err, recovery.ErrIO) || f.Truncates != 0 || hooked {
 		t.Fatalf("want IO_ERROR and no cut, got %v (truncates %d, hook ran %v)", err, f.Truncates, hooked)
+	}
+}
+
+// TestPrepareReachesTheApplier: the words a Preparer returns for a record reach the Applier
+// with that record, at every parallelism, and a panic in Prepare reaches the caller.
+func TestPrepareReachesTheApplier(t *testing.T) {
+	l := testlog.RandomLog(17, format.LayoutV1, 3000, 4, 300)
+	prep := recovery.PrepareFunc(func(r recovery.Record, dst []uint64) []uint64 {
+		return append(dst, uint64(format.Checksum(r.Payload)), uint64(r.PayloadOffset))
+	})
+	for _, par := range []int{1, 2, 4} {
+		t.Run(fmt.Sprintf("par=%d", par), func(t *testing.T) {
+			n := 0
+			res, err := recovery.Recover(context.Background(), bytes.NewReader(l.Bytes), recovery.ApplyFunc(func(r recovery.Record) error {
+				want := []uint64{uint64(format.Checksum(r.Payload)), uint64(r.Offset + format.V1HeaderSize)}
+				if !slices.Equal(r.Prepared, want) || cap(r.Prepared) != 2 {
+					return fmt.Errorf("record at %d: prepared %v, want %v", r.Offset, r.Prepared, want)
+				}
+				n++
+				return nil
+			}), recovery.WithParallelism(par), recovery.WithReadSize(4<<10), recovery.WithPrepare(prep))
+			if err != nil || n != len(l.Offsets) || res.Records != int64(n) {
+				t.Fatalf("%v after %d records", err, n)
+			}
+			var got any
+			func() {
+				defer func() { got = recover() }()
+				recovery.Recover(context.Background(), bytes.NewReader(l.Bytes), nil, recovery.WithParallelism(par), recovery.WithReadSize(4<<10),
+					recovery.WithPrepare(recovery.PrepareFunc(func(r recovery.Record, dst []uint64) []uint64 {
+						if r.Offset > 20<<10 {
+							panic("prepare bug")
+						}
+						return dst
+					})))
+			}()
+			if got != "prepare bug" {
+				t.Fatalf("recovered %v, want the Preparer's panic", got)
+			}
+		})
 	}
 }

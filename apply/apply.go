@@ -7,28 +7,54 @@ package apply
 
 import (
 	"context"
-	"fmt"
 	"io"
 
 	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
-	"github.com/streamwal/recovery/source"
+	"github.com/streamwal/recovery/internal/chunk"
+	"github.com/streamwal/recovery/walerr"
 )
 
 // Record is one verified record as the Applier sees it. Payload (and every op decoded from it)
 // aliases a pooled buffer: it is valid only during the Apply call and becomes stale (in test
 // builds, poisoned) as soon as Apply returns. Copy what must be kept.
 type Record struct {
-	Offset  int64  // file offset of the record header
-	Payload []byte // the transaction's ops, verified: CRC holds, parses to its end
-	NumOps  int
+	Offset        int64  // file offset of the record header
+	PayloadOffset int64  // file offset of Payload[0]
+	Payload       []byte // the transaction's ops, verified: CRC holds, parses to its end
+	NumOps        int
+	// Prepared is what the Preparer (WithPrepare) returned for this record, nil without one.
+	// Like Payload it aliases pooled memory: valid during the Apply call only.
+	Prepared []uint64
 }
+
+// Preparer is per-record work done in the parallel stage, before the ordered applier sees the
+// record: parsing, hashing, checksumming, whatever needs no shared state (Prometheus decodes
+// its WAL records in parallel and applies them in order the same way). Prepare is called once
+// per verified record, on the workers, many records at once and in no particular order, so
+// it must not touch state shared between calls. It appends what the Applier should receive
+// for r to dst and returns the extended slice; the Applier finds those words in
+// Record.Prepared. The words are held with the chunk's buffer and counted by the pool
+// (Result.PeakBuffered). Records after the first bad one may be prepared and never applied.
+type Preparer interface {
+	Prepare(r Record, dst []uint64) []uint64
+}
+
+// PrepareFunc adapts a function to Preparer.
+type PrepareFunc func(r Record, dst []uint64) []uint64
+
+// Prepare calls f.
+func (f PrepareFunc) Prepare(r Record, dst []uint64) []uint64 { return f(r, dst) }
 
 // Ops returns an allocation-free iterator over the record's ops.
 func (r Record) Ops() format.OpIter { return format.Iter(r.Payload) }
 
-// Applier receives the verified records of a log, one at a time, in file order, from a single
-// goroutine. An error stops recovery and is returned by it.
+// Applier receives the verified records of a log, one at a time, in file order, never two
+// calls at once. At parallelism 1 every call is on the caller's goroutine; in parallel, calls
+// come from the pipeline's workers (whichever finds the next chunk ready), each call ordered
+// after the one before it, so an Applier needs no locking of its own. An error stops recovery
+// and is returned by it; a panic or runtime.Goexit in Apply is re-raised on the caller's
+// goroutine once every worker has stopped.
 type Applier interface {
 	Apply(Record) error
 }
@@ -54,6 +80,7 @@ type Stats struct {
 // Stage is the applier's state across batches.
 type Stage struct {
 	Applier  Applier
+	Preparer Preparer // may be nil; run by the verifier
 	Layout   format.Layout
 	Progress func(applied, total int64) // may be nil; called once per batch
 
@@ -66,29 +93,36 @@ type Stage struct {
 	Truncation *classify.Truncation // the decided cut, if any
 }
 
-// Batch replays bt's good records. done reports that the stream is decided (clean end,
-// truncation decided, or refusal in err); after done, later batches are discarded unread.
-func (s *Stage) Batch(ctx context.Context, bt *source.Batch, buf []byte) (done bool, err error) {
+// Batch replays the good records of bt (whose bytes are buf and aux). done reports that the
+// stream is decided (clean end, truncation decided, or refusal in err); after done, later
+// batches are discarded unread. An error the Applier returns comes back as an APPLY_FAILED
+// *walerr.Error at the record's offset, wrapping it (errors.Is still finds the cause), the same
+// at every parallelism.
+func (s *Stage) Batch(ctx context.Context, bt *chunk.Batch, buf, aux []byte) (done bool, err error) {
 	hdr := int64(s.Layout.HeaderSize())
 	st := &s.Stats
+	w := bt.Walk(s.Layout, buf, aux)
 	for i := range bt.FirstBad {
-		r := &bt.Recs[i]
-		rec := Record{Offset: r.Off, Payload: buf[r.Start:r.End], NumOps: int(r.NOps)}
-		if err := s.Applier.Apply(rec); err != nil {
-			return true, fmt.Errorf("recovery: applier failed on the record at offset %d: %w", r.Off, err)
+		off, p, _, _ := w.Next()
+		rec := Record{Offset: off, PayloadOffset: off + hdr, Payload: p, NumOps: int(bt.Ops[i])}
+		if s.Preparer != nil {
+			rec.Prepared = bt.Prepared(i)
 		}
-		n := int64(r.End - r.Start)
+		if err := s.Applier.Apply(rec); err != nil {
+			return true, walerr.Wrap(walerr.ApplyFailed, off, err, "the applier failed on this record; what it received is incomplete")
+		}
+		n := int64(len(p))
 		st.Records++
-		st.Ops += int64(r.NOps)
+		st.Ops += int64(bt.Ops[i])
 		st.Bytes += hdr + n
 		st.LargestRecord = max(st.LargestRecord, n)
-		st.End = r.Off + hdr + n
+		st.End = off + hdr + n
 	}
 	if s.Progress != nil {
 		s.Progress(st.End, s.Size)
 	}
 	switch {
-	case bt.FirstBad < len(bt.Recs):
+	case bt.FirstBad < bt.Count():
 		return true, s.decide(ctx, bt.Bad)
 	case bt.Stop.Set && bt.Stop.Trouble == 0:
 		return true, nil

@@ -136,7 +136,10 @@ type Trouble uint8
 const (
 	// Short: fewer bytes than a record header are left. A torn tail, no search.
 	Short Trouble = iota + 1
-	// Torn: a v1 header whose self-checksum holds declares a payload that runs past the end.
+	// Torn: a v1 header whose self-checksum holds declares a non-zero payload that runs past
+	// the end. Decide reads the length itself: at most the maximum record size, a torn tail
+	// with no search (the header proves its extent); over it, a search for evidence (an erased
+	// 0xFF header checks out with length 0xFFFFFFFF).
 	Torn
 	// Damaged: a header or payload that fails its checks in any other way.
 	Damaged
@@ -165,6 +168,13 @@ type Config struct {
 
 // Decide turns damage at d.Offset into a truncation or a refusal, by the rule of evidence and
 // the mode. The records before d.Offset are good and have been replayed; d.Offset > 0.
+//
+// It returns (t, nil) for a cut to make (a tail, or corruption in point-in-time mode),
+// (nil, err) for a refusal or a read error, and, in strict mode only, (t, err) with both set:
+// err is TAIL_DAMAGE and t is the tail truncation strict mode refused (Reason torn_tail or
+// damaged_tail, which err's Detail names too), so that a caller can report what the default
+// mode would cut without running recovery again. A caller must never carry out a truncation
+// returned together with an error.
 func Decide(ctx context.Context, r io.ReaderAt, size int64, cfg Config, d Damage) (*Truncation, error) {
 	off := d.Offset
 	switch d.Trouble {
@@ -193,12 +203,24 @@ func Decide(ctx context.Context, r io.ReaderAt, size int64, cfg Config, d Damage
 		tail.Reason = TornTail
 	case Malformed:
 		corrupt = "its checksum holds, so it was written whole, but it does not parse"
-	case Torn, Damaged:
+	case Torn:
 		tail.Reason = TornTail
-		if d.Trouble == Damaged {
-			tail.Reason = DamagedTail
+		search, err := tornNeedsSearch(r, size, cfg, off)
+		if err != nil {
+			return nil, err
 		}
-		ev, err := FindEvidence(ctx, r, size, cfg, off, d.Trouble == Damaged)
+		if search {
+			ev, err := FindEvidence(ctx, r, size, cfg, off, false)
+			if err != nil {
+				return nil, err
+			}
+			if ev.Found {
+				corrupt = ev.String()
+			}
+		}
+	case Damaged:
+		tail.Reason = DamagedTail
+		ev, err := FindEvidence(ctx, r, size, cfg, off, true)
 		if err != nil {
 			return nil, err
 		}
@@ -206,12 +228,13 @@ func Decide(ctx context.Context, r io.ReaderAt, size int64, cfg Config, d Damage
 			corrupt = ev.String()
 		}
 	default:
-		return nil, fmt.Errorf("classify: unknown trouble %d", d.Trouble)
+		return nil, walerr.New(walerr.InvalidArgument, off, fmt.Sprintf("classify: unknown trouble %d", d.Trouble))
 	}
 
 	switch {
 	case corrupt == "" && cfg.Mode == Strict:
-		return nil, walerr.New(walerr.TailDamage, off, fmt.Sprintf("%s (%s); strict mode keeps the file as it is", d.Detail, tail.Reason)).
+		return tail, walerr.New(walerr.TailDamage, off,
+			fmt.Sprintf("%s (%s); strict mode keeps the file as it is", d.Detail, tail.Reason)).
 			WithHint("the file is untouched; open it in the default mode to cut the tail, or inspect it with walrec verify")
 	case corrupt == "":
 		return tail, nil
@@ -223,6 +246,29 @@ func Decide(ctx context.Context, r io.ReaderAt, size int64, cfg Config, d Damage
 	return nil, walerr.New(walerr.CorruptWAL, off, d.Detail+"; "+corrupt).
 		WithHint("acknowledged records may follow, so nothing was cut and the file is untouched; " +
 			"point-in-time mode salvages the records before this offset")
+}
+
+// tornNeedsSearch says whether a torn v1 record at off (its header's self-checksum holds and
+// its declared end passes size) needs the search for evidence. A length at most the maximum
+// record size does not: the header proves the record's extent, so every byte of [off, size) is
+// that append's own unfinished payload, and anything shaped like a record in it is the value
+// being written (recovery.md section 2, the torn-tail row, changed 2026-12-01). A length over
+// the maximum does: an erased 0xFF header checks out with length 0xFFFFFFFF.
+//
+// The header is read again rather than taken on the source's word, so that this rule is
+// decided here, from the bytes, whatever produced the Damage.
+func tornNeedsSearch(r io.ReaderAt, size int64, cfg Config, off int64) (bool, error) {
+	if size-off < format.V1HeaderSize {
+		return true, nil // not a torn header at all: let the search decide
+	}
+	var hb [format.V1HeaderSize]byte
+	if err := walerr.ReadFull(r, hb[:], off); err != nil {
+		return false, err
+	}
+	h := format.DecodeV1Header(hb[:])
+	proven := cfg.Layout == format.LayoutV1 && h.SelfCheckOK() && h.Length != 0 && h.Length <= cfg.MaxRecord &&
+		off+format.V1HeaderSize+int64(h.Length) > size
+	return !proven, nil
 }
 
 // lengthAt reads the length word at off, for messages only.

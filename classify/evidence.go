@@ -54,7 +54,7 @@ func (sc *scanner) search(cfg Config, off int64, damaged bool) (Evidence, error)
 	v1 := cfg.Layout == format.LayoutV1
 	size := sc.size
 	if v1 && damaged && size-off >= format.V1HeaderSize {
-		hb, err := sc.aux.at(sc, off, format.V1HeaderSize)
+		hb, err := sc.bytesAt(off, format.V1HeaderSize)
 		if err != nil {
 			return Evidence{}, err
 		}
@@ -101,7 +101,7 @@ func (sc *scanner) search(cfg Config, off int64, damaged bool) (Evidence, error)
 				if err != nil || ok {
 					return Evidence{Found: ok, Rule: "2-verified", At: p}, err
 				}
-				b = w.buf[p-w.base : w.n] // crcMatches used aux, not win; b is still valid
+				b = w.buf[p-w.base : w.n] // only the loop refills win; b is still valid
 			}
 		}
 		if (v1 || p > off) && int64(l) <= size-p-format.LegacyHeaderSize {
@@ -122,9 +122,21 @@ func (sc *scanner) search(cfg Config, off int64, damaged bool) (Evidence, error)
 
 var errExhausted = errors.New("classify: evidence search budget exhausted")
 
-// scanner reads the file through two small windows: win slides over the offsets being
-// examined, aux serves the random reads of candidate payloads. Memory is fixed whatever the
-// file holds.
+// scanner reads the file through three small fixed windows, whatever the file holds:
+//
+//   - win slides forward over the offsets being examined (the search loop refills it at p when
+//     p's 12 bytes run past it);
+//   - next holds the bytes just past win ([end of win - 16, + its size)), loaded once per
+//     position of win, so that candidates near the end of win that read a little past it
+//     (a length field straddling it, a short payload) share one read;
+//   - far holds anything else a candidate's walk or checksum asks for, loaded at the offset
+//     asked for.
+//
+// A byte is read from the file only when no window holds it, and no window is ever dropped.
+// Whatever reaches far lies at least about 16 KiB past the candidate's own start, so the walk
+// or checksum that asks for it has been charged for that distance: the bytes read are bounded
+// by 1.34 times the bytes examined plus 1.25 times the work units charged (docs/classification.md,
+// "Bytes read"), so the budget that bounds the work bounds the reads too.
 type scanner struct {
 	ctx    context.Context
 	r      io.ReaderAt
@@ -133,12 +145,17 @@ type scanner struct {
 	used   int64
 	at     int64 // offset being examined, for the exhausted report
 	win    window
-	aux    window
+	next   window
+	far    window
+	read   int64 // bytes asked of r
 }
 
 const (
-	winSize = 64 << 10
-	auxSize = 16 << 10
+	winSize  = 48 << 10
+	sideSize = 16 << 10 // next and far each
+	// nextBack is how far before the end of win next starts: enough for any read the search
+	// makes at an offset win holds (at most a 12-byte header) to fit in next.
+	nextBack = 16
 )
 
 func newScanner(ctx context.Context, r io.ReaderAt, size int64, budget ...int64) *scanner {
@@ -146,9 +163,10 @@ func newScanner(ctx context.Context, r io.ReaderAt, size int64, budget ...int64)
 	if len(budget) == 1 {
 		sc.budget = budget[0]
 	}
-	// Small files get small windows; large ones never more than winSize + auxSize.
+	// Small files get small windows; large ones never more than winSize + 2*sideSize.
 	sc.win.buf = make([]byte, min(winSize, max(size, 16)))
-	sc.aux.buf = make([]byte, min(auxSize, max(size, 16)))
+	sc.next.buf = make([]byte, min(sideSize, max(size, 16)))
+	sc.far.buf = make([]byte, min(sideSize, max(size, 16)))
 	return sc
 }
 
@@ -169,12 +187,18 @@ type window struct {
 	n    int
 }
 
+func (w *window) end() int64 { return w.base + int64(w.n) }
+
+// holds reports whether the window holds [off, off+n).
+func (w *window) holds(off, n int64) bool { return off >= w.base && off+n <= w.end() }
+
 // fill loads the window with the bytes at off (as many as fit and the file has).
 func (w *window) fill(sc *scanner, off int64) error {
 	if err := sc.ctx.Err(); err != nil {
 		return walerr.Wrap(walerr.Canceled, off, err, "while searching for evidence")
 	}
 	n := int(min(int64(len(w.buf)), sc.size-off))
+	sc.read += int64(n)
 	if err := walerr.ReadFull(sc.r, w.buf[:n], off); err != nil {
 		w.n = 0
 		return err
@@ -183,20 +207,72 @@ func (w *window) fill(sc *scanner, off int64) error {
 	return nil
 }
 
-// at returns n bytes at off (n <= len(buf), off+n <= size), refilling when they are not loaded.
-func (w *window) at(sc *scanner, off int64, n int) ([]byte, error) {
-	if off < w.base || off+int64(n) > w.base+int64(w.n) {
-		if err := w.fill(sc, off); err != nil {
+// window returns a window holding [off, off+n) (n <= nextBack, or n = 1 to find the window
+// for the first byte of a span), loading next or far when none holds it.
+func (sc *scanner) window(off, n int64) (*window, error) {
+	if sc.win.holds(off, n) {
+		return &sc.win, nil
+	}
+	if sc.win.n > 0 && sc.win.end() < sc.size {
+		base := max(sc.win.base, sc.win.end()-nextBack)
+		if off >= base && off+n <= base+int64(len(sc.next.buf)) {
+			if sc.next.base != base || sc.next.n == 0 {
+				if err := sc.next.fill(sc, base); err != nil {
+					return nil, err
+				}
+			}
+			if sc.next.holds(off, n) {
+				return &sc.next, nil
+			}
+		}
+	}
+	if !sc.far.holds(off, n) {
+		if err := sc.far.fill(sc, off); err != nil {
 			return nil, err
 		}
+	}
+	return &sc.far, nil
+}
+
+// bytesAt returns the n bytes at off (n <= nextBack, off+n <= size).
+func (sc *scanner) bytesAt(off int64, n int) ([]byte, error) {
+	if off < 0 || n > nextBack || off+int64(n) > sc.size {
+		return nil, walerr.New(walerr.InvalidArgument, off, fmt.Sprintf("classify: %d bytes at %d are outside a %d-byte file", n, off, sc.size))
+	}
+	w, err := sc.window(off, int64(n))
+	if err != nil {
+		return nil, err
 	}
 	return w.buf[off-w.base : off-w.base+int64(n)], nil
 }
 
-// crcMatches streams CRC-32 over [start, start+n) and compares it with want.
+// span returns the first bytes (at least one, at most n) of [off, off+n), 0 <= off < size:
+// as many as the window holding off holds.
+func (sc *scanner) span(off, n int64) ([]byte, error) {
+	w, err := sc.window(off, 1)
+	if err != nil {
+		return nil, err
+	}
+	i := off - w.base
+	return w.buf[i : i+min(n, int64(w.n)-i)], nil
+}
+
+// crcMatches streams CRC-32 over [start, start+n) (within the file) and compares it with want,
+// reading only what no window holds.
 func (sc *scanner) crcMatches(start int64, n uint32, want uint32) (bool, error) {
-	sc.aux.n = 0 // aux.buf is the scratch below: its window no longer holds what it did
-	return ChecksumMatches(sc.ctx, sc.r, sc.aux.buf, start, int64(n), want)
+	if start < 0 || start+int64(n) > sc.size {
+		return false, nil // a payload that does not fit cannot match
+	}
+	var crc uint32
+	for off, left := start, int64(n); left > 0; {
+		b, err := sc.span(off, left)
+		if err != nil {
+			return false, err
+		}
+		crc = format.UpdateChecksum(crc, b)
+		off, left = off+int64(len(b)), left-int64(len(b))
+	}
+	return crc == want, nil
 }
 
 // ChecksumMatches streams CRC-32 IEEE over [off, off+n) of r through scratch, whatever n is,
@@ -227,7 +303,7 @@ func (sc *scanner) wellFormed(start int64, n uint32) (bool, error) {
 		if err := sc.charge(8); err != nil {
 			return false, err
 		}
-		tb, err := sc.aux.at(sc, q, 1)
+		tb, err := sc.bytesAt(q, 1)
 		if err != nil {
 			return false, err
 		}
@@ -240,7 +316,7 @@ func (sc *scanner) wellFormed(start int64, n uint32) (bool, error) {
 			if end-q < 4 {
 				return false, nil
 			}
-			lb, err := sc.aux.at(sc, q, 4)
+			lb, err := sc.bytesAt(q, 4)
 			if err != nil {
 				return false, err
 			}

@@ -1,201 +1,396 @@
 // Package pipeline wires the stages of recovery together.
 //
-//	source (1 goroutine)          verify (n goroutines)          apply (1 goroutine)
-//	pool.Get, read, carve  ──►  toVerify ──► CRC + parse  ──► b.Ready
-//	        └──────────────────► inOrder (FIFO, file order) ─────────► wait b.Ready, replay,
-//	                                                                    classify, pool.Put ──┐
-//	        ▲────────────────────────── buffers come back ─────────────────────────────────┘
+//	each of n workers, over and over:                      buffers come back
+//	  pool.Get ─► claim chunk k (file order) ─► slots[k]  ◄──────────────────────┐
+//	  read chunk k          (in parallel: its extent is fixed in advance)        │
+//	  wait carry k ─► carve ─► carry k+1   (the one sequential step: headers)   │
+//	  verify chunk k        (CRC + ops, on the core that just read it)           │
+//	  ready ─► if nobody is applying: apply every ready chunk from the head,     │
+//	           in file order (replay, classify, release) ────────────────────────┘
 //
-// Parallelism 1 is the same three steps in a plain loop on the caller's goroutine.
+// Reads and checksums run in parallel, each chunk checked by the goroutine that read it while
+// its bytes are in that core's cache. Only the walk over record headers (the carry) and the
+// decisions are sequential, and the decisions are made by one applier at a time, strictly in
+// file order: whichever worker finds the next chunk ready takes the apply lock (TryLock: nobody
+// ever waits for it) and replays what is ready. The caller's goroutine only waits; no
+// goroutine is woken per chunk to apply it. Parallelism 1 (or a log of one chunk) is the same
+// steps in a plain loop on the caller's goroutine, with no goroutines at all.
 package pipeline
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
-
-	"golang.org/x/sync/errgroup"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/streamwal/recovery/apply"
 	"github.com/streamwal/recovery/bufpool"
+	"github.com/streamwal/recovery/internal/chunk"
 	"github.com/streamwal/recovery/source"
 	"github.com/streamwal/recovery/verify"
 	"github.com/streamwal/recovery/walerr"
 )
 
-// Config sizes the pipeline. All fields must be valid (the root package checks them).
+// Config sizes the pipeline.
 type Config struct {
-	Parallelism int    // verifiers; 1 = the sequential loop, no goroutines
+	Parallelism int    // workers; 1 = the sequential loop, no goroutines
 	Depth       int    // pooled buffers (parallel only; the sequential loop uses one)
-	ReadSize    int    // bytes per sequential read
+	ReadSize    int    // bytes per chunk
 	MaxRecord   uint32 // largest payload a read may be sized for
 }
 
+func (c Config) check() error {
+	switch {
+	case c.Parallelism < 1:
+		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: parallelism %d < 1", c.Parallelism))
+	case c.Parallelism > 1 && c.Depth < 2:
+		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: depth %d < 2", c.Depth))
+	case c.ReadSize < 1:
+		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: read size %d < 1", c.ReadSize))
+	case c.MaxRecord < 1:
+		return walerr.New(walerr.InvalidArgument, -1, "pipeline: maximum record size 0")
+	}
+	return nil
+}
+
+// job is what a pooled buffer carries through the pipeline.
+type job struct {
+	chunk.Batch
+	err   error       // a read error the stream cannot go past: reported in file order
+	ready atomic.Bool // the worker is done with the chunk: the applier may take it
+}
+
+type buffer = bufpool.Buffer[job]
+
 // Run streams the log in r (of the given size, layout st.Layout) into st, and returns the
-// pool's accounting. It returns only after every goroutine it started has exited and every
-// buffer is back in the pool.
+// memory accounting. It returns only after every goroutine it started has exited and every
+// buffer is back in the pool. A panic in the Applier or in r's ReadAt, and a runtime.Goexit in
+// either, are re-raised on the caller's goroutine once everything has stopped, as the
+// sequential loop would raise them.
 func Run(ctx context.Context, r io.ReaderAt, size int64, cfg Config, st *apply.Stage) (bufpool.Stats, error) {
+	if err := cfg.check(); err != nil {
+		return bufpool.Stats{}, err
+	}
+	if r == nil || st == nil || st.Applier == nil {
+		return bufpool.Stats{}, walerr.New(walerr.InvalidArgument, -1, "pipeline: nil reader, stage or applier")
+	}
 	src := source.New(r, size, st.Layout, cfg.ReadSize, cfg.MaxRecord)
-	if cfg.Parallelism <= 1 {
+	if cfg.Parallelism == 1 || src.Chunks() == 1 { // one chunk: nothing to do in parallel
 		return sequential(ctx, src, st)
 	}
 	return parallel(ctx, src, cfg, st)
 }
 
-func sequential(ctx context.Context, src *source.Reader, st *apply.Stage) (bufpool.Stats, error) {
-	pool := bufpool.New[source.Batch](1)
-	for {
-		b, err := pool.Get(ctx)
-		if err != nil {
-			pool.Close()
-			return pool.Stats(), canceled(src, err)
-		}
-		err = src.Fill(pool, b)
-		done := err != nil
-		if err == nil {
-			verify.Batch(&b.Meta, b.B)
-			done, err = st.Batch(ctx, &b.Meta, b.B)
-		}
-		pool.Put(b)
-		if done {
-			stats := pool.Stats()
-			pool.Close()
-			return stats, err
-		}
-		if err = ctx.Err(); err != nil {
-			pool.Close()
-			return pool.Stats(), canceled(src, err)
-		}
-	}
+// release gives a buffer back, with the large-record buffer its batch may hold.
+func release(src *source.Reader, pool *bufpool.Pool[job], b *buffer) {
+	src.ReleaseBig(&b.Meta.Batch)
+	pool.Put(b)
 }
 
-// errDecided is how the applier stops the other stages once the stream is decided;
-// errApplierPanic, how it stops them when the caller's Applier panicked.
+func auxOf(src *source.Reader, b *buffer) []byte {
+	if b.Meta.Big {
+		return src.Big()
+	}
+	return b.Aux
+}
+
+func stats(src *source.Reader, pool *bufpool.Pool[job]) bufpool.Stats {
+	s := pool.Stats()
+	s.Allocated += int64(src.BigHeld())
+	s.PeakOut += int64(src.BigHeld())
+	return s
+}
+
+// sequential is the reference: read, carve, verify, apply, chunk after chunk.
+func sequential(ctx context.Context, src *source.Reader, st *apply.Stage) (_ bufpool.Stats, err error) {
+	pool := bufpool.New[job](1)
+	var held *buffer
+	defer func() { // also when the Applier or ReadAt panics: the pool is closed clean
+		if held != nil {
+			release(src, pool, held)
+		}
+		pool.Close()
+	}()
+	c := src.Start()
+	for k := range src.Chunks() {
+		if err := ctx.Err(); err != nil {
+			return stats(src, pool), canceled(st, err)
+		}
+		held, _ = pool.Get(ctx) // never blocks: the one buffer is back
+		var readErr error
+		if !src.Skips(k, c) {
+			readErr = src.Read(held, k)
+		}
+		c, err = src.Carve(ctx, held, readErr, &held.Meta.Batch, k, c)
+		done := err != nil
+		if !done {
+			verify.Batch(st.Layout, &held.Meta.Batch, held.B, auxOf(src, held), st.Preparer)
+			held.SetMetaBytes(held.Meta.MetaBytes())
+			done, err = st.Batch(ctx, &held.Meta.Batch, held.B, auxOf(src, held))
+		}
+		release(src, pool, held)
+		held = nil
+		if done {
+			return stats(src, pool), err
+		}
+	}
+	return stats(src, pool), errNoDecision
+}
+
 var (
-	errDecided      = errors.New("pipeline: decided")
-	errApplierPanic = errors.New("pipeline: applier panicked")
+	errNoDecision = errors.New("pipeline: the stream ended without a decision")
+	errStopped    = errors.New("pipeline: stopped")
+	errFault      = errors.New("pipeline: a worker panicked or exited")
 )
 
-func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Stage) (bufpool.Stats, error) {
-	pool := bufpool.New[source.Batch](cfg.Depth)
-	g, gctx := errgroup.WithContext(ctx)
-	toVerify := make(chan *source.Buffer, cfg.Depth) // closed by the source
-	inOrder := make(chan *source.Buffer, cfg.Depth)  // closed by the source
-	var held *source.Buffer                          // the applier's batch, if it exits holding one
-
-	g.Go(func() error { // source: owns each buffer until it is in inOrder
-		defer close(inOrder)
-		defer close(toVerify)
-		for !src.Done() {
-			b, err := pool.Get(gctx)
-			if err != nil {
-				return err
-			}
-			if b.Meta.Ready == nil {
-				b.Meta.Ready = make(chan struct{}, 1)
-			}
-			b.Meta.Err = src.Fill(pool, b)
-			failed := b.Meta.Err != nil
-			if failed {
-				b.Meta.Ready <- struct{}{} // nothing to verify: the applier reports it in order
-			}
-			select {
-			case inOrder <- b: // from here on b is the applier's (or the drain's below)
-			case <-gctx.Done():
-				pool.Put(b)
-				return gctx.Err()
-			}
-			if failed {
-				return nil
-			}
-			select {
-			case toVerify <- b:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-		}
-		return nil
-	})
-	for range cfg.Parallelism {
-		g.Go(func() error { // verifier: reads a buffer, never releases it
-			for {
-				select {
-				case b, ok := <-toVerify:
-					if !ok {
-						return nil
-					}
-					verify.Batch(&b.Meta, b.B)
-					b.Meta.Ready <- struct{}{}
-				case <-gctx.Done():
-					return gctx.Err()
-				}
-			}
-		})
-	}
-	var panicked any          // an Applier's panic, re-raised on the caller's goroutine after Wait
-	g.Go(func() (err error) { // applier: file order, decides, releases every buffer it took
-		defer func() {
-			if p := recover(); p != nil {
-				panicked, err = p, errApplierPanic
-			}
-		}()
-		for {
-			var b *source.Buffer
-			select {
-			case b = <-inOrder:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-			if b == nil { // the source stopped early: only a cancellation does that
-				if err := gctx.Err(); err != nil {
-					return err
-				}
-				return errors.New("pipeline: the source ended without a decision")
-			}
-			held = b
-			select {
-			case <-b.Meta.Ready: // the verifier is done with b
-			case <-gctx.Done():
-				return gctx.Err() // b may still be read by a verifier: released after Wait
-			}
-			done, err := b.Meta.Err != nil, b.Meta.Err
-			if err == nil {
-				done, err = st.Batch(ctx, &b.Meta, b.B) // may panic in the caller's Applier
-			}
-			held = nil
-			pool.Put(b)
-			if err != nil {
-				return err
-			}
-			if done {
-				return errDecided
-			}
-		}
-	})
-	err := g.Wait()
-	// Every goroutine has exited: nobody reads any buffer any more.
-	if held != nil {
-		pool.Put(held)
-	}
-	for b := range inOrder {
-		pool.Put(b)
-	}
-	stats := pool.Stats()
-	pool.Close()
-	if panicked != nil {
-		panic(panicked) // as the sequential loop would have, on the caller's goroutine
-	}
-	if errors.Is(err, errDecided) {
-		return stats, nil
-	}
-	return stats, canceled(src, err)
+// fault is the first panic (or runtime.Goexit) of a worker, re-raised on the caller.
+type fault struct {
+	mu     sync.Mutex
+	set    bool
+	value  any
+	goexit bool
 }
 
-// canceled types a bare context error; every other error is already typed.
-func canceled(src *source.Reader, err error) error {
+func (f *fault) record(v any, goexit bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.set {
+		f.set, f.value, f.goexit = true, v, goexit
+	}
+}
+
+func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Stage) (bufpool.Stats, error) {
+	r := &run{
+		src:   src,
+		st:    st,
+		pool:  bufpool.New[job](cfg.Depth),
+		total: src.Chunks(),
+		depth: int64(cfg.Depth),
+		slots: make([]atomic.Pointer[buffer], cfg.Depth),
+		done:  make(chan struct{}),
+	}
+	r.ctx, r.cancel = context.WithCancelCause(ctx)
+	// carries[k%m] holds the carry into chunk k. m = depth+1 slots suffice: chunk k holds a
+	// buffer only once chunk k-depth has released its own, so has long taken its carry.
+	r.carries = make([]chan source.Carry, cfg.Depth+1)
+	for i := range r.carries {
+		r.carries[i] = make(chan source.Carry, 1)
+	}
+	r.carries[0] <- src.Start()
+
+	n := int(min(int64(cfg.Parallelism), r.total))
+	r.wg.Add(n)
+	for range n {
+		go r.worker()
+	}
+	select { // the caller waits; the workers read, verify and apply
+	case <-r.done:
+	case <-r.ctx.Done():
+	}
+	r.cancel(errStopped)
+	r.wg.Wait() // every worker has exited: nobody touches any buffer any more
+	for i := range r.slots {
+		if b := r.slots[i].Load(); b != nil {
+			release(src, r.pool, b)
+		}
+	}
+	stats := stats(src, r.pool)
+	r.pool.Close()
+	if r.flt.set {
+		if r.flt.goexit {
+			runtime.Goexit()
+		}
+		panic(r.flt.value)
+	}
+	if r.decided {
+		return stats, r.err
+	}
+	if err := ctx.Err(); err != nil {
+		return stats, canceled(st, err)
+	}
+	return stats, errNoDecision
+}
+
+// run is the state of one parallel recovery.
+type run struct {
+	src    *source.Reader
+	st     *apply.Stage
+	pool   *bufpool.Pool[job]
+	total  int64 // chunks
+	depth  int64
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+	flt    fault
+
+	carries []chan source.Carry
+
+	claimMu sync.Mutex
+	next    int64       // the next chunk to claim; guarded by claimMu
+	ended   atomic.Bool // a carve ended the stream: claim nothing more
+
+	// slots[k%depth] is claimed chunk k's buffer until the applier releases it. At most depth
+	// chunks are claimed and not yet released, so a slot is free again when it is reused.
+	slots []atomic.Pointer[buffer]
+
+	// The applier is whichever worker holds applyMu (TryLock only: nobody ever waits for it).
+	// It replays every ready chunk from head on, in order. Guarded by applyMu: head, the Stage.
+	applyMu sync.Mutex
+	head    atomic.Int64 // written under applyMu; read after it too, to look for work
+	// Set once, by the applier that decided (under applyMu), before done is closed.
+	decided bool
+	err     error
+	done    chan struct{}
+}
+
+// worker claims chunks in file order and, for each, reads, carves and verifies it, then
+// applies whatever is ready. A panic or Goexit (the caller's ReadAt or Applier) stops
+// everyone; the caller re-raises it.
+func (r *run) worker() {
+	defer r.wg.Done()
+	normal := false
+	defer func() {
+		if !normal {
+			p := recover()
+			r.flt.record(p, p == nil)
+			r.cancel(errFault)
+		}
+	}()
+	for {
+		b, err := r.pool.Get(r.ctx)
+		if err != nil {
+			break
+		}
+		r.claimMu.Lock()
+		if r.next >= r.total || r.ended.Load() {
+			r.claimMu.Unlock()
+			release(r.src, r.pool, b)
+			break
+		}
+		k := r.next
+		r.next++
+		b.Meta.ready.Store(false)
+		r.slots[k%r.depth].Store(b) // from here on the applier releases b (or the cleanup does)
+		r.claimMu.Unlock()
+		if !r.work(b, k) {
+			break
+		}
+		b.Meta.ready.Store(true)
+		if r.applyReady() {
+			break
+		}
+	}
+	normal = true
+}
+
+// work reads, carves and verifies chunk k in b. It returns false when the pipeline is stopping.
+func (r *run) work(b *buffer, k int64) bool {
+	j := &b.Meta
+	in, out := r.carries[k%int64(len(r.carries))], r.carries[(k+1)%int64(len(r.carries))]
+	var c source.Carry
+	have := false
+	select {
+	case c = <-in:
+		have = true
+	default:
+	}
+	var readErr error
+	if !have || !r.src.Skips(k, c) { // read ahead of the carry: the extent is known
+		readErr = r.src.Read(b, k)
+	}
+	if !have {
+		// The carry usually arrives within microseconds (the previous chunk's read began
+		// just before ours): look a few times, yielding, before parking. On a small VM a
+		// park and wake-up costs tens of microseconds, more than a whole 64 KiB chunk.
+		for range spins {
+			if len(in) > 0 {
+				break
+			}
+			runtime.Gosched()
+		}
+		select {
+		case c = <-in:
+		case <-r.ctx.Done():
+			return false
+		}
+	}
+	c, j.err = r.src.Carve(r.ctx, b, readErr, &j.Batch, k, c)
+	if c.Done {
+		r.ended.Store(true)
+	}
+	select {
+	case out <- c:
+	case <-r.ctx.Done():
+		return false
+	}
+	if j.err == nil {
+		verify.Batch(r.st.Layout, &j.Batch, b.B, auxOf(r.src, b), r.st.Preparer)
+		b.SetMetaBytes(j.MetaBytes())
+	}
+	return true
+}
+
+// spins is how many times a worker yields while it waits for a carry, before it parks.
+const spins = 64
+
+// applyReady applies every ready chunk from the head on, in file order, unless another worker
+// is doing it (it will see what became ready: see below). It returns true once the stream is
+// decided or the pipeline is stopping.
+func (r *run) applyReady() bool {
+	for {
+		if !r.applyMu.TryLock() {
+			return false
+		}
+		stop := r.applyHeads()
+		r.applyMu.Unlock()
+		if stop {
+			return true
+		}
+		// A chunk that became ready while we held the lock was left to us (its worker's
+		// TryLock failed): look again now that the lock is free. Its ready flag was stored
+		// before that TryLock, so this load sees it.
+		if b := r.slots[r.head.Load()%r.depth].Load(); b == nil || !b.Meta.ready.Load() {
+			return false
+		}
+	}
+}
+
+// applyHeads is the ordered applier (under applyMu).
+func (r *run) applyHeads() bool {
+	for r.head.Load() < r.total {
+		if r.decided || r.ctx.Err() != nil {
+			return true
+		}
+		slot := &r.slots[r.head.Load()%r.depth]
+		b := slot.Load()
+		if b == nil || !b.Meta.ready.Load() {
+			return false
+		}
+		done, err := true, b.Meta.err
+		if err == nil {
+			done, err = r.st.Batch(r.ctx, &b.Meta.Batch, b.B, auxOf(r.src, b)) // may panic or Goexit
+		}
+		slot.Store(nil)
+		release(r.src, r.pool, b)
+		r.head.Add(1)
+		if done {
+			r.decided, r.err = true, err
+			close(r.done)
+			return true
+		}
+	}
+	return true
+}
+
+// canceled types a bare context error at the offset replayed so far; every other error is
+// already typed.
+func canceled(st *apply.Stage, err error) error {
 	var we *walerr.Error
 	if err != nil && !errors.As(err, &we) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-		return walerr.Wrap(walerr.Canceled, src.Pos(), err, "recovery stopped")
+		return walerr.Wrap(walerr.Canceled, st.Stats.End, err, "recovery stopped")
 	}
 	return err
 }

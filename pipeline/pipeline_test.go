@@ -54,61 +54,67 @@ func settled(t *testing.T, what string, stats bufpool.Stats) {
 
 func TestCancelMidRecovery(t *testing.T) {
 	for _, cfg := range configs {
-		for _, at := range []int64{0, 1, 777, 15000} {
-			ctx, cancel := context.WithCancel(context.Background())
-			n := int64(0)
-			st, stats, err := run(ctx, bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(apply.Record) error {
-				if n == at {
-					cancel()
+		t.Run(cfgName(cfg), func(t *testing.T) {
+			for _, at := range []int64{0, 1, 777, 15000} {
+				ctx, cancel := context.WithCancel(context.Background())
+				n := int64(0)
+				st, stats, err := run(ctx, bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(apply.Record) error {
+					if n == at {
+						cancel()
+					}
+					n++
+					return nil
+				}))
+				cancel()
+				what := fmt.Sprintf("%+v cancel at record %d", cfg, at)
+				if !errors.Is(err, context.Canceled) || !errors.Is(err, recovery.ErrCanceled) {
+					t.Fatalf("%s: want a cancellation error, got %v", what, err)
 				}
-				n++
-				return nil
-			}))
-			cancel()
-			what := fmt.Sprintf("%+v cancel at record %d", cfg, at)
-			if !errors.Is(err, context.Canceled) || !errors.Is(err, recovery.ErrCanceled) {
-				t.Fatalf("%s: want a cancellation error, got %v", what, err)
+				if st.Stats.Records >= int64(len(bigLog.Offsets)) {
+					t.Fatalf("%s: ran to the end (%d records) despite cancellation", what, st.Stats.Records)
+				}
+				settled(t, what, stats)
 			}
-			if st.Stats.Records >= int64(len(bigLog.Offsets)) {
-				t.Fatalf("%s: ran to the end (%d records) despite cancellation", what, st.Stats.Records)
-			}
-			settled(t, what, stats)
-		}
+		})
 	}
 }
 
 func TestApplierFailsAtRecordK(t *testing.T) {
 	boom := errors.New("store full")
 	for _, cfg := range configs {
-		for _, k := range []int64{0, 5, 9999} {
-			n := int64(0)
-			st, stats, err := run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(r apply.Record) error {
-				if n == k {
-					return boom
+		t.Run(cfgName(cfg), func(t *testing.T) {
+			for _, k := range []int64{0, 5, 9999} {
+				n := int64(0)
+				st, stats, err := run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(r apply.Record) error {
+					if n == k {
+						return boom
+					}
+					n++
+					return nil
+				}))
+				what := fmt.Sprintf("%+v applier fails at %d", cfg, k)
+				if !errors.Is(err, boom) || st.Stats.Records != k {
+					t.Fatalf("%s: err=%v records=%d", what, err, st.Stats.Records)
 				}
-				n++
-				return nil
-			}))
-			what := fmt.Sprintf("%+v applier fails at %d", cfg, k)
-			if !errors.Is(err, boom) || st.Stats.Records != k {
-				t.Fatalf("%s: err=%v records=%d", what, err, st.Stats.Records)
+				settled(t, what, stats)
 			}
-			settled(t, what, stats)
-		}
+		})
 	}
 }
 
 func TestReadFailsAtCallK(t *testing.T) {
 	for _, cfg := range configs {
-		for _, k := range []int64{1, 2, 30} {
-			r := &testlog.Reader{B: bigLog.Bytes, FailAt: k}
-			_, stats, err := run(context.Background(), bigLog.Bytes, r, cfg, apply.Discard)
-			what := fmt.Sprintf("%+v read fails at call %d", cfg, k)
-			if !errors.Is(err, testlog.ErrInjected) || !errors.Is(err, recovery.ErrIO) || r.Fired.Load() != 1 {
-				t.Fatalf("%s: err=%v fired=%d", what, err, r.Fired.Load())
+		t.Run(cfgName(cfg), func(t *testing.T) {
+			for _, k := range []int64{1, 2, 30} {
+				r := &testlog.Reader{B: bigLog.Bytes, FailAt: k}
+				_, stats, err := run(context.Background(), bigLog.Bytes, r, cfg, apply.Discard)
+				what := fmt.Sprintf("%+v read fails at call %d", cfg, k)
+				if !errors.Is(err, testlog.ErrInjected) || !errors.Is(err, recovery.ErrIO) || r.Fired.Load() != 1 {
+					t.Fatalf("%s: err=%v fired=%d", what, err, r.Fired.Load())
+				}
+				settled(t, what, stats)
 			}
-			settled(t, what, stats)
-		}
+		})
 	}
 }
 
@@ -120,13 +126,15 @@ func TestEarlyDamageBeforeReadFault(t *testing.T) {
 	data := bytes.Clone(bigLog.Bytes)
 	data[bigLog.Offsets[3]+format.V1HeaderSize] ^= 1
 	for _, cfg := range configs {
-		r := &testlog.Reader{B: data, FailFrom: 8 << 10}
-		st, stats, err := run(context.Background(), data, r, cfg, apply.Discard)
-		what := fmt.Sprintf("%+v bad record 3, read fault past 8 KiB", cfg)
-		if !errors.Is(err, recovery.ErrCorruptWAL) || st.Stats.Records != 3 {
-			t.Fatalf("%s: want CORRUPT_WAL after 3 records, got %v after %d", what, err, st.Stats.Records)
-		}
-		settled(t, what, stats)
+		t.Run(cfgName(cfg), func(t *testing.T) {
+			r := &testlog.Reader{B: data, FailFrom: 8 << 10}
+			st, stats, err := run(context.Background(), data, r, cfg, apply.Discard)
+			what := fmt.Sprintf("%+v bad record 3, read fault past 8 KiB", cfg)
+			if !errors.Is(err, recovery.ErrCorruptWAL) || st.Stats.Records != 3 {
+				t.Fatalf("%s: want CORRUPT_WAL after 3 records, got %v after %d", what, err, st.Stats.Records)
+			}
+			settled(t, what, stats)
+		})
 	}
 }
 
@@ -135,17 +143,19 @@ func TestBadRecordEarlyWithManyInFlight(t *testing.T) {
 		data := bytes.Clone(bigLog.Bytes)
 		data[bigLog.Offsets[k]+format.V1HeaderSize+2] ^= 0x80
 		for _, cfg := range configs {
-			applied := 0
-			st, stats, err := run(context.Background(), data, bytes.NewReader(data), cfg, apply.Func(func(apply.Record) error { applied++; return nil }))
-			what := fmt.Sprintf("%+v bad record %d", cfg, k)
-			var re *recovery.Error
-			if !errors.As(err, &re) || re.Code != recovery.CodeCorruptWAL || re.Offset != bigLog.Offsets[k] {
-				t.Fatalf("%s: want CORRUPT_WAL at %d, got %v", what, bigLog.Offsets[k], err)
-			}
-			if applied != k || st.Stats.Records != int64(k) {
-				t.Fatalf("%s: applied %d records, want exactly the %d before the bad one", what, applied, k)
-			}
-			settled(t, what, stats)
+			t.Run(cfgName(cfg), func(t *testing.T) {
+				applied := 0
+				st, stats, err := run(context.Background(), data, bytes.NewReader(data), cfg, apply.Func(func(apply.Record) error { applied++; return nil }))
+				what := fmt.Sprintf("%+v bad record %d", cfg, k)
+				var re *recovery.Error
+				if !errors.As(err, &re) || re.Code != recovery.CodeCorruptWAL || re.Offset != bigLog.Offsets[k] {
+					t.Fatalf("%s: want CORRUPT_WAL at %d, got %v", what, bigLog.Offsets[k], err)
+				}
+				if applied != k || st.Stats.Records != int64(k) {
+					t.Fatalf("%s: applied %d records, want exactly the %d before the bad one", what, applied, k)
+				}
+				settled(t, what, stats)
+			})
 		}
 	}
 }
@@ -157,21 +167,23 @@ func TestRecordIsStaleAfterApply(t *testing.T) {
 		t.Skip("poisoning is on only with -race or -tags invariants")
 	}
 	for _, cfg := range configs {
-		var kept []byte
-		var orig []byte
-		_, stats, err := run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(r apply.Record) error {
-			if kept == nil {
-				kept, orig = r.Payload, bytes.Clone(r.Payload)
+		t.Run(cfgName(cfg), func(t *testing.T) {
+			var kept []byte
+			var orig []byte
+			_, stats, err := run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(r apply.Record) error {
+				if kept == nil {
+					kept, orig = r.Payload, bytes.Clone(r.Payload)
+				}
+				return nil
+			}))
+			if err != nil {
+				t.Fatal(err)
 			}
-			return nil
-		}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bytes.Equal(kept, orig) {
-			t.Fatalf("%+v: a payload kept past Apply still reads as valid; it must be stale", cfg)
-		}
-		settled(t, "stale", stats)
+			if bytes.Equal(kept, orig) {
+				t.Fatalf("%+v: a payload kept past Apply still reads as valid; it must be stale", cfg)
+			}
+			settled(t, "stale", stats)
+		})
 	}
 }
 
@@ -190,21 +202,27 @@ func TestSequentialStartsNoGoroutines(t *testing.T) {
 // parallelism (as the sequential loop does), after every goroutine has exited.
 func TestApplierPanicReachesTheCaller(t *testing.T) {
 	for _, cfg := range configs {
-		func() {
-			defer func() {
-				if p := recover(); p != "applier bug" {
-					t.Fatalf("%+v: recovered %v, want the Applier's panic", cfg, p)
-				}
-				goleak.VerifyNone(t)
+		t.Run(cfgName(cfg), func(t *testing.T) {
+			func() {
+				defer func() {
+					if p := recover(); p != "applier bug" {
+						t.Fatalf("%+v: recovered %v, want the Applier's panic", cfg, p)
+					}
+					goleak.VerifyNone(t)
+				}()
+				n := 0
+				run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(apply.Record) error {
+					if n++; n == 100 {
+						panic("applier bug")
+					}
+					return nil
+				}))
+				t.Fatalf("%+v: Run returned although the Applier panicked", cfg)
 			}()
-			n := 0
-			run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(apply.Record) error {
-				if n++; n == 100 {
-					panic("applier bug")
-				}
-				return nil
-			}))
-			t.Fatalf("%+v: Run returned although the Applier panicked", cfg)
-		}()
+		})
 	}
+}
+
+func cfgName(c pipeline.Config) string {
+	return fmt.Sprintf("par=%d/depth=%d/read=%d", c.Parallelism, c.Depth, c.ReadSize)
 }

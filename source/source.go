@@ -1,184 +1,249 @@
-// Package source is the first stage: it reads the log in large sequential reads into pooled
-// buffers and carves each read into records, without looking at payloads.
+// Package source is the first stage: it reads the log in fixed extents (chunks) and carves each
+// into records, without looking at payloads.
 //
-// One Reader is driven by one goroutine (the pipeline's source goroutine, or the sequential
-// loop). Fill reads at most max(ReadSize, one record) bytes into the buffer it is given. It
-// trusts a length field only as far as the layout allows: a v1 length is used only after its
-// header self-checksum holds; any length is used to size a read only when it is within both the
-// maximum record size and the file. Anything it cannot carve past (a short tail, a bad header,
-// a record too large) ends the stream with a Stop; classifying it is the applier's job.
+// Reading and carving are separate steps, so that reads can be issued in parallel: chunk k is
+// the extent [F+k*R, F+(k+1)*R) of the file (F the layout's first record, R the read size),
+// known before any record boundary is. Carving is the one sequential step: chunk k's first
+// record starts where chunk k-1's carving ended (the Carry), so chunks are carved strictly in
+// order, each by whichever goroutine read it. The carver trusts a length field only as far as
+// the layout allows: a v1 length is used only after its header self-checksum holds; any length
+// sizes a read only when it is within both the maximum record size and the file, and a legacy
+// length (which has no checksum of its own) sizes a buffer larger than a read only after its
+// payload's CRC, streamed through a buffer of the read size, matched. Anything it cannot carve
+// past (a short tail, a bad header, a record too large) ends the stream with a Stop;
+// classifying it is the applier's job.
 package source
 
 import (
 	"context"
-	"io"
 
 	"github.com/streamwal/recovery/bufpool"
 	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/chunk"
 	"github.com/streamwal/recovery/walerr"
 )
 
-// Rec is one carved record. Start and End delimit its payload in the batch's buffer.
-type Rec struct {
-	Off        int64  // file offset of the record header
-	Start, End int    // payload is B[Start:End]
-	CRC        uint32 // payload CRC the header promises
-	NOps       int32  // set by the verifier
+// Buffer is the memory a chunk is read into: a pooled buffer of any Meta type.
+type Buffer interface {
+	Grow(n int) []byte    // the chunk's bytes
+	GrowAux(n int) []byte // a straddler's bytes, up to one read size
 }
 
-// Stop says why the stream ended at Off. Trouble 0 with Set means a clean end of file.
-type Stop struct {
-	Set     bool
-	Off     int64
-	Trouble classify.Trouble // 0: clean end
-	Detail  string
+var _ Buffer = (*bufpool.Buffer[int])(nil)
+
+// Carry is what carving one chunk tells the next: where its first record starts, or that the
+// stream has ended.
+type Carry struct {
+	Off  int64
+	Done bool
 }
 
-// Batch is the metadata that travels with one pooled buffer through every stage. It is reused
-// with the buffer, so its slices keep their capacity from one read to the next.
-type Batch struct {
-	Base int64 // file offset of B[0]
-	Recs []Rec // records carved from B, in file order
-	Stop Stop  // set on the last batch of the stream
-
-	// Set by the verifier: the index of the first record that failed, len(Recs) if none,
-	// and why it failed.
-	FirstBad int
-	Bad      classify.Damage
-
-	// Err is a read error the parallel source met while reading ahead. It travels in file
-	// order like a batch, so that damage in an earlier batch is still decided first, exactly
-	// as a sequential loop (which would never have made this read) decides it.
-	Err error
-
-	// Ready carries the verifier's "done" to the applier (capacity 1). Owned by the pipeline;
-	// the sequential loop leaves it nil.
-	Ready chan struct{}
-}
-
-// Buffer is a pooled buffer carrying a Batch.
-type Buffer = bufpool.Buffer[Batch]
-
-// Pool is a pool of such buffers.
-type Pool = bufpool.Pool[Batch]
-
-// Reader carves a log into batches.
+// Reader carves a log into chunks. Read may be called from many goroutines at once; Carve is
+// called for chunk 0, 1, 2... in order, each after the previous one returned (the Carry passed
+// between them orders them).
 type Reader struct {
-	r         io.ReaderAt
+	r interface {
+		ReadAt([]byte, int64) (int, error)
+	}
 	size      int64
 	layout    format.Layout
+	hdr       int
 	readSize  int
 	maxRecord uint32
+	first     int64
+	head      [format.V1HeaderSize]byte // a header that runs past its chunk; Carve's alone
 
-	pos  int64 // offset of the next record to carve
-	done bool
+	// The one buffer for records larger than a read: held by at most one batch at a time, so
+	// a huge record is held once however many verifiers run. bigFree has a token while it is
+	// free; the batch that took it gives it back (ReleaseBig) when its buffer is released.
+	bigFree chan struct{}
+	big     []byte
+	bigPeak int
 }
 
-// New returns a Reader of the records of a file of the given size and layout, starting at the
-// layout's first record.
-func New(r io.ReaderAt, size int64, layout format.Layout, readSize int, maxRecord uint32) *Reader {
-	return &Reader{r: r, size: size, layout: layout, readSize: readSize, maxRecord: maxRecord, pos: layout.FirstRecord()}
+// New returns a Reader of the records of a file of the given size and layout.
+func New(r interface {
+	ReadAt([]byte, int64) (int, error)
+}, size int64, layout format.Layout, readSize int, maxRecord uint32) *Reader {
+	s := &Reader{r: r, size: size, layout: layout, hdr: layout.HeaderSize(), readSize: readSize,
+		maxRecord: maxRecord, first: layout.FirstRecord(), bigFree: make(chan struct{}, 1)}
+	s.bigFree <- struct{}{}
+	return s
 }
 
-// Done reports whether the last Fill ended the stream (a Stop was set).
-func (s *Reader) Done() bool { return s.done }
+// Start is the carry into chunk 0.
+func (s *Reader) Start() Carry { return Carry{Off: s.first} }
 
-// Pos is the offset of the next record Fill would carve.
-func (s *Reader) Pos() int64 { return s.pos }
+// Chunks is the number of chunks (at least 1: an empty log is one empty chunk).
+func (s *Reader) Chunks() int64 {
+	n := (s.size - s.first + int64(s.readSize) - 1) / int64(s.readSize)
+	return max(n, 1)
+}
 
-// Fill reads the next chunk into b and carves it. On error the batch is unusable.
-func (s *Reader) Fill(pool *Pool, b *Buffer) error {
-	bt := &b.Meta
-	bt.Recs, bt.Stop, bt.FirstBad, bt.Bad, bt.Err = bt.Recs[:0], Stop{}, 0, classify.Damage{}, nil
-	off := s.pos
-	bt.Base = off
-	hdr := s.layout.HeaderSize()
+// Bounds returns chunk k's extent [start, end).
+func (s *Reader) Bounds(k int64) (start, end int64) {
+	start = s.first + k*int64(s.readSize)
+	return start, min(start+int64(s.readSize), s.size)
+}
 
-	n := int(min(int64(s.readSize), s.size-off))
-	buf := pool.Grow(b, n)
-	if err := walerr.ReadFull(s.r, buf, off); err != nil {
-		return err
+// Skips reports whether carving chunk k from c needs none of its bytes (the stream ended, or
+// a record read whole by an earlier chunk covers all of it).
+func (s *Reader) Skips(k int64, c Carry) bool {
+	_, end := s.Bounds(k)
+	return c.Done || (c.Off >= end && end < s.size)
+}
+
+// Read reads chunk k into buf.
+func (s *Reader) Read(buf Buffer, k int64) error {
+	start, end := s.Bounds(k)
+	return walerr.ReadFull(s.r, buf.Grow(int(end-start)), start)
+}
+
+// BigHeld is the size of the shared buffer for large records (for the memory accounting).
+func (s *Reader) BigHeld() int { return s.bigPeak }
+
+// ReleaseBig gives back the shared large-record buffer a batch held, poisoned in debug builds.
+func (s *Reader) ReleaseBig(bt *chunk.Batch) {
+	if bt.Big {
+		bufpool.PoisonBytes(s.big)
+		bt.Big = false
+		s.bigFree <- struct{}{}
 	}
-	for q := 0; ; {
+}
+
+// Carve carves chunk k, whose bytes are buf (read by Read; readErr is what that read returned)
+// starting from c, into bt. It returns the carry into chunk k+1. An error is a read error
+// that the stream cannot go past (bt is then unusable and the carry is Done): a failed read of
+// this chunk, or of a record that runs past its end.
+func (s *Reader) Carve(ctx context.Context, buf Buffer, readErr error, bt *chunk.Batch, k int64, c Carry) (Carry, error) {
+	start, end := s.Bounds(k)
+	bt.Reset(k, start)
+	if s.Skips(k, c) {
+		return c, nil
+	}
+	if readErr != nil {
+		return Carry{Done: true}, readErr
+	}
+	data := buf.Grow(int(end - start))
+	hdr := s.hdr
+	off := c.Off
+	bt.First = int(off - start)
+	for {
 		if off == s.size {
-			s.stop(bt, off, 0, "")
-			break
+			return s.stop(bt, off, 0, "")
+		}
+		if off >= end {
+			return Carry{Off: off}, nil // the next record starts in a later chunk
 		}
 		if s.size-off < int64(hdr) {
-			s.stop(bt, off, classify.Short, "fewer bytes left than a record header")
-			break
+			return s.stop(bt, off, classify.Short, "fewer bytes left than a record header")
 		}
-		if n-q < hdr {
-			break // the header continues in the next read
-		}
-		var l, crc uint32
-		var trouble classify.Trouble
-		var detail string
-		if s.layout == format.LayoutV1 {
-			h := format.DecodeV1Header(buf[q:])
-			l, crc = h.Length, h.PayloadCRC
-			switch {
-			case !h.SelfCheckOK():
-				trouble, detail = classify.Damaged, "record header self-checksum mismatch"
-			case l == 0:
-				trouble, detail = classify.Damaged, "zero-length record"
-			case int64(l) > s.size-off-int64(hdr):
-				trouble, detail = classify.Torn, "record runs past the end of the file"
-			case l > s.maxRecord:
-				trouble, detail = classify.TooLarge, "record larger than the maximum record size"
-			}
-		} else {
-			h := format.DecodeLegacyHeader(buf[q:])
-			l, crc = h.Length, h.PayloadCRC
-			switch {
-			case l == 0:
-				trouble, detail = classify.Damaged, "zero-length record"
-			case int64(l) > s.size-off-int64(hdr):
-				trouble, detail = classify.Damaged, "record length runs past the end of the file"
-			case l > s.maxRecord:
-				trouble, detail = classify.LegacyOversize, "record larger than the maximum record size"
+		q := int(off - start)
+		var head []byte
+		if q+hdr <= len(data) {
+			head = data[q : q+hdr]
+		} else { // the header itself runs past the chunk: read it on its own
+			head = s.head[:hdr]
+			if err := walerr.ReadFull(s.r, head, off); err != nil {
+				return Carry{Done: true}, err
 			}
 		}
+		l, crc, trouble, detail := s.check(head, off)
 		if trouble != 0 {
-			s.stop(bt, off, trouble, detail)
-			break
+			return s.stop(bt, off, trouble, detail)
 		}
-		end := q + hdr + int(l)
-		if end > n {
-			if len(bt.Recs) > 0 {
-				break // carve it from the next read
-			}
-			// The first record alone is larger than a read: give it a buffer of its own size.
-			// l is bounded by the maximum record size and the file's size (checked above). A
-			// legacy length has no checksum of its own, so before it sizes anything its
-			// payload's CRC is checked streaming, through the buffer we already hold: a
-			// damaged length never grows a buffer, here or in the read-ahead behind it.
-			if s.layout == format.LayoutLegacy {
-				ok, err := classify.ChecksumMatches(context.Background(), s.r, buf, off+int64(hdr), int64(l), crc)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					s.stop(bt, off, classify.Damaged, "payload checksum mismatch")
-					break
-				}
-			}
-			n = hdr + int(l)
-			buf = pool.Grow(b, n)
-			if err := walerr.ReadFull(s.r, buf, off); err != nil {
-				return err
-			}
+		next := off + int64(hdr) + int64(l)
+		if next <= end {
+			bt.N++
+			off = next
+			continue
 		}
-		bt.Recs = append(bt.Recs, Rec{Off: off, Start: q + hdr, End: end, CRC: crc})
-		q = end
-		off += int64(hdr) + int64(l)
+		// The last record of this chunk runs past its end: read it whole.
+		aux, err := s.straddler(ctx, buf, bt, off, l, crc)
+		if err != nil {
+			return Carry{Done: true}, err
+		}
+		if aux == nil {
+			return s.stop(bt, off, classify.Damaged, "payload checksum mismatch")
+		}
+		bt.HasAux, bt.AuxOff = true, off
+		if next == s.size {
+			return s.stop(bt, next, 0, "")
+		}
+		return Carry{Off: next}, nil
 	}
-	s.pos = off
-	return nil
 }
 
-func (s *Reader) stop(bt *Batch, off int64, t classify.Trouble, detail string) {
-	bt.Stop = Stop{Set: true, Off: off, Trouble: t, Detail: detail}
-	s.done = true
+// check validates the header at off and returns its payload length and CRC, or why the stream
+// cannot go past it.
+func (s *Reader) check(head []byte, off int64) (l, crc uint32, t classify.Trouble, detail string) {
+	left := s.size - off - int64(s.hdr)
+	if s.layout == format.LayoutV1 {
+		h := format.DecodeV1Header(head)
+		l, crc = h.Length, h.PayloadCRC
+		switch {
+		case !h.SelfCheckOK():
+			return l, crc, classify.Damaged, "record header self-checksum mismatch"
+		case l == 0:
+			return l, crc, classify.Damaged, "zero-length record"
+		case int64(l) > left:
+			return l, crc, classify.Torn, "record runs past the end of the file"
+		case l > s.maxRecord:
+			return l, crc, classify.TooLarge, "record larger than the maximum record size"
+		}
+		return l, crc, 0, ""
+	}
+	h := format.DecodeLegacyHeader(head)
+	l, crc = h.Length, h.PayloadCRC
+	switch {
+	case l == 0:
+		return l, crc, classify.Damaged, "zero-length record"
+	case int64(l) > left:
+		return l, crc, classify.Damaged, "record length runs past the end of the file"
+	case l > s.maxRecord:
+		return l, crc, classify.LegacyOversize, "record larger than the maximum record size"
+	}
+	return l, crc, 0, ""
 }
+
+// straddler reads the record at off (payload length l, bounded by the maximum record size and
+// the file, checked by the caller) whole, header included, into the batch's Aux bytes, or into
+// the shared large-record buffer when it is larger than a read. It returns nil bytes (and no
+// error) when a legacy record's streamed CRC did not match: its length is not to be trusted.
+func (s *Reader) straddler(ctx context.Context, buf Buffer, bt *chunk.Batch, off int64, l, crc uint32) ([]byte, error) {
+	n := s.hdr + int(l)
+	if n <= s.readSize {
+		aux := buf.GrowAux(n)
+		return aux, walerr.ReadFull(s.r, aux, off)
+	}
+	if s.layout == format.LayoutLegacy {
+		// A legacy length has no checksum: stream its CRC through a read-sized scratch before
+		// it may size anything larger than a read.
+		ok, err := classify.ChecksumMatches(ctx, s.r, buf.GrowAux(s.readSize), off+int64(s.hdr), int64(l), crc)
+		if err != nil || !ok {
+			return nil, err
+		}
+	}
+	select { // in carving order, so the batch that holds it is always ahead of us: no deadlock
+	case <-s.bigFree:
+	case <-ctx.Done():
+		return nil, walerr.Wrap(walerr.Canceled, off, ctx.Err(), "recovery stopped")
+	}
+	bt.Big = true
+	if cap(s.big) < n {
+		s.big = nil // let the old one go before the new one is made
+		s.big = make([]byte, n)
+		s.bigPeak = max(s.bigPeak, n)
+	}
+	s.big = s.big[:n]
+	return s.big, walerr.ReadFull(s.r, s.big, off)
+}
+
+func (s *Reader) stop(bt *chunk.Batch, off int64, t classify.Trouble, detail string) (Carry, error) {
+	bt.Stop = chunk.Stop{Set: true, Off: off, Trouble: t, Detail: detail}
+	return Carry{Done: true}, nil
+}
+
+// Big is the shared large-record buffer's bytes, for the batch that holds it.
+func (s *Reader) Big() []byte { return s.big }

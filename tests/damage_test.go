@@ -199,7 +199,7 @@ func assertBounded(t *testing.T, data []byte, readSize int) {
 		}
 		alloc := after.TotalAlloc - before.TotalAlloc
 		limit := uint64(c.par+4)*uint64(readSize) + 512<<10 // pool + evidence-search windows + slack
-		if r.MaxRead.Load() > int64(max(readSize, 64<<10)) || res.PeakBuffered > int64(c.par+3)*int64(readSize) || alloc > limit {
+		if r.MaxRead.Load() > int64(max(readSize, 64<<10)) || res.PeakBuffered > memBound(c.par+3, readSize, readSize) || alloc > limit {
 			t.Fatalf("%v: largest read %d, pool peak %d, allocated %d (limit %d)", c, r.MaxRead.Load(), res.PeakBuffered, alloc, limit)
 		}
 	}
@@ -219,7 +219,7 @@ func TestLegacyDamagedLengthSizesNothing(t *testing.T) {
 	}
 	for _, c := range []config{{par: 1}, {par: 4, depth: 8}} {
 		_, res, _ := got(t, data, modeOpt{}, config{par: c.par, depth: c.depth, readSize: 16 << 10})
-		if res.PeakBuffered > int64(max(c.depth, 1))*16<<10 {
+		if res.PeakBuffered > memBound(max(c.depth, 1), 16<<10, 16<<10) {
 			t.Fatalf("%v: a damaged legacy length grew the pool to %d bytes", c, res.PeakBuffered)
 		}
 	}

@@ -146,14 +146,24 @@ func same(a, b outcome) string {
 	return strings.Join(d, "; ")
 }
 
-// check runs data through every config and compares each with the oracle.
+// check runs data through every config and compares each with the oracle. Under a
+// *testing.T each config is a subtest named "case/mode/config", so one case can be run alone
+// (-run 'TestX/torn_at_123/tolerate/par=4') and a failure in one config does not hide the others.
 func check(t testing.TB, name string, data []byte, m modeOpt, cfgs []config) outcome {
 	t.Helper()
 	w := want(data, m)
 	for _, c := range cfgs {
-		g, _, _ := got(t, data, m, c)
-		if diff := same(g, w); diff != "" {
-			t.Fatalf("%s, mode %v, %v: differs from the oracle: %s\n got  %v\n want %v", name, m.mode, c, diff, g, w)
+		one := func(t testing.TB) {
+			t.Helper()
+			g, _, _ := got(t, data, m, c)
+			if diff := same(g, w); diff != "" {
+				t.Fatalf("%s, mode %v, %v: differs from the oracle: %s\n got  %v\n want %v", name, m.mode, c, diff, g, w)
+			}
+		}
+		if tt, ok := t.(*testing.T); ok {
+			tt.Run(fmt.Sprintf("%s/%v/%v", name, m.mode, c), func(t *testing.T) { one(t) })
+		} else {
+			one(t)
 		}
 	}
 	return w

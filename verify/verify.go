@@ -6,30 +6,64 @@
 package verify
 
 import (
+	"math"
+
+	"github.com/streamwal/recovery/apply"
 	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
-	"github.com/streamwal/recovery/source"
+	"github.com/streamwal/recovery/internal/chunk"
 )
 
-// Batch verifies the records of bt, whose payloads are in buf. It sets bt.FirstBad (and bt.Bad)
-// to the first record that failed, or len(bt.Recs). It reads buf and writes only bt.
-func Batch(bt *source.Batch, buf []byte) {
-	recs := bt.Recs
-	for i := range recs {
-		r := &recs[i]
-		p := buf[r.Start:r.End]
-		if format.Checksum(p) != r.CRC {
-			bt.FirstBad = i
-			bt.Bad = classify.Damage{Offset: r.Off, Trouble: classify.Damaged, Detail: "payload checksum mismatch"}
-			return
+// Batch verifies the records of bt, whose bytes are buf (the chunk) and aux (its straddler).
+// It fills bt.Ops and sets bt.FirstBad (and bt.Bad) to the first record that failed, or
+// bt.Count(). It reads buf and aux and writes only bt.
+//
+// With a Preparer it then prepares every good record, in file order, into bt.Prep.
+func Batch(layout format.Layout, bt *chunk.Batch, buf, aux []byte, prep apply.Preparer) {
+	w := bt.Walk(layout, buf, aux)
+	ops := bt.Ops[:0]
+	if n := bt.Count(); cap(ops) < n {
+		ops = make([]uint32, 0, n) // exactly: the pool counts this table's capacity
+	}
+	for {
+		off, p, crc, ok := w.Next()
+		if !ok {
+			break
+		}
+		if format.Checksum(p) != crc {
+			bt.Bad = classify.Damage{Offset: off, Trouble: classify.Damaged, Detail: "payload checksum mismatch"}
+			break
 		}
 		n, err := format.CountOps(p)
 		if err != nil {
-			bt.FirstBad = i
-			bt.Bad = classify.Damage{Offset: r.Off, Trouble: classify.Malformed, Detail: "payload does not parse (" + err.Error() + ")"}
-			return
+			bt.Bad = classify.Damage{Offset: off, Trouble: classify.Malformed, Detail: "payload does not parse (" + err.Error() + ")"}
+			break
 		}
-		r.NOps = int32(n)
+		ops = append(ops, uint32(n))
 	}
-	bt.FirstBad = len(recs)
+	bt.Ops = ops
+	bt.FirstBad = len(ops)
+	if prep != nil {
+		prepare(layout, bt, buf, aux, prep)
+	}
+}
+
+func prepare(layout format.Layout, bt *chunk.Batch, buf, aux []byte, prep apply.Preparer) {
+	hdr := int64(layout.HeaderSize())
+	ends := bt.PrepEnd[:0]
+	if cap(ends) < bt.FirstBad {
+		ends = make([]uint32, 0, bt.FirstBad)
+	}
+	words := bt.Prep[:0]
+	w := bt.Walk(layout, buf, aux)
+	for i := range bt.FirstBad {
+		off, p, _, _ := w.Next()
+		before := len(words)
+		words = prep.Prepare(apply.Record{Offset: off, PayloadOffset: off + hdr, Payload: p, NumOps: int(bt.Ops[i])}, words)
+		if len(words) < before || len(words) > math.MaxUint32 {
+			panic("recovery: a Preparer must append to the slice it is given and return it")
+		}
+		ends = append(ends, uint32(len(words)))
+	}
+	bt.Prep, bt.PrepEnd = words, ends
 }

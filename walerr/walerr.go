@@ -24,6 +24,7 @@ const (
 	TailDamage         Code = "TAIL_DAMAGE" // strict mode refused a torn or damaged tail
 	IO                 Code = "IO_ERROR"
 	Canceled           Code = "CANCELED"
+	ApplyFailed        Code = "APPLY_FAILED" // the caller's Applier returned an error
 	InvalidArgument    Code = "INVALID_ARGUMENT"
 )
 
@@ -37,6 +38,7 @@ var (
 	ErrTailDamage         = errors.New("recovery: damaged tail refused in strict mode")
 	ErrIO                 = errors.New("recovery: I/O error")
 	ErrCanceled           = errors.New("recovery: canceled")
+	ErrApplyFailed        = errors.New("recovery: the applier failed")
 	ErrInvalidArgument    = errors.New("recovery: invalid argument")
 )
 
@@ -49,6 +51,7 @@ var sentinels = map[Code]error{
 	TailDamage:         ErrTailDamage,
 	IO:                 ErrIO,
 	Canceled:           ErrCanceled,
+	ApplyFailed:        ErrApplyFailed,
 	InvalidArgument:    ErrInvalidArgument,
 }
 
@@ -132,7 +135,8 @@ func IsCorruption(err error) bool {
 // ReadFull reads len(p) bytes at off. It is where a read becomes a typed error: a read that
 // fails is IO_ERROR, and one that returns fewer bytes than asked (the file ended before the
 // size it reported, or the reader stopped making progress) is INCOMPLETE_READ. Neither is ever
-// a reason to truncate. Readers that deliver in chunks (n < len(p) with a nil error, which
+// a reason to truncate. A read that returns every byte together with an error other than io.EOF
+// is IO_ERROR too: the bytes came with a failure and are not trusted. Readers that deliver in chunks (n < len(p) with a nil error, which
 // io.ReaderAt forbids but real adapters do) are read again from where they stopped.
 func ReadFull(r interface {
 	ReadAt(p []byte, off int64) (int, error)
@@ -144,8 +148,16 @@ func ReadFull(r interface {
 			return Wrap(IO, off+int64(got), nil, fmt.Sprintf("reader returned an impossible count %d", n))
 		}
 		got += n
-		if got == len(p) {
-			return nil // a full read with io.EOF is a full read
+		if err == nil && got == len(p) {
+			return nil
+		}
+		if err != nil && got == len(p) && errors.Is(err, io.EOF) {
+			return nil // a full read that also reports the end of the file is a full read
+		}
+		if err != nil && got == len(p) {
+			// Any other error with a full count: the bytes cannot be trusted (a device that
+			// fills the buffer and reports EIO). Never a reason to cut.
+			return Wrap(IO, off, err, fmt.Sprintf("read of %d bytes returned them together with an error", len(p)))
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {

@@ -15,28 +15,38 @@ import (
 )
 
 const benchUsage = `Usage: walrec bench FILE [--parallelism 1,2,4,8] [--runs 3] [--max-record-size N] [--json]
+                    [--quiet] [--no-progress]
 
 Recovers FILE read-only (O_RDONLY, no lock, no write; records are verified and discarded)
-at each parallelism given and prints, for each, the best wall time of --runs runs, MB/s
-(10^6 bytes of file per second), the buffer pool's peak (recovery's own accounting) and the
-heap's peak growth (sampled: runtime/metrics every millisecond and after every batch, after
-a collection). The first row is a plain sequential read of the file into one reused 1 MiB
-buffer, no work at all: the machine's limit, and a warm-up of the page cache.
+at each parallelism given and prints, for each, the best wall time of --runs runs, file MB/s
+(10^6 bytes of the file per second), payload MB/s (10^6 bytes of record payload per second,
+headers left out: the unit of docs/benchmarks.md), the buffer pool's peak (recovery's own
+accounting) and the heap's peak growth (sampled: runtime/metrics every millisecond and after
+every batch, after a collection).
 
-With --json it prints JSON lines, one per setting.
+The first row is a plain sequential read of the file into one reused 1 MiB buffer, no work
+at all: the machine's limit. It is shown first but measured last, after the recovery runs,
+so that a file recovery refuses is reported without first reading all of it; the first
+recovery run therefore reads a cold page cache, which the best of --runs runs leaves out
+(use --runs 2 or more on a file that is not cached).
+
+With --json it prints JSON lines, one per setting (a file it cannot bench: one line, the
+report "walrec verify --json" prints).
 
 Exit status: 0 measured (a tail recovery would cut is reported, not an error), 2 refused,
-3 an I/O or usage error.
+3 an I/O or usage error, 130 stopped by Ctrl-C (143 SIGTERM, 129 SIGHUP, 141 SIGPIPE).
 `
 
 type benchRow struct {
 	Setting      string  `json:"setting"`
 	Parallelism  int     `json:"parallelism"` // 0 for the raw read
 	Seconds      float64 `json:"seconds"`
-	MBps         float64 `json:"mb_per_s"`
-	PeakBuffered int64   `json:"peak_buffered"`
-	HeapGrowth   int64   `json:"heap_growth"`
-	FileSize     int64   `json:"file_size"`
+	MBps         float64 `json:"mb_per_s"`         // file bytes
+	PayloadMBps  float64 `json:"payload_mb_per_s"` // record payload bytes (0 for the raw read)
+	payload      int64
+	PeakBuffered int64 `json:"peak_buffered"`
+	HeapGrowth   int64 `json:"heap_growth"`
+	FileSize     int64 `json:"file_size"`
 }
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -55,22 +65,21 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var settings []int
 	for _, s := range strings.Split(*pars, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 0 {
-			fmt.Fprintf(stderr, "walrec bench: bad --parallelism %q (want a list like 1,2,4,8)\n", *pars)
+		if err != nil || n < 0 || n > maxParallelism {
+			fmt.Fprintf(stderr, "walrec bench: bad --parallelism %q (want a list like 1,2,4,8, each in [0, %d])\nrun \"walrec bench --help\" for usage\n", *pars, maxParallelism)
 			return exitError
 		}
 		settings = append(settings, n)
 	}
 	if *runs < 1 {
-		fmt.Fprintf(stderr, "walrec bench: --runs %d < 1\n", *runs)
+		fmt.Fprintf(stderr, "walrec bench: --runs %d < 1\nrun \"walrec bench --help\" for usage\n", *runs)
 		return exitError
 	}
 	path := pos[0]
 	f, err := openInput(path)
 	if err != nil {
 		r := openErrorReport(path, recovery.Tolerate, err)
-		errorLine(stderr, "bench", &r)
-		return r.Exit
+		return emit(stdout, stderr, "bench", &r, nil, &rf)
 	}
 	defer f.Close()
 	size := f.Size()
@@ -84,7 +93,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			row.Setting = fmt.Sprintf("parallelism 0 (%d)", row.Parallelism)
 		}
 		for range *runs {
-			p := newProgress(stderr, row.Setting)
+			p := rf.progress(stderr, row.Setting)
 			h := heapsample.Start(time.Millisecond)
 			start := time.Now()
 			res, err := recovery.Recover(ctx, f, nil, recovery.ReadOnly(), recovery.WithParallelism(par),
@@ -95,9 +104,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			p.done()
 			if err != nil {
 				r := newReport(path, recovery.Tolerate, res, err)
-				return emit(stdout, stderr, "bench", &r, nil, rf.json)
+				return emit(stdout, stderr, "bench", &r, nil, &rf)
 			}
 			last = res
+			row.payload = res.Bytes - res.Records*int64(res.Layout.HeaderSize())
 			row.best(el)
 			row.PeakBuffered = max(row.PeakBuffered, res.PeakBuffered)
 			row.HeapGrowth = max(row.HeapGrowth, growth)
@@ -116,13 +126,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			if err := ctx.Err(); err != nil { // Ctrl-C: a 5 GB file takes a while
 				h.Growth()
 				r := newReport(path, recovery.Tolerate, recovery.Result{Size: size}, walerr.Wrap(walerr.Canceled, off, err, "bench stopped"))
-				return emit(stdout, stderr, "bench", &r, nil, rf.json)
+				return emit(stdout, stderr, "bench", &r, nil, &rf)
 			}
 			n := min(int64(len(buf)), size-off)
 			if err := walerr.ReadFull(f, buf[:n], off); err != nil {
 				h.Growth()
 				r := newReport(path, recovery.Tolerate, recovery.Result{Size: size}, err)
-				return emit(stdout, stderr, "bench", &r, nil, rf.json)
+				return emit(stdout, stderr, "bench", &r, nil, &rf)
 			}
 		}
 		raw.best(time.Since(start))
@@ -131,24 +141,41 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	rows = append([]benchRow{raw}, rows...)
 
+	out := &errWriter{w: stdout}
+	if rf.quiet {
+		return exitOK
+	}
 	if rf.json {
 		for _, r := range rows {
-			writeJSON(stdout, r)
+			writeJSON(out, r)
 		}
-		return exitOK
+		return benchDone(out, stderr)
 	}
 	layout := last.Layout.String()
 	if last.Size == 0 {
 		layout = "empty"
 	}
-	fmt.Fprintf(stdout, "%s: %s log, %s, %s records, %s ops; best of %d runs, read-only\n",
-		path, layout, mib(size), group(last.Records), group(last.Ops), *runs)
+	fmt.Fprintf(out, "%s: %s log, %s, %s records, %s ops; best of %d runs, read-only\n",
+		quoteName(path), layout, mib(size), group(last.Records), group(last.Ops), *runs)
 	if t := last.Truncation; t != nil {
-		fmt.Fprintf(stdout, "(recovery would cut the last %d bytes at offset %d: %s)\n", t.Bytes, t.Offset, t.Reason)
+		fmt.Fprintf(out, "(recovery would cut the last %d bytes at offset %d: %s)\n", t.Bytes, t.Offset, t.Reason)
 	}
-	fmt.Fprintf(stdout, "%-22s %9s %9s %12s %12s\n", "setting", "seconds", "MB/s", "pool peak", "heap growth")
+	fmt.Fprintf(out, "%-22s %9s %10s %13s %12s %12s\n", "setting", "seconds", "file MB/s", "payload MB/s", "pool peak", "heap growth")
 	for _, r := range rows {
-		fmt.Fprintf(stdout, "%-22s %9.3f %9.0f %12s %12s\n", r.Setting, r.Seconds, r.MBps, mib(r.PeakBuffered), mib(r.HeapGrowth))
+		payload := "-"
+		if r.Parallelism > 0 {
+			payload = fmt.Sprintf("%.0f", r.PayloadMBps)
+		}
+		fmt.Fprintf(out, "%-22s %9.3f %10.0f %13s %12s %12s\n", r.Setting, r.Seconds, r.MBps, payload, mib(r.PeakBuffered), mib(r.HeapGrowth))
+	}
+	return benchDone(out, stderr)
+}
+
+// benchDone is bench's status once its table is written: a table nobody can read is an error.
+func benchDone(out *errWriter, stderr io.Writer) int {
+	if out.err != nil {
+		fmt.Fprintf(stderr, "walrec bench: cannot write the results: %v\n", out.err)
+		return exitError
 	}
 	return exitOK
 }
@@ -160,6 +187,7 @@ func (r *benchRow) best(d time.Duration) {
 		r.Seconds = s
 		if s > 0 {
 			r.MBps = float64(r.FileSize) / 1e6 / s
+			r.PayloadMBps = float64(r.payload) / 1e6 / s
 		}
 	}
 }

@@ -25,10 +25,12 @@ Shows what this project does, in one command, on a built-in default:
   1. builds a sample database (256 MiB of realistic transactions: orders, profile updates,
      sessions, bulk imports; sets and deletes) in a new temporary directory;
   2. simulates a crash in the middle of the last append, leaving a torn record;
-  3. reopens it read-only with the sequential loop and with the parallel pipeline, and
-     prints for each: records, bytes, MB/s, and peak recovery memory (the buffer pool's
-     peak, and the heap's sampled growth, which includes the rebuilt store) next to the
-     file size;
+  3. reopens it read-only and prints a table: recovery alone (records verified and
+     discarded) on a quarter of the log and on all of it, sequentially and in parallel,
+     then the database's open (which also rebuilds the store); for each: bytes of log read,
+     records, seconds, MB/s (10^6 bytes of log per second), the read buffers recovery held
+     at its peak (the buffer pool's own count), the heap's peak growth during the open
+     (sampled every millisecond) and, for the database, the heap it keeps once open;
   4. opens it for writing, which cuts the torn record (keeping its bytes in a sidecar
      file), commits once more and reopens it cleanly;
   5. removes the temporary directory and everything in it.
@@ -39,7 +41,12 @@ commits use), not through db.Update, whose fsync per commit makes the same build
 tens of seconds (about 23 s on a 2-core VM). The database then commits through db.Update
 after the repair.
 
-Exit status: 0 done, 3 an error (the temporary directory is removed either way).
+Flags: --no-progress (never draw a progress bar; one is drawn on stderr only when it is a
+terminal).
+
+Exit status: 0 done, 3 an error or no room for the sample, 130 stopped by Ctrl-C (143
+SIGTERM, 129 SIGHUP, 141 SIGPIPE: the reader of its output went away, as in "walrec demo |
+head -3"). The temporary directory is removed in every case.
 `
 
 const demoDefaultSize = 256 << 20
@@ -50,26 +57,52 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Var(&size, "demo-size", "size of the sample database")
 	tmp := fs.String("tmpdir", "", "where to make the temporary directory (default $TMPDIR)")
 	seed := fs.Uint64("demo-seed", 1, "workload seed")
+	var of outFlags
+	fs.BoolVar(&of.noProgress, "no-progress", false, "never draw a progress bar (one is drawn on stderr only when it is a terminal)")
 	_, code, ok := parseFlags(fs, demoUsage, args, 0, stdout, stderr)
 	if !ok {
 		return code
+	}
+	if err := needSpace(dirOr(*tmp), int64(size)+int64(size)/8+(4<<20), "the demo"); err != nil {
+		fmt.Fprintf(stderr, "walrec demo: %v; nothing was written (set TMPDIR to a roomier place)\n", err)
+		return exitError
 	}
 	dir, err := os.MkdirTemp(*tmp, "walrec-demo-")
 	if err != nil {
 		fmt.Fprintf(stderr, "walrec demo: %v\n", err)
 		return exitError
 	}
-	err = runDemo(ctx, dir, int64(size), *seed, stdout, stderr)
+	// Whatever happens from here on (an error, Ctrl-C, SIGTERM, SIGHUP, a closed pipe on
+	// stdout: all of them end ctx or fail a write, and runDemo returns), the directory goes.
+	out := &errWriter{w: stdout}
+	err = runDemo(ctx, dir, int64(size), *seed, out, stderr, &of)
 	if rerr := os.RemoveAll(dir); rerr != nil {
-		fmt.Fprintf(stderr, "walrec demo: removing %s: %v\n", dir, rerr)
+		fmt.Fprintf(stderr, "walrec demo: removing %s: %v\n", quoteName(dir), rerr)
 		return exitError
+	}
+	if err == nil {
+		err = out.err
+	}
+	if err == nil {
+		fmt.Fprintf(out, "  cleanup   removed %s\n", quoteName(dir))
+		err = out.err
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "walrec demo: %v (the temporary directory %s was removed)\n", err, dir)
+		if ctx.Err() != nil {
+			err = errors.New("stopped")
+		}
+		fmt.Fprintf(stderr, "walrec demo: %v (the temporary directory %s was removed)\n", err, quoteName(dir))
 		return exitError
 	}
-	fmt.Fprintf(stdout, "  cleanup   removed %s\n", dir)
 	return exitOK
+}
+
+// dirOr is dir, or the default temporary directory for "".
+func dirOr(dir string) string {
+	if dir == "" {
+		return os.TempDir()
+	}
+	return dir
 }
 
 // openRow is one line of the demo's table.
@@ -84,21 +117,29 @@ type openRow struct {
 	live       int64 // bytes of keys and values in the store
 
 	par     int
-	discard bool // recovery.Recover into no store (verify), not db.Open
+	discard bool  // recovery.Recover into no store (verify), not db.Open
+	prefix  int64 // discard: recover only the file's first prefix bytes (0: all of it)
 
 	work func(*db.DB) error // run on the open database before it closes
 }
 
-func runDemo(ctx context.Context, dir string, size int64, seed uint64, stdout, stderr io.Writer) error {
+func runDemo(ctx context.Context, dir string, size int64, seed uint64, stdout *errWriter, stderr io.Writer, of *outFlags) error {
 	path := filepath.Join(dir, "demo.db")
 	fmt.Fprintf(stdout, "walrec demo: build a database, crash it mid-append, and watch recovery open it again\n\n")
-	fmt.Fprintf(stdout, "  workdir   %s (removed at the end)\n", dir)
+	fmt.Fprintf(stdout, "  workdir   %s (removed at the end)\n", quoteName(dir))
+	if stdout.err != nil {
+		return stdout.err
+	}
 
 	// 1. Build.
 	start := time.Now()
 	w := newWorkload(seed)
-	built, err := w.build(ctx, path, size, newProgress(stderr, "build"))
+	built, err := w.build(ctx, path, size, of.progress(stderr, "build"))
 	if err != nil {
+		return err
+	}
+	pauseHere(ctx, "demo-built")
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "  built     demo.db: %s, %s transactions, %s ops (sets and deletes) in %.1fs\n",
@@ -113,37 +154,51 @@ func runDemo(ctx context.Context, dir string, size int64, seed uint64, stdout, s
 	}
 	fmt.Fprintf(stdout, "  crash     the last append stopped part way: %s of its %s bytes reached the file, at offset %s\n\n",
 		group(int64(len(torn))), group(int64(len(rec))), group(built.bytes))
+	if stdout.err != nil {
+		return stdout.err
+	}
 
-	// 3. Reopen it read-only, sequentially and in parallel; then recovery alone, into no store.
+	// 3. Reopen it read-only: recovery alone into no store, on a quarter of the log and on
+	// all of it (its memory does not grow with the log), then the database's open, which
+	// rebuilds the store, sequentially and in parallel.
 	par := max(2, runtime.GOMAXPROCS(0))
 	rows := []*openRow{
-		{name: "db.Open, sequential (1)", par: 1},
-		{name: fmt.Sprintf("db.Open, parallel (%d)", par), par: par},
-		{name: "recovery only, sequential", par: 1, discard: true},
-		{name: fmt.Sprintf("recovery only, parallel (%d)", par), par: par, discard: true},
+		{name: "recovery alone, sequential", par: 1, discard: true, prefix: built.quarter},
+		{name: "recovery alone, sequential", par: 1, discard: true},
+		{name: fmt.Sprintf("recovery alone, parallel (%d)", par), par: par, discard: true},
+		{name: "database open, sequential", par: 1},
+		{name: fmt.Sprintf("database open, parallel (%d)", par), par: par},
 	}
 	for _, row := range rows {
-		if err := row.open(ctx, path, stderr, db.ReadOnly()); err != nil {
+		if err := row.open(ctx, path, stderr, of, db.ReadOnly()); err != nil {
 			return err
 		}
 	}
-	fileSize := rows[0].res.Size
-	fmt.Fprintf(stdout, "  %-29s %8s %10s %7s %6s %10s %10s %10s\n",
-		"read-only open of "+mib(fileSize), "records", "replayed", "seconds", "MB/s", "pool peak", "heap peak", "heap after")
+	dbRow := rows[3]
+	fmt.Fprintf(stdout, "  %-30s %10s %8s %7s %6s %12s %10s %10s\n",
+		"read-only open of the log", "log read", "records", "seconds", "MB/s", "read buffers", "heap peak", "heap kept")
 	for _, r := range rows {
-		fmt.Fprintf(stdout, "  %-29s %8s %10s %7.2f %6.0f %10s %10s %10s\n", r.name, group(r.res.Records), mib(r.res.Bytes),
-			r.elapsed.Seconds(), float64(fileSize)/1e6/r.elapsed.Seconds(), mib(r.res.PeakBuffered), mib(r.heapGrowth), mib(r.heapAfter))
+		kept := mib(r.heapAfter)
+		if r.discard {
+			kept = "-"
+		}
+		fmt.Fprintf(stdout, "  %-30s %10s %8s %7.2f %6.0f %12s %10s %10s\n", r.name, mib(r.res.Size), group(r.res.Records),
+			r.elapsed.Seconds(), float64(r.res.Size)/1e6/r.elapsed.Seconds(), mib(r.res.PeakBuffered), mib(r.heapGrowth), kept)
 	}
-	r0 := rows[0]
-	fmt.Fprintf(stdout, "\n  memory    pool peak: recovery's read buffers (the pool's own accounting), bounded by the pool, not the file\n")
-	fmt.Fprintf(stdout, "            heap peak: the heap's growth during the open, sampled every ms: pool, store being rebuilt, garbage\n")
-	fmt.Fprintf(stdout, "            heap after: what the open database keeps after a collection: %s keys, %s of keys and values\n",
-		group(int64(r0.keys)), mib(r0.live))
-	t := r0.trunc
+	quarter, all := rows[0], rows[1]
+	fmt.Fprintf(stdout, "\n  memory    recovery's read buffers peaked at %s for a quarter of the log and %s for all of it: x%.2f for x%.1f the bytes (%s in parallel);\n",
+		mib(quarter.res.PeakBuffered), mib(all.res.PeakBuffered), float64(all.res.PeakBuffered)/float64(max(1, quarter.res.PeakBuffered)),
+		float64(all.res.Size)/float64(max(1, quarter.res.Size)), mib(rows[2].res.PeakBuffered))
+	fmt.Fprintf(stdout, "            the database also rebuilds its store, which it keeps: %s keys, %s of keys and values\n",
+		group(int64(dbRow.keys)), mib(dbRow.live))
+	t := dbRow.trunc
 	if t == nil {
 		return errors.New("recovery reported no truncation of the torn record")
 	}
 	fmt.Fprintf(stdout, "  found     %s at offset %s: %s; a read-only open cuts nothing\n", t.Reason, group(t.Offset), t.Detail)
+	if stdout.err != nil {
+		return stdout.err
+	}
 
 	// 4. Open it for writing: the cut, with its sidecar copy; then one more commit.
 	fix := &openRow{name: "read-write", par: par}
@@ -152,7 +207,7 @@ func runDemo(ctx context.Context, dir string, size int64, seed uint64, stdout, s
 			return tx.Set([]byte("demo:after-the-crash"), []byte("the first commit after recovery"))
 		})
 	}
-	if err := fix.open(ctx, path, stderr); err != nil {
+	if err := fix.open(ctx, path, stderr, of); err != nil {
 		return err
 	}
 	t = fix.trunc
@@ -166,7 +221,7 @@ func runDemo(ctx context.Context, dir string, size int64, seed uint64, stdout, s
 	fmt.Fprintf(stdout, "  repaired  a read-write open cut those %s bytes (%s), after copying them to %s (%s bytes)\n",
 		group(t.Bytes), t.Reason, filepath.Base(t.Sidecar), group(fi.Size()))
 	again := &openRow{name: "again"}
-	if err := again.open(ctx, path, stderr, db.ReadOnly()); err != nil {
+	if err := again.open(ctx, path, stderr, of, db.ReadOnly()); err != nil {
 		return err
 	}
 	if again.trunc != nil {
@@ -174,13 +229,13 @@ func runDemo(ctx context.Context, dir string, size int64, seed uint64, stdout, s
 	}
 	fmt.Fprintf(stdout, "  after     one more commit, then a clean reopen: %s records, nothing to cut, %s keys\n",
 		group(again.res.Records), group(int64(again.keys)))
-	return nil
+	return stdout.err
 }
 
 // open opens the database at path with opts (discard: recovers it read-only into no store),
 // measures the open, reads the store's size, does r.work, and closes it.
-func (r *openRow) open(ctx context.Context, path string, stderr io.Writer, opts ...db.Option) error {
-	p := newProgress(stderr, "recover")
+func (r *openRow) open(ctx context.Context, path string, stderr io.Writer, of *outFlags, opts ...db.Option) error {
+	p := of.progress(stderr, "recover")
 	h := heapsample.Start(time.Millisecond)
 	ropts := []recovery.Option{recovery.WithProgress(both(p.callback(), func(int64, int64) { h.Sample() }))}
 	if r.par > 0 {
@@ -192,8 +247,12 @@ func (r *openRow) open(ctx context.Context, path string, stderr io.Writer, opts 
 			h.Growth()
 			return err
 		}
+		var rf recovery.File = f
+		if r.prefix > 0 {
+			rf = prefixFile{f, r.prefix}
+		}
 		start := time.Now()
-		res, err := recovery.Recover(ctx, f, nil, append(ropts, recovery.ReadOnly())...)
+		res, err := recovery.Recover(ctx, rf, nil, append(ropts, recovery.ReadOnly())...)
 		r.elapsed = time.Since(start)
 		r.heapGrowth = h.Growth()
 		p.done()
@@ -228,6 +287,14 @@ func (r *openRow) open(ctx context.Context, path string, stderr io.Writer, opts 
 	}
 	return err
 }
+
+// prefixFile is the first n bytes of a file.
+type prefixFile struct {
+	recovery.File
+	n int64
+}
+
+func (p prefixFile) Size() int64 { return p.n }
 
 func appendFile(path string, b []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
@@ -338,7 +405,10 @@ func (w *workload) tx() []byte {
 	return w.payload
 }
 
-type buildStats struct{ records, ops, bytes int64 }
+type buildStats struct {
+	records, ops, bytes int64
+	quarter             int64 // the end of the first record past a quarter of the log
+}
 
 // build writes a v1 log of whole transactions at path, stopping before it passes size.
 func (w *workload) build(ctx context.Context, path string, size int64, p *progress) (buildStats, error) {
@@ -369,6 +439,9 @@ func (w *workload) build(ctx context.Context, path string, size int64, p *progre
 		st.records++
 		st.ops += int64(n)
 		st.bytes += int64(len(rec))
+		if st.quarter == 0 && st.bytes >= size/4 {
+			st.quarter = st.bytes
+		}
 	}
 	p.done()
 	if err == nil {

@@ -37,11 +37,14 @@ func TestDemo(t *testing.T) {
 		"  built     demo.db: 8.0 MiB,",
 		"with format.AppendRecord",
 		"  crash     the last append stopped part way",
-		"db.Open, sequential (1)",
-		"db.Open, parallel (",
-		"recovery only, sequential",
-		"pool peak",
+		"database open, sequential",
+		"database open, parallel (",
+		"recovery alone, sequential",
+		"recovery alone, parallel (",
+		"read buffers",
 		"heap peak",
+		"heap kept",
+		"for a quarter of the log and ",
 		"  found     torn_tail at offset ",
 		"  repaired  a read-write open cut those ",
 		"  after     one more commit, then a clean reopen",
@@ -66,7 +69,7 @@ func TestDemoCleansUpOnFailure(t *testing.T) {
 	if code := runContext(ctx, []string{"demo", "--demo-size", "8MiB", "--tmpdir", tmp}, &out, &errb); code != exitError {
 		t.Fatalf("exit %d, want 3\n%s\n%s", code, out.String(), errb.String())
 	}
-	if !strings.Contains(errb.String(), "was removed") || len(lines(errb.String())) != 1 {
+	if !strings.Contains(errb.String(), "stopped (the temporary directory") || len(lines(errb.String())) != 1 {
 		t.Fatalf("stderr %q", errb.String())
 	}
 	assertEmptyDir(t, tmp)

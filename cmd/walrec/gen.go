@@ -7,20 +7,30 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 
 	"github.com/streamwal/recovery/format"
 )
 
 const genUsage = `Usage: walrec gen FILE [--size 64MiB] [--record-size 4KiB] [--keys 1024] [--ops 1]
                   [--layout v1|legacy] [--seed 1] [--damage none|torn_tail|damaged_tail|corrupt|torn_header]
-                  [--force]
+                  [--force] [--quiet] [--no-progress]
 
 Writes a log for benchmarks and tests: records of exactly --record-size bytes on disk (header
 included) until the next one would pass --size, each one transaction of --ops sets of
 random, incompressible values to keys "key00000000".. over --keys keys. The same flags and
---seed always write the same bytes. FILE must not exist unless --force.
+--seed always write the same bytes. Records of any size are streamed: gen holds about 2 MiB
+whatever --record-size is.
+
+FILE must not exist unless --force, and must be a regular file if it does: gen never writes
+to, replaces or removes a directory, FIFO, socket or device (a symbolic link is followed to
+the file it names). With --force an existing file is replaced only once the new one is
+complete (it is written beside it and renamed over it); until then the old one is untouched.
+Before writing, gen checks that the filesystem has room for the whole file. If it fails or is
+stopped (Ctrl-C, SIGTERM, SIGHUP), it removes the file it was writing, and nothing else.
 
 --damage writes the file as a crash or a fault would leave it:
   torn_tail     one more record, cut half way through its payload (a crash mid-append;
@@ -29,7 +39,8 @@ random, incompressible values to keys "key00000000".. over --keys keys. The same
   corrupt       a payload byte of the middle record is flipped (acknowledged records follow)
   torn_header   only the first 5 bytes of the v1 file header (v1 only; no records)
 
-Exit status: 0 written, 3 an I/O or usage error.
+Exit status: 0 written, 3 an I/O or usage error (or no room for the file), 130 interrupted
+(143 SIGTERM, 129 SIGHUP, 141 SIGPIPE); the file is removed on any failure.
 `
 
 type genSpec struct {
@@ -48,18 +59,20 @@ type genResult struct {
 }
 
 func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("gen")
+	flags := newFlags("gen")
 	spec := genSpec{}
 	size, recSize := sizeFlag(64<<20), sizeFlag(4<<10)
-	fs.Var(&size, "size", "file `size` to fill (records stop before passing it)")
-	fs.Var(&recSize, "record-size", "`size` of each record on disk, header included")
-	fs.IntVar(&spec.keys, "keys", 1024, "number of distinct keys")
-	fs.IntVar(&spec.ops, "ops", 1, "sets per record (transaction)")
-	layout := fs.String("layout", "v1", "record layout: v1 or legacy")
-	fs.Uint64Var(&spec.seed, "seed", 1, "random seed")
-	fs.StringVar(&spec.damage, "damage", "none", "none, torn_tail, damaged_tail, corrupt or torn_header")
-	force := fs.Bool("force", false, "overwrite FILE if it exists")
-	pos, code, ok := parseFlags(fs, genUsage, args, 1, stdout, stderr)
+	flags.Var(&size, "size", "file `size` to fill (records stop before passing it)")
+	flags.Var(&recSize, "record-size", "`size` of each record on disk, header included")
+	flags.IntVar(&spec.keys, "keys", 1024, "number of distinct keys")
+	flags.IntVar(&spec.ops, "ops", 1, "sets per record (transaction)")
+	layout := flags.String("layout", "v1", "record layout: v1 or legacy")
+	flags.Uint64Var(&spec.seed, "seed", 1, "random seed")
+	flags.StringVar(&spec.damage, "damage", "none", "none, torn_tail, damaged_tail, corrupt or torn_header")
+	force := flags.Bool("force", false, "replace FILE if it exists (a regular file only)")
+	var of outFlags
+	of.register(flags)
+	pos, code, ok := parseFlags(flags, genUsage, args, 1, stdout, stderr)
 	if !ok {
 		return code
 	}
@@ -80,20 +93,64 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usage("%v", err)
 	}
 	path := pos[0]
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if *force {
-		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-	}
-	f, err := os.OpenFile(path, flags, 0o644)
-	if errors.Is(err, os.ErrExist) {
-		fmt.Fprintf(stderr, "walrec gen: %s already exists; gen never overwrites a file unless --force\n", path)
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "walrec gen: %s: %s\n", quoteName(path), fmt.Sprintf(format, a...))
 		return exitError
+	}
+
+	// What is there now? Only a regular file may be replaced, and only with --force.
+	target := path
+	replace := false
+	switch fi, err := os.Stat(path); {
+	case err == nil && !fi.Mode().IsRegular():
+		return fail("is %s, not a regular file; gen writes only regular files and leaves this one alone", kindOf(fi))
+	case err == nil && !*force:
+		return fail("already exists; gen never replaces a file unless --force")
+	case err == nil:
+		target, replace = resolve(path), true
+	case errors.Is(err, fs.ErrNotExist):
+		if lfi, lerr := os.Lstat(path); lerr == nil && lfi.Mode()&fs.ModeSymlink != 0 {
+			return fail("is a symbolic link to a missing file; give the path of the file itself")
+		}
+	default:
+		return fail("%v", errText(err))
+	}
+	dir := filepath.Dir(target)
+	if err := needSpace(dir, spec.fileSize(), "the file"); err != nil {
+		return fail("%v; nothing was written", err)
+	}
+
+	// A new file is created under its own name (O_EXCL); a replacement is written beside the
+	// old file and renamed over it at the end.
+	var f *os.File
+	var own *ownFile
+	var err error
+	if replace {
+		var tmp *os.File
+		if tmp, err = os.CreateTemp(dir, "."+filepath.Base(target)+".walrec-gen-*"); err == nil {
+			var fi fs.FileInfo
+			if fi, err = tmp.Stat(); err == nil {
+				f, own = tmp, &ownFile{path: tmp.Name(), fi: fi}
+				err = tmp.Chmod(0o644)
+			} else {
+				tmp.Close()
+				os.Remove(tmp.Name())
+			}
+		}
+	} else {
+		f, own, err = createOwn(target, 0o644)
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return fail("already exists; gen never replaces a file unless --force")
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "walrec gen: %v\n", err)
-		return exitError
+		if f != nil {
+			f.Close()
+			own.remove()
+		}
+		return fail("%v", errText(err))
 	}
-	p := newProgress(stderr, "gen")
+	p := of.progress(stderr, "gen")
 	res, err := spec.write(ctx, f, p)
 	p.done()
 	if err == nil {
@@ -102,30 +159,53 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		os.Remove(path) // a partial log is worse than none
-		fmt.Fprintf(stderr, "walrec gen: %s: %v (the partial file was removed)\n", path, err)
-		return exitError
+	if err == nil && replace {
+		err = os.Rename(own.path, target)
 	}
-	fmt.Fprintf(stdout, "wrote %s: %s log, %d records, %d ops, %d bytes\n", path, spec.layout, res.Records, res.Ops, res.Bytes)
-	if res.DamageAt >= 0 {
-		fmt.Fprintf(stdout, "damage: %s at offset %d\n", spec.damage, res.DamageAt)
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		what := "the partial file was removed"
+		if rerr := own.remove(); rerr != nil {
+			what = "the partial file could not be removed: " + rerr.Error()
+		}
+		if replace {
+			what += "; " + quoteName(path) + " is as it was"
+		}
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return fail("stopped before the end (%s)", what)
+		}
+		return fail("%v (%s)", errText(err), what)
+	}
+	if !of.quiet {
+		out := &errWriter{w: stdout}
+		fmt.Fprintf(out, "wrote %s: %s log, %d records, %d ops, %d bytes\n", quoteName(path), spec.layout, res.Records, res.Ops, res.Bytes)
+		if res.DamageAt >= 0 {
+			fmt.Fprintf(out, "damage: %s at offset %d\n", spec.damage, res.DamageAt)
+		}
+		if out.err != nil {
+			fmt.Fprintf(stderr, "walrec gen: wrote %s, but cannot write the report: %v\n", quoteName(path), out.err)
+			return exitError
+		}
 	}
 	return exitOK
 }
 
 const genKeyLen = 11 // "key%08d"
 
+// opOverhead is the bytes of one set op besides its value: tag, key length, key, value length.
+const opOverhead = 1 + 4 + genKeyLen + 4
+
 func (s *genSpec) check() error {
 	hdr := int64(s.layout.HeaderSize())
-	minRec := hdr + int64(s.ops)*(1+4+genKeyLen+4)
 	switch {
 	case s.keys < 1 || s.keys > 100_000_000:
 		return fmt.Errorf("--keys %d outside [1, 100000000]", s.keys)
-	case s.ops < 1:
-		return fmt.Errorf("--ops %d < 1", s.ops)
-	case s.recordSize < minRec:
-		return fmt.Errorf("--record-size %d is too small for %d ops: at least %d bytes", s.recordSize, s.ops, minRec)
+	case s.ops < 1 || s.ops > 1<<20:
+		return fmt.Errorf("--ops %d outside [1, 1048576]", s.ops)
+	case s.recordSize < hdr+int64(s.ops)*opOverhead:
+		return fmt.Errorf("--record-size %d is too small for %d ops: at least %d bytes", s.recordSize, s.ops, hdr+int64(s.ops)*opOverhead)
 	case s.recordSize-hdr > 0xFFFFFFFE:
 		return fmt.Errorf("--record-size %d is larger than any record can be", s.recordSize)
 	}
@@ -146,74 +226,230 @@ func (s *genSpec) check() error {
 
 // records is how many whole records fit in size.
 func (s *genSpec) records() int64 {
-	return (s.size - s.layout.FirstRecord()) / s.recordSize
+	return max(0, s.size-s.layout.FirstRecord()) / s.recordSize
 }
 
-// write writes the log to w.
-func (s *genSpec) write(ctx context.Context, w io.Writer, p *progress) (genResult, error) {
-	res := genResult{DamageAt: -1}
-	bw := bufio.NewWriterSize(w, 1<<20)
-	put := func(b []byte) {
-		bw.Write(b)
-		res.Bytes += int64(len(b))
-	}
+// fileSize is the size of the file write makes.
+func (s *genSpec) fileSize() int64 {
 	if s.damage == "torn_header" {
-		put(format.FileHeader[:5])
+		return 5
+	}
+	n := s.layout.FirstRecord() + s.records()*s.recordSize
+	if s.damage == "torn_tail" {
+		n += int64(s.layout.HeaderSize()) + (s.recordSize-int64(s.layout.HeaderSize()))/2
+	}
+	return n
+}
+
+// genChunk is the most payload gen holds at once: a record larger than this is generated
+// twice from the same random state, once for its checksum and once to write it.
+const genChunk = 1 << 20
+
+// genWriter writes the log through a buffer, checking for cancellation every MiB.
+type genWriter struct {
+	ctx    context.Context
+	bw     *bufio.Writer
+	p      *progress
+	n      int64
+	total  int64
+	check  int64 // next offset at which to look at ctx
+	paused bool
+}
+
+func (w *genWriter) write(b []byte) error {
+	if w.n >= w.check {
+		if err := w.ctx.Err(); err != nil {
+			return err
+		}
+		w.p.set(w.n, w.total)
+		w.check = w.n + genChunk
+		if w.n > 0 && !w.paused && testPause == "gen" {
+			w.paused = true
+			if err := w.bw.Flush(); err != nil {
+				return err
+			}
+			pauseHere(w.ctx, "gen")
+			if err := w.ctx.Err(); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := w.bw.Write(b)
+	w.n += int64(len(b))
+	return err
+}
+
+// payloadGen makes record payloads in chunks of at most genChunk bytes.
+type payloadGen struct {
+	s       *genSpec
+	pcg     *rand.PCG
+	rng     *rand.Rand
+	buf     []byte
+	scratch [4096]byte
+}
+
+// run makes the next payload and passes it to emit in order, chunk by chunk. The chunk is
+// reused after emit returns.
+func (g *payloadGen) run(emit func([]byte) error) error {
+	s := g.s
+	g.buf = g.buf[:0]
+	put := func(b []byte) error {
+		for len(b) > 0 {
+			n := copy(g.buf[len(g.buf):cap(g.buf)], b)
+			g.buf, b = g.buf[:len(g.buf)+n], b[n:]
+			if len(g.buf) == cap(g.buf) {
+				if err := emit(g.buf); err != nil {
+					return err
+				}
+				g.buf = g.buf[:0]
+			}
+		}
+		return nil
+	}
+	payloadLen := int(s.recordSize) - s.layout.HeaderSize()
+	room := payloadLen - s.ops*opOverhead // value bytes, shared out among the ops
+	for i := range s.ops {
+		vl := room / s.ops
+		if i == 0 {
+			vl += room % s.ops
+		}
+		var head [1 + 4 + genKeyLen + 4]byte
+		head[0] = byte(format.OpSet)
+		binary.BigEndian.PutUint32(head[1:], genKeyLen)
+		_ = fmt.Appendf(head[5:5], "key%08d", g.rng.IntN(s.keys)) // in place: head has room
+		binary.BigEndian.PutUint32(head[5+genKeyLen:], uint32(vl))
+		if err := put(head[:]); err != nil {
+			return err
+		}
+		for j := 0; j < vl; {
+			n := min(len(g.scratch), vl-j)
+			for k := 0; k < n; k += 8 {
+				var w [8]byte
+				binary.LittleEndian.PutUint64(w[:], g.rng.Uint64())
+				copy(g.scratch[k:n], w[:])
+			}
+			if err := put(g.scratch[:n]); err != nil {
+				return err
+			}
+			j += n
+		}
+	}
+	if len(g.buf) > 0 {
+		return emit(g.buf)
+	}
+	return nil
+}
+
+var errEnough = errors.New("enough")
+
+// record writes the next record: whole, with one payload byte flipped (corrupt), or only its
+// header and the first half of its payload (torn).
+func (g *payloadGen) record(w *genWriter, flip, torn bool) error {
+	s := g.s
+	payloadLen := int64(s.recordSize) - int64(s.layout.HeaderSize())
+	// The checksum first: from the same random state the payload is then written from.
+	saved := *g.pcg
+	crc := uint32(0)
+	err := g.run(func(b []byte) error {
+		crc = format.UpdateChecksum(crc, b)
+		return w.ctx.Err()
+	})
+	if err != nil {
+		return err
+	}
+	var hdr []byte
+	hdr = format.AppendRecord(hdr, s.layout, nil) // the framing of an empty payload...
+	binary.BigEndian.PutUint32(hdr[0:], uint32(payloadLen))
+	if s.layout == format.LayoutV1 {
+		binary.BigEndian.PutUint32(hdr[4:], format.LengthChecksum(uint32(payloadLen)))
+	}
+	binary.BigEndian.PutUint32(hdr[len(hdr)-4:], crc) // ...with this payload's length and checksum
+	if err := w.write(hdr); err != nil {
+		return err
+	}
+	limit := payloadLen
+	if torn {
+		limit = payloadLen / 2
+	}
+	flipAt := int64(-1)
+	if flip {
+		flipAt = payloadLen - 1 - payloadLen/2
+	}
+	*g.pcg = saved
+	var pos int64
+	err = g.run(func(b []byte) error {
+		if flipAt >= pos && flipAt < pos+int64(len(b)) {
+			b[flipAt-pos] ^= 0x40
+		}
+		if pos+int64(len(b)) > limit {
+			b = b[:limit-pos]
+		}
+		pos += int64(len(b))
+		if err := w.write(b); err != nil {
+			return err
+		}
+		if pos >= limit {
+			return errEnough
+		}
+		return nil
+	})
+	if errors.Is(err, errEnough) {
+		err = nil
+	}
+	return err
+}
+
+// write writes the log to out.
+func (s *genSpec) write(ctx context.Context, out io.Writer, p *progress) (genResult, error) {
+	res := genResult{DamageAt: -1}
+	w := &genWriter{ctx: ctx, bw: bufio.NewWriterSize(out, genChunk), p: p, total: s.fileSize()}
+	if s.damage == "torn_header" {
 		res.DamageAt = 0
-		return res, bw.Flush()
+		err := w.write(format.FileHeader[:5])
+		if err == nil {
+			err = w.bw.Flush()
+		}
+		res.Bytes = w.n
+		return res, err
 	}
 	if s.layout == format.LayoutV1 {
-		put(format.FileHeader[:])
+		if err := w.write(format.FileHeader[:]); err != nil {
+			return res, err
+		}
 	}
-	rng := rand.New(rand.NewPCG(s.seed, 0x9e3779b97f4a7c15))
+	pcg := rand.NewPCG(s.seed, 0x9e3779b97f4a7c15)
+	g := &payloadGen{s: s, pcg: pcg, rng: rand.New(pcg), buf: make([]byte, 0, min(genChunk, s.recordSize))}
 	n := s.records()
-	payloadLen := int(s.recordSize) - s.layout.HeaderSize()
-	payload := make([]byte, 0, payloadLen)
-	rec := make([]byte, 0, s.recordSize)
-	value := make([]byte, payloadLen)
-	next := func() []byte {
-		payload = payload[:0]
-		room := payloadLen - s.ops*(1+4+genKeyLen+4) // value bytes, shared out among the ops
-		for i := range s.ops {
-			vl := room / s.ops
-			if i == 0 {
-				vl += room % s.ops
-			}
-			for j := 0; j < vl; j += 8 {
-				var b [8]byte
-				binary.LittleEndian.PutUint64(b[:], rng.Uint64())
-				copy(value[j:vl], b[:])
-			}
-			key := fmt.Appendf(nil, "key%08d", rng.IntN(s.keys))
-			payload = format.AppendSet(payload, key, value[:vl])
-		}
-		return format.AppendRecord(rec[:0], s.layout, payload)
-	}
+	var zeros []byte
 	for i := range n {
-		if i%256 == 0 {
-			if err := ctx.Err(); err != nil {
-				return res, err
-			}
-			p.set(res.Bytes, s.size)
-		}
-		r := next()
+		var err error
 		switch {
 		case s.damage == "damaged_tail" && i == n-1:
-			res.DamageAt = res.Bytes
-			clear(r)
+			res.DamageAt = w.n
+			if zeros == nil {
+				zeros = make([]byte, min(genChunk, s.recordSize))
+			}
+			for left := s.recordSize; left > 0 && err == nil; left -= int64(len(zeros)) {
+				err = w.write(zeros[:min(left, int64(len(zeros)))])
+			}
 		case s.damage == "corrupt" && i == n/2:
-			res.DamageAt = res.Bytes
-			r[len(r)-1-payloadLen/2] ^= 0x40 // a payload byte
+			res.DamageAt = w.n
+			err = g.record(w, true, false)
 		default:
 			res.Records++
 			res.Ops += int64(s.ops)
+			err = g.record(w, false, false)
 		}
-		put(r)
+		if err != nil {
+			return res, err
+		}
 	}
 	if s.damage == "torn_tail" {
-		r := next()
-		res.DamageAt = res.Bytes
-		put(r[:s.layout.HeaderSize()+payloadLen/2])
+		res.DamageAt = w.n
+		if err := g.record(w, false, true); err != nil {
+			return res, err
+		}
 	}
-	return res, bw.Flush()
+	res.Bytes = w.n
+	return res, w.bw.Flush()
 }

@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +17,26 @@ import (
 )
 
 // Every command's recovery and the demo's heap sampler start goroutines: none may outlive them.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+//
+// With WALREC_TEST_MAIN=1 the test binary is walrec itself (the signal tests run it as a
+// child process): WALREC_TEST_PAUSE names a point where the command announces itself on
+// stderr ("walrec-test: paused at POINT") and waits for its context to end, or, with
+// WALREC_TEST_RESUME=stdin, for its stdin to close.
+func TestMain(m *testing.M) {
+	if os.Getenv("WALREC_TEST_MAIN") == "1" {
+		testPause = os.Getenv("WALREC_TEST_PAUSE")
+		testPaused = func(ctx context.Context, point string) {
+			fmt.Fprintf(os.Stderr, "walrec-test: paused at %s\n", point)
+			if os.Getenv("WALREC_TEST_RESUME") == "stdin" {
+				io.Copy(io.Discard, os.Stdin)
+				return
+			}
+			<-ctx.Done()
+		}
+		os.Exit(mainProcess(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // result is one run of the CLI.
 type result struct {

@@ -8,7 +8,8 @@
 //	walrec bench FILE           recovery throughput and memory at several parallelisms
 //
 // Exit status: 0 clean (or empty, or repaired), 1 a tail recovery would cut, 2 recovery
-// refuses the file, 3 an I/O or usage error. Run "walrec COMMAND --help" for each command.
+// refuses the file, 3 an I/O or usage error, 128+N stopped by signal N (130 Ctrl-C, 143
+// SIGTERM, 129 SIGHUP, 141 SIGPIPE). Run "walrec COMMAND --help" for each command.
 package main
 
 import (
@@ -17,11 +18,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Exit statuses, shared by every command.
@@ -38,6 +45,9 @@ const exitCodesHelp = `Exit status:
   2  refused: corrupt, not a database, unsupported version, a record over the limit,
      or a tail in strict mode; the file is untouched
   3  an I/O error (a short read included), a lock held by another process, or a usage error
+  130 stopped by Ctrl-C (SIGINT); 143 by SIGTERM, 129 by SIGHUP, 141 by SIGPIPE (the reader
+     of its output went away): the command stops within a second, removes what it created,
+     and changes nothing else
 `
 
 const mainUsage = `walrec runs, inspects and checks the recovery of a streamwal database log.
@@ -50,7 +60,8 @@ Usage:
   walrec gen FILE             write a log for benchmarks and tests
   walrec bench FILE           recovery throughput and memory at several parallelisms
 
-Run "walrec COMMAND --help" for a command's flags. New here? Run "walrec demo".
+Run "walrec COMMAND --help" for a command's flags, "walrec --version" for the build.
+New here? Run "walrec demo".
 
 ` + exitCodesHelp
 
@@ -68,10 +79,65 @@ var commands = map[string]command{
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := runContext(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	os.Exit(mainProcess(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// mainProcess is the program with its signals: SIGINT, SIGTERM, SIGHUP and SIGPIPE (and a
+// write to stdout that fails because its reader went away) cancel the command's context, so
+// every blocking step returns within a second and removes what it created; the exit status
+// is then 128 + the signal's number.
+func mainProcess(args []string, stdout, stderr *os.File) int {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
+	defer signal.Stop(sigs)
+	var got atomic.Int32
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case s := <-sigs:
+			if n, ok := s.(syscall.Signal); ok {
+				got.CompareAndSwap(0, int32(n))
+			}
+			cancel()
+		case <-done:
+		}
+	}()
+	out := &pipeWatch{w: stdout, onEPIPE: func() { got.CompareAndSwap(0, int32(syscall.SIGPIPE)); cancel() }}
+	code := runContext(ctx, args, out, stderr)
+	close(done)
+	wg.Wait()
+	if n := got.Load(); n != 0 {
+		return 128 + int(n)
+	}
+	return code
+}
+
+// pipeWatch is stdout: a write that fails with EPIPE (the reader is gone: "walrec demo |
+// head -3") stops the command as SIGPIPE would, but through its context, so it cleans up.
+type pipeWatch struct {
+	w       io.Writer
+	onEPIPE func()
+}
+
+func (p *pipeWatch) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	if errors.Is(err, syscall.EPIPE) {
+		p.onEPIPE()
+	}
+	return n, err
+}
+
+// Fd lets isTerminal see the file underneath.
+func (p *pipeWatch) Fd() uintptr {
+	if f, ok := p.w.(*os.File); ok {
+		return f.Fd()
+	}
+	return ^uintptr(0)
 }
 
 // run is the whole program minus the process: tests call it directly.
@@ -85,6 +151,12 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitError
 	}
 	switch args[0] {
+	case "--version", "-version", "version":
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "walrec: unexpected argument %s after %s\n", quoteName(args[1]), args[0])
+			return exitError
+		}
+		return writeOut(stdout, stderr, "version", versionText())
 	case "-h", "-help", "--help", "help":
 		if len(args) > 1 && args[0] == "help" {
 			if _, ok := commands[args[1]]; ok {
@@ -93,8 +165,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			fmt.Fprintf(stderr, "walrec: no help for unknown command %q; run \"walrec --help\"\n", args[1])
 			return exitError
 		}
-		fmt.Fprint(stdout, mainUsage)
-		return exitOK
+		return writeOut(stdout, stderr, "help", mainUsage)
 	}
 	c, ok := commands[args[0]]
 	if !ok {
@@ -112,17 +183,110 @@ func newFlags(name string) *flag.FlagSet {
 // hidden flags are parsed but left out of --help (the tests' knobs).
 var hiddenFlags = map[string]bool{"tmpdir": true, "demo-size": true, "demo-seed": true}
 
-// printDefaults is fs.PrintDefaults without the hidden flags.
+// printDefaults lists the flags that are not hidden, spelled as usage spells them ("--json";
+// a single dash works too).
 func printDefaults(fs *flag.FlagSet, w io.Writer) {
-	out := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
-	out.SetOutput(w)
 	fs.VisitAll(func(f *flag.Flag) {
-		if !hiddenFlags[f.Name] {
-			out.Var(f.Value, f.Name, f.Usage)
-			out.Lookup(f.Name).DefValue = f.DefValue
+		if hiddenFlags[f.Name] {
+			return
 		}
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		line += "\n    \t" + strings.ReplaceAll(usage, "\n", "\n    \t")
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			line += fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w, line)
 	})
-	out.PrintDefaults()
+}
+
+// writeOut writes text to stdout; a failed write (a full disk, a closed pipe) is an error.
+func writeOut(stdout, stderr io.Writer, what, text string) int {
+	if _, err := io.WriteString(stdout, text); err != nil {
+		fmt.Fprintf(stderr, "walrec %s: cannot write to stdout: %v\n", what, err)
+		return exitError
+	}
+	return exitOK
+}
+
+// versionText is "walrec --version": the module version, the commit and the Go release it was
+// built from, as the build recorded them.
+func versionText() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "walrec (no build information)\n"
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	var rev, when, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			when = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = " with uncommitted changes"
+			}
+		}
+	}
+	out := fmt.Sprintf("walrec %s (%s)", v, bi.Main.Path)
+	if rev != "" {
+		out += fmt.Sprintf(", commit %s", rev)
+		if when != "" {
+			out += " of " + when
+		}
+		out += dirty
+	}
+	return out + ", built with " + bi.GoVersion + "\n"
+}
+
+// outFlags are --quiet and --no-progress, which every command that reports takes.
+type outFlags struct {
+	quiet, noProgress bool
+}
+
+func (o *outFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&o.quiet, "quiet", false, "print nothing on success: the exit status says it (failures still get one line on stderr)")
+	fs.BoolVar(&o.noProgress, "no-progress", false, "never draw a progress bar (one is drawn on stderr only when it is a terminal)")
+}
+
+// progress is the command's bar, or none.
+func (o *outFlags) progress(stderr io.Writer, desc string) *progress {
+	if o.quiet || o.noProgress {
+		return nil
+	}
+	return newProgress(stderr, desc)
+}
+
+// quoteName is a file name as printed for a person: as it is when it is printable text, else
+// Go-quoted ("bad\xff\nname"), so that a newline or an invalid byte can neither break a line
+// nor be mistaken for something else.
+func quoteName(s string) string {
+	if !utf8.ValidString(s) {
+		return strconv.Quote(s)
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) && r != ' ' {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+// errText is err without the path a *fs.PathError repeats (the caller prints it quoted).
+func errText(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Op + ": " + pe.Err.Error()
+	}
+	return err.Error()
 }
 
 // parseFlags parses args, allowing flags after positional arguments ("verify FILE --json"),
@@ -144,17 +308,18 @@ func parseFlags(fs *flag.FlagSet, usage string, args []string, npos int, stdout,
 		}
 		err := fs.Parse(args)
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
+			var b strings.Builder
+			b.WriteString(usage)
 			visible := false
 			fs.VisitAll(func(f *flag.Flag) { visible = visible || !hiddenFlags[f.Name] })
 			if visible {
-				fmt.Fprintln(stdout, "\nFlags:")
-				printDefaults(fs, stdout)
+				b.WriteString("\nFlags:\n")
+				printDefaults(fs, &b)
 			}
-			return nil, exitOK, false
+			return nil, writeOut(stdout, stderr, "help", b.String()), false
 		}
 		if err != nil {
-			return fail("%s", strings.TrimSpace(strings.SplitN(msg.String(), "\n", 2)[0]))
+			return fail("%s", strings.Replace(strings.TrimSpace(strings.SplitN(msg.String(), "\n", 2)[0]), "defined: -", "defined: --", 1))
 		}
 		rest := fs.Args()
 		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {

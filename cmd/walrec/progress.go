@@ -2,7 +2,6 @@ package main
 
 import (
 	"io"
-	"os"
 	"sync"
 	"time"
 
@@ -13,8 +12,8 @@ import (
 // isTerminal reports whether w is a terminal: progress bars are drawn only there, so piped
 // and captured output stays plain. Tests replace it.
 var isTerminal = func(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
+	f, ok := w.(interface{ Fd() uintptr })
+	return ok && f.Fd() != ^uintptr(0) && term.IsTerminal(int(f.Fd()))
 }
 
 // progressDelay is how long work runs before it gets a bar: a quick command never flashes one.

@@ -1,38 +1,69 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/db"
+	"github.com/streamwal/recovery/walerr"
 )
 
 const recoverUsage = `Usage: walrec recover FILE [--mode tolerate|strict|point-in-time] [--json]
                       [--max-record-size N] [--parallelism N]
+                      [--sidecar-dir DIR | --output COPY] [--quiet] [--no-progress]
 
-Does the repair a database open does, and nothing else: it opens FILE with the database
-package (db.Open, taking the writer's lock), lets recovery cut a torn or damaged tail (in
-point-in-time mode: everything from the first bad record on), and closes it. The cut bytes
-are first copied to a sidecar file beside the database, FILE.cut-OFFSET, and synced: no byte
-is destroyed. A file recovery refuses is left untouched. FILE must exist: recover never
-creates a database.
+Does the repair a database open does, and nothing else: it takes the database's writer lock
+on FILE (the lock db.Open takes), lets recovery cut a torn or damaged tail (in point-in-time
+mode: everything from the first bad record on), syncs the file and releases the lock. The
+store is not rebuilt: records are verified and discarded, so memory stays bounded whatever
+the size of FILE. A file recovery refuses is left untouched. FILE must exist: recover never
+creates a database. A symbolic link is followed to the database it names.
 
-It prints the same report as "walrec verify", plus truncated (whether a cut was made) and
-sidecar (the file holding the cut bytes, or null) with --json.
+The cut bytes are first copied to a sidecar file, FILE.cut-OFFSET (FILE.cut-OFFSET.N if that
+name is taken: a sidecar is never replaced) beside the database, or in --sidecar-dir DIR,
+and synced: no byte is destroyed. Runs of zeros in them (a preallocated or sparse tail) are
+kept as holes: the sidecar reads back byte for byte, but they take no disk space. If the
+other bytes would not fit in the free space, recover refuses and cuts nothing.
+
+--output COPY leaves FILE untouched (it takes the lock, reads, writes nothing) and writes the
+repaired log to COPY, a new file: what FILE would hold after the repair. The cut bytes stay
+in FILE, so there is no sidecar. For a directory you cannot write to, or to look first.
+
+It prints the same report as "walrec verify", plus truncated (whether a cut was made, in FILE
+or in COPY), sidecar (the file holding the cut bytes, or null), sidecar_hole_bytes (zero
+bytes kept as holes) and output (COPY, or null) with --json.
 
 Exit status:
-  0  the file now opens cleanly (after a reported cut or not)
+  0  the file (or COPY) now opens cleanly, after a reported cut or not
   2  refused (corrupt, not a database, unsupported version, a record over the limit, or a
      tail in strict mode): the file is untouched
-  3  an I/O error (a short read included), a usage error, or LOCKED: another process has
-     the database open (close it first; "walrec verify" reads it without a lock)
+  3  an I/O error (a short read included; a sidecar that cannot be written or would not fit:
+     nothing was cut), a usage error, or LOCKED: another process has the database open (close
+     it first; "walrec verify" reads it without a lock)
+  130 stopped by Ctrl-C (143 SIGTERM, 129 SIGHUP, 141 SIGPIPE): nothing was cut, and a
+     partial sidecar or COPY was removed
 `
+
+// recoverOpts are recover's own flags.
+type recoverOpts struct {
+	sidecarDir string
+	output     string
+}
 
 func cmdRecover(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("recover")
 	var rf recoveryFlags
 	rf.register(fs, true, 0)
+	var ro recoverOpts
+	fs.StringVar(&ro.sidecarDir, "sidecar-dir", "", "write the sidecar into `DIR` instead of beside the database")
+	fs.StringVar(&ro.output, "output", "", "leave FILE untouched and write the repaired log to `COPY`, a new file")
 	pos, code, ok := parseFlags(fs, recoverUsage, args, 1, stdout, stderr)
 	if !ok {
 		return code
@@ -40,47 +71,272 @@ func cmdRecover(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if !rf.check(fs, stderr) {
 		return exitError
 	}
-	rr := recoverFile(ctx, pos[0], &rf, newProgress(stderr, "recover"))
-	return emit(stdout, stderr, "recover", &rr.report, &rr, rf.json)
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "walrec recover: %s\nrun \"walrec recover --help\" for usage\n", fmt.Sprintf(format, a...))
+		return exitError
+	}
+	switch {
+	case ro.sidecarDir != "" && ro.output != "":
+		return usage("--sidecar-dir and --output do not go together (--output cuts nothing in FILE, so it writes no sidecar)")
+	case ro.sidecarDir != "":
+		if fi, err := os.Stat(ro.sidecarDir); err != nil || !fi.IsDir() {
+			return usage("--sidecar-dir %s is not a directory", quoteName(ro.sidecarDir))
+		}
+	case ro.output != "":
+		if _, err := os.Lstat(ro.output); err == nil {
+			return usage("--output %s already exists; recover never replaces a file", quoteName(ro.output))
+		}
+	}
+	rr := recoverFile(ctx, pos[0], &rf, &ro, rf.progress(stderr, "recover"))
+	return emit(stdout, stderr, "recover", &rr.report, &rr, &rf)
 }
 
-func recoverFile(ctx context.Context, path string, rf *recoveryFlags, p *progress) recoverReport {
+// recFile is the database file, opened through the database's own filesystem layer (its lock
+// is the one db.Open takes), as recovery sees it.
+type recFile struct {
+	f    db.File
+	size int64
+}
+
+func (r *recFile) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
+func (r *recFile) Size() int64                             { return r.size }
+func (r *recFile) CurrentSize() (int64, error)             { return r.f.Size() }
+func (r *recFile) Truncate(size int64) error               { return r.f.Truncate(size) }
+func (r *recFile) Sync() error                             { return r.f.Sync() }
+
+// recoverFile repairs path (or, with --output, writes its repaired copy) and reports.
+func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recoverOpts, p *progress) recoverReport {
 	mode := recovery.Mode(rf.mode)
-	// db.Open creates a missing file: check first, so that a typo never makes a database.
+	// Never create a database, never open what is not a regular file (a FIFO would block).
 	if err := regularFile(path); err != nil {
 		return recoverReport{report: openErrorReport(path, mode, err)}
 	}
-	ropts := append(rf.options(), recovery.WithProgress(p.callback()))
-	d, err := db.Open(path,
-		db.WithRecovery(ropts...),
-		db.WithMaxRecordSize(int64(rf.maxRecord)),
-		db.WithContext(ctx))
-	p.done()
+	openMode := db.OpenReadWrite
+	if ro.output != "" {
+		openMode = db.OpenReadOnly
+	}
+	f, err := db.OS.OpenFile(path, openMode)
 	if err != nil {
-		// Nothing was cut. For the report's statistics (and, in strict mode, the name of the
-		// tail it refused), recover the file again read-only: same decision, no lock, no write.
-		r := newReport(path, mode, recovery.Result{}, err)
-		if recovery.IsCorruption(err) {
-			if v := verifyFile(ctx, path, rf, nil, nil); v.Code != nil && *v.Code == *r.Code {
-				v.readOnly = false
-				r = v
-			}
+		r := openErrorReport(path, mode, err)
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, errROFS) {
+			r.Hint = "recover needs to write FILE; use --output COPY to write the repaired log elsewhere, or walrec verify to only look"
 		}
 		return recoverReport{report: r}
 	}
-	res, tr := d.Recovery(), d.Truncation()
-	cerr := d.Close()
-	r := newReport(path, mode, res, nil)
-	rr := recoverReport{report: r}
-	if tr != nil {
-		rr.Truncated = tr.Truncated
-		if tr.Sidecar != "" {
-			rr.Sidecar = ptr(tr.Sidecar)
+	defer f.Close()
+	size, err := f.Size()
+	if err == nil {
+		err = f.Lock()
+	}
+	if err != nil {
+		r := newReport(path, mode, recovery.Result{Size: size}, err)
+		r.notOpened = r.Outcome != outLocked
+		return recoverReport{report: r}
+	}
+	rfile := &recFile{f: f, size: size}
+	opts := append(rf.options(), recovery.WithProgress(p.callback()))
+	if ro.output != "" {
+		return recoverToCopy(ctx, path, rfile, ro.output, mode, opts, p)
+	}
+
+	// The sidecar goes beside the database itself, not beside a link to it.
+	real := resolve(path)
+	dir := filepath.Dir(real)
+	if ro.sidecarDir != "" {
+		dir = ro.sidecarDir
+	}
+	var sc sidecar
+	var hookErr error
+	opts = append(opts, recovery.WithBeforeTruncate(func(t recovery.Truncation) error {
+		sc, hookErr = writeSidecar(ctx, rfile, t, dir, filepath.Base(real))
+		return hookErr
+	}))
+	res, err := recovery.Recover(ctx, rfile, nil, opts...)
+	p.done()
+	if err == nil && !res.Truncated && res.End > 0 {
+		// As db.Open does: what was replayed is now the database, so it must be durable.
+		if serr := f.Sync(); serr != nil {
+			err = walerr.Wrap(walerr.IO, -1, serr, "sync of the replayed log failed")
 		}
+	}
+	if err != nil && hookErr != nil {
+		err = hookErr // the sidecar's own error: what failed, and walrec's hint about it
+	}
+	rr := recoverReport{report: newReport(path, mode, res, err)}
+	rr.Truncated = res.Truncated
+	if sc.name != "" { // written and kept, even if the cut itself then failed
+		rr.Sidecar, rr.SidecarHoleBytes = ptr(sc.name), sc.holes
+	}
+	if err == nil && res.Truncation != nil {
 		rr.Exit = exitOK
 	}
-	if cerr != nil {
+	if cerr := f.Close(); cerr != nil && rr.Exit < exitError {
 		rr.Outcome, rr.Exit, rr.Error, rr.Detail = outIO, exitError, ptr(cerr.Error()), cerr.Error()
 	}
 	return rr
+}
+
+// recoverToCopy recovers path read-only and writes what it would keep to out.
+func recoverToCopy(ctx context.Context, path string, f *recFile, out string, mode recovery.Mode, opts []recovery.Option, p *progress) recoverReport {
+	res, err := recovery.Recover(ctx, f, nil, append(opts, recovery.ReadOnly())...)
+	p.done()
+	rr := recoverReport{report: newReport(path, mode, res, err)}
+	if err != nil {
+		return rr
+	}
+	keep := res.Size
+	if t := res.Truncation; t != nil {
+		keep = t.Offset
+	}
+	fail := func(err error) recoverReport {
+		e := walerr.Wrap(walerr.IO, -1, err, "writing the copy "+quoteName(out))
+		if ctx.Err() != nil {
+			e = walerr.Wrap(walerr.Canceled, -1, ctx.Err(), "stopped while writing the copy "+quoteName(out))
+		}
+		r := recoverReport{report: newReport(path, mode, res, e)}
+		r.Detail += "; the copy was removed and " + quoteName(path) + " is untouched"
+		return r
+	}
+	if err := needSpace(filepath.Dir(out), keep, "the copy"); err != nil {
+		return fail(err)
+	}
+	cf, own, err := createOwn(out, 0o644)
+	if err != nil {
+		return fail(err)
+	}
+	_, err = copySparse(ctx, cf, f, 0, keep, -1)
+	if err == nil {
+		err = cf.Truncate(keep)
+	}
+	if err == nil {
+		err = cf.Sync()
+	}
+	if cerr := cf.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(out))
+	}
+	if err == nil {
+		// The copy must open cleanly: recover it, read-only, as the database would.
+		err = checkCopy(ctx, out, opts)
+	}
+	if err != nil {
+		own.remove()
+		return fail(err)
+	}
+	rr.Truncated = res.Truncation != nil
+	rr.Output = ptr(out)
+	rr.OutputBytes = keep
+	rr.Exit = exitOK
+	return rr
+}
+
+// checkCopy recovers the copy at path read-only and fails unless it is clean.
+func checkCopy(ctx context.Context, path string, opts []recovery.Option) error {
+	f, err := openInput(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	res, err := recovery.Recover(ctx, f, nil, append(opts[:len(opts):len(opts)], recovery.ReadOnly())...)
+	if err == nil && res.Truncation != nil {
+		err = fmt.Errorf("the copy does not open cleanly: %s", res)
+	}
+	return err
+}
+
+// sidecar is the file writeSidecar made.
+type sidecar struct {
+	name  string
+	holes int64 // zero bytes kept as holes
+}
+
+// errNoRoom is a sidecar that would not fit.
+var errNoRoom = errors.New("not enough free space")
+
+// writeSidecar copies the bytes recovery is about to cut, [t.Offset, t.Offset+t.Bytes), to a
+// new file DIR/BASE.cut-OFFSET (".1", ".2"... appended if that name is taken: an older sidecar
+// is never replaced), syncs it and its directory. Runs of zeros become holes. It refuses,
+// before the disk is full, when the other bytes would not fit, and removes a partial sidecar.
+func writeSidecar(ctx context.Context, src io.ReaderAt, t recovery.Truncation, dir, base string) (sidecar, error) {
+	fail := func(err error, detail string) (sidecar, error) {
+		if ctx.Err() != nil {
+			return sidecar{}, walerr.Wrap(walerr.Canceled, t.Offset, ctx.Err(), "stopped while keeping the cut bytes in a sidecar; nothing was cut")
+		}
+		return sidecar{}, walerr.Wrap(walerr.IO, t.Offset, err, detail).
+			WithHint("nothing was cut; free some space, or pass --sidecar-dir DIR (on another filesystem), or --output COPY to write a repaired copy and leave the file as it is")
+	}
+	stem := filepath.Join(dir, fmt.Sprintf("%s.cut-%d", base, t.Offset))
+	name := stem
+	var f *os.File
+	var own *ownFile
+	for i := 1; ; i++ {
+		var err error
+		if f, own, err = createOwn(name, 0o644); err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) || i > 1000 {
+			return fail(err, "cannot create the sidecar "+quoteName(name)+" for the cut bytes")
+		}
+		name = fmt.Sprintf("%s.%d", stem, i)
+	}
+	budget, ok := freeSpace(dir)
+	if !ok {
+		budget = -1
+	}
+	holes, err := copySparse(ctx, f, src, t.Offset, t.Offset+t.Bytes, budget)
+	if err == nil {
+		err = f.Truncate(t.Bytes) // a trailing run of zeros: the size, not the bytes
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		own.remove()
+		if errors.Is(err, errNoRoom) {
+			return fail(err, fmt.Sprintf("the %s cut bytes do not fit in the %s free in %s (zeros among them would take no space)",
+				group(t.Bytes), bytesHuman(budget), dirName(dir)))
+		}
+		return fail(err, "cannot write the sidecar "+quoteName(name))
+	}
+	return sidecar{name: name, holes: holes}, nil
+}
+
+// copySparse copies src's bytes [from, to) to dst at offset 0, leaving each all-zero MiB as a
+// hole (dst's size is the caller's to set). With budget >= 0 it stops with errNoRoom before
+// writing more than budget bytes. It returns the zero bytes skipped.
+func copySparse(ctx context.Context, dst *os.File, src io.ReaderAt, from, to, budget int64) (holes int64, err error) {
+	const chunk = 1 << 20
+	buf := make([]byte, min(to-from, chunk))
+	zero := make([]byte, len(buf))
+	var written int64
+	for off := from; off < to; {
+		if err := ctx.Err(); err != nil {
+			return holes, err
+		}
+		n := min(int64(len(buf)), to-off)
+		if err := walerr.ReadFull(src, buf[:n], off); err != nil {
+			return holes, err
+		}
+		if bytes.Equal(buf[:n], zero[:n]) {
+			holes += n
+		} else {
+			if budget >= 0 && written+n > budget {
+				return holes, errNoRoom
+			}
+			if _, err := dst.WriteAt(buf[:n], off-from); err != nil {
+				return holes, err
+			}
+			written += n
+		}
+		off += n
+	}
+	return holes, nil
 }

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/db"
@@ -27,33 +28,32 @@ var openInput = func(path string) (inputFile, error) {
 	if err := regularFile(path); err != nil { // before open: opening a FIFO blocks
 		return nil, err
 	}
-	f, err := os.Open(path)
+	// O_NONBLOCK: should the name turn into a FIFO between the check and the open, the open
+	// still returns at once (and the check below refuses it).
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = notRegular(path, fi)
+	}
 	if err != nil {
 		f.Close()
 		return nil, err
-	}
-	if fi.IsDir() {
-		f.Close()
-		return nil, &fs.PathError{Op: "open", Path: path, Err: syscall.EISDIR}
 	}
 	return &roFile{f: f, size: fi.Size()}, nil
 }
 
 // regularFile refuses what is not a regular file (a directory, a FIFO, a device): a log is a
-// file, and opening a FIFO would block with no way to cancel it.
+// file, and opening a FIFO would block with no way to cancel it. A symbolic link is followed.
 func regularFile(path string) error {
 	fi, err := os.Stat(path)
 	switch {
 	case err != nil:
 		return err
-	case fi.IsDir():
-		return &fs.PathError{Op: "open", Path: path, Err: syscall.EISDIR}
 	case !fi.Mode().IsRegular():
-		return &fs.PathError{Op: "open", Path: path, Err: errors.New("not a regular file (" + fi.Mode().Type().String() + ")")}
+		return notRegular(path, fi)
 	}
 	return nil
 }
@@ -86,18 +86,22 @@ const (
 )
 
 // report is what verify, recover and dump say about a file; its JSON form is --json's.
+// Every field is always present; one that does not apply is null.
 type report struct {
 	File          string  `json:"file"`
+	FileHex       *string `json:"file_hex"` // the name's bytes in hex when it is not UTF-8 (file then shows U+FFFD), else null
 	Size          int64   `json:"size"`
 	Layout        *string `json:"layout"` // "v1", "legacy", or null (empty, or refused before it was known)
 	Mode          string  `json:"mode"`
 	Outcome       string  `json:"outcome"`
 	Code          *string `json:"code"`           // the error code, null when recovery succeeded
 	Offset        *int64  `json:"offset"`         // where the damage, truncation or error is; null when none
-	TruncateBytes int64   `json:"truncate_bytes"` // what recovery would cut (recover: did cut); 0 if none
-	Detail        string  `json:"detail,omitempty"`
-	Hint          string  `json:"hint,omitempty"`
-	Error         *string `json:"error"` // the full error message, null when none
+	TruncateBytes int64   `json:"truncate_bytes"` // what recovery would cut (recover: did cut, or decided to cut before a failure); 0 if none
+	Detail        string  `json:"-"`
+	Hint          string  `json:"-"`
+	DetailJSON    *string `json:"detail"` // what was found, null when nothing to say
+	HintJSON      *string `json:"hint"`   // what to do about it, null when nothing to say
+	Error         *string `json:"error"`  // the full error message, null when none
 	Records       int64   `json:"records"`
 	Ops           int64   `json:"ops"`
 	Bytes         int64   `json:"bytes"`
@@ -110,13 +114,52 @@ type report struct {
 	strictTail bool // a strict refusal of a tail: Outcome is the tail's reason
 	readOnly   bool // verify and dump: nothing was or will be written
 	notOpened  bool // the file could not be opened at all
+	cutMade    bool // a failure after the cut was made (its sync failed)
 }
 
 // recoverReport is recover's: the same, plus what was cut and where the bytes went.
 type recoverReport struct {
 	report
-	Truncated bool    `json:"truncated"`
-	Sidecar   *string `json:"sidecar"` // the file holding the cut bytes, null when none
+	Truncated        bool    `json:"truncated"`
+	Sidecar          *string `json:"sidecar"`            // the file holding the cut bytes, null when none
+	SidecarHex       *string `json:"sidecar_hex"`        // its name's bytes in hex when not UTF-8, else null
+	SidecarHoleBytes int64   `json:"sidecar_hole_bytes"` // zero bytes of the sidecar kept as holes (no disk space)
+	Output           *string `json:"output"`             // --output: the repaired copy, else null
+	OutputHex        *string `json:"output_hex"`         // its name's bytes in hex when not UTF-8, else null
+	OutputBytes      int64   `json:"output_bytes"`       // --output: the copy's size
+}
+
+// nameHex is the hex of a name that JSON cannot carry exactly (not UTF-8), else nil.
+func nameHex(s *string) *string {
+	if s == nil || utf8.ValidString(*s) {
+		return nil
+	}
+	return ptr(hex.EncodeToString([]byte(*s)))
+}
+
+// prepareJSON fills the fields that only the JSON form has.
+func (r *report) prepareJSON() {
+	r.FileHex = nameHex(&r.File)
+	r.DetailJSON, r.HintJSON = nil, nil
+	if r.Detail != "" {
+		r.DetailJSON = ptr(r.Detail)
+	}
+	if r.Hint != "" {
+		r.HintJSON = ptr(r.Hint)
+	}
+}
+
+func (r *recoverReport) prepareJSON() {
+	r.report.prepareJSON()
+	r.SidecarHex, r.OutputHex = nameHex(r.Sidecar), nameHex(r.Output)
+}
+
+// cliHints replace the library's hints, which name library options, by what to do with walrec.
+var cliHints = map[recovery.Code]string{
+	recovery.CodeCorruptWAL: "acknowledged records may follow, so nothing was cut and the file is untouched; " +
+		"--mode point-in-time keeps the records before this offset and cuts the rest, which walrec recover keeps in a sidecar",
+	recovery.CodeRecordTooLarge: "if the record is real, raise --max-record-size (at most 4294967294); the file is untouched",
+	recovery.CodeTailDamage:     "the file is untouched; without --mode strict, recovery cuts this tail, which walrec recover keeps in a sidecar",
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -154,7 +197,8 @@ func newReport(file string, mode recovery.Mode, res recovery.Result, err error) 
 		r.Outcome, r.Exit = outIO, exitError
 		if errors.Is(err, db.ErrLocked) {
 			r.Outcome, r.Code = outLocked, ptr(string(db.CodeLocked))
-			r.Hint = "another process has the database open for writing; close it first, or use walrec verify, which takes no lock"
+			r.Detail = "another process has the database open for writing (it holds the writer's lock)"
+			r.Hint = "close it first, or run walrec verify, which takes no lock and writes nothing"
 		}
 		return r
 	}
@@ -163,6 +207,9 @@ func newReport(file string, mode recovery.Mode, res recovery.Result, err error) 
 		r.Offset = ptr(we.Offset)
 	}
 	r.Detail, r.Hint = we.Detail, we.Hint
+	if h, ok := cliHints[we.Code]; ok {
+		r.Hint = h
+	}
 	if we.Err != nil {
 		r.Detail = strings.TrimPrefix(r.Detail+": "+we.Err.Error(), ": ")
 	}
@@ -178,6 +225,10 @@ func newReport(file string, mode recovery.Mode, res recovery.Result, err error) 
 		r.Outcome, r.Exit = outTooLarge, exitRefused
 	case recovery.CodeTailDamage:
 		r.Outcome, r.Exit, r.strictTail = outTailDamage, exitRefused, true
+		if t := res.Truncation; t != nil { // the cut strict mode refused: name its kind
+			r.Outcome = string(t.Reason)
+		}
+		return r
 	case recovery.CodeIncompleteRead:
 		r.Outcome = outIncomplete
 	case recovery.CodeCanceled:
@@ -185,21 +236,16 @@ func newReport(file string, mode recovery.Mode, res recovery.Result, err error) 
 	case recovery.CodeInvalidArgument:
 		r.Outcome = outInvalid
 	}
+	// A failure after recovery had decided a cut (a sidecar that could not be written, a
+	// file that changed size, a sync after the cut that failed): the report keeps what had
+	// been measured, and whether the cut was made.
+	if t := res.Truncation; t != nil {
+		r.TruncateBytes, r.cutMade = t.Bytes, res.Truncated
+		if r.Offset == nil {
+			r.Offset = ptr(t.Offset)
+		}
+	}
 	return r
-}
-
-// nameStrictTail finds out which tail a strict refusal refused: it recovers the file again,
-// read-only, in the default mode, which decides the same tail and reports its reason.
-// It costs a second pass, on this failure path only.
-func nameStrictTail(ctx context.Context, r *report, f recovery.File, opts []recovery.Option) {
-	if !r.strictTail {
-		return
-	}
-	opts = append(append([]recovery.Option(nil), opts...), recovery.WithMode(recovery.Tolerate), recovery.ReadOnly())
-	res, err := recovery.Recover(ctx, f, nil, opts...)
-	if err == nil && res.Truncation != nil && r.Offset != nil && res.Truncation.Offset == *r.Offset {
-		r.Outcome = string(res.Truncation.Reason)
-	}
 }
 
 // writeJSON writes v as one line.
@@ -216,13 +262,13 @@ func writeJSON(w io.Writer, v any) error {
 func writeHuman(w io.Writer, r *report, rec *recoverReport) {
 	switch {
 	case r.notOpened:
-		fmt.Fprintf(w, "%s: cannot be opened\n", r.File)
+		fmt.Fprintf(w, "%s: cannot be opened\n", quoteName(r.File))
 	case r.Layout != nil:
-		fmt.Fprintf(w, "%s: %s log, %d bytes, mode %s\n", r.File, *r.Layout, r.Size, r.Mode)
+		fmt.Fprintf(w, "%s: %s log, %d bytes, mode %s\n", quoteName(r.File), *r.Layout, r.Size, r.Mode)
 	case r.Size == 0 && r.Outcome == outEmpty:
-		fmt.Fprintf(w, "%s: empty file, mode %s\n", r.File, r.Mode)
+		fmt.Fprintf(w, "%s: empty file, mode %s\n", quoteName(r.File), r.Mode)
 	default:
-		fmt.Fprintf(w, "%s: %d bytes, mode %s\n", r.File, r.Size, r.Mode)
+		fmt.Fprintf(w, "%s: %d bytes, mode %s\n", quoteName(r.File), r.Size, r.Mode)
 	}
 	line := func(k, v string) { fmt.Fprintf(w, "  %-9s %s\n", k, v) }
 	if r.Layout != nil {
@@ -239,6 +285,8 @@ func writeHuman(w io.Writer, r *report, rec *recoverReport) {
 	}
 	cut := func(among string) string {
 		switch {
+		case rec != nil && rec.Output != nil:
+			return fmt.Sprintf("the copy leaves out the last %d bytes%s (the file itself is untouched)", r.TruncateBytes, among)
 		case rec != nil && rec.Truncated:
 			return fmt.Sprintf("cut the last %d bytes%s", r.TruncateBytes, among)
 		case r.readOnly:
@@ -264,6 +312,10 @@ func writeHuman(w io.Writer, r *report, rec *recoverReport) {
 		out = fmt.Sprintf("%s%s: recovery refuses the file (%s); the file is untouched", r.Outcome, at, code)
 	case r.Outcome == outLocked:
 		out = fmt.Sprintf("locked: another process has the database open (%s); nothing was read or written", code)
+	case r.cutMade:
+		out = fmt.Sprintf("%s%s (%s): the last %d bytes were cut, but the cut may not be durable; run walrec recover again", r.Outcome, at, code, r.TruncateBytes)
+	case r.TruncateBytes > 0:
+		out = fmt.Sprintf("%s%s (%s): recovery had decided to cut the last %d bytes; nothing was cut, the file is untouched", r.Outcome, at, code, r.TruncateBytes)
 	default:
 		if code != "" {
 			code = " (" + code + ")"
@@ -278,9 +330,16 @@ func writeHuman(w io.Writer, r *report, rec *recoverReport) {
 		line("hint", r.Hint)
 	}
 	if rec != nil && rec.Sidecar != nil {
-		line("sidecar", *rec.Sidecar+" holds the cut bytes")
+		held := quoteName(*rec.Sidecar) + " holds the cut bytes"
+		if rec.SidecarHoleBytes > 0 {
+			held += fmt.Sprintf(" (%d of them zeros, kept as a hole: no disk space)", rec.SidecarHoleBytes)
+		}
+		line("sidecar", held)
 	}
-	if rec != nil && r.Exit == exitOK {
+	switch {
+	case rec != nil && rec.Output != nil && r.Exit == exitOK:
+		line("copy", fmt.Sprintf("%s holds the repaired log and opens cleanly (%d bytes)", quoteName(*rec.Output), rec.OutputBytes))
+	case rec != nil && r.Exit == exitOK:
 		line("now", fmt.Sprintf("the file opens cleanly (%d bytes)", r.Size-r.TruncateBytes))
 	}
 	line("exit", fmt.Sprint(r.Exit))
@@ -294,16 +353,22 @@ func errorLine(stderr io.Writer, cmd string, r *report) {
 	msg := *r.Error
 	switch {
 	case r.Outcome == outLocked:
-		msg = "the database is locked by another process (LOCKED): close it first, or use \"walrec verify\", which takes no lock"
+		msg = "the database is locked by another process (LOCKED): close it first, or run \"walrec verify\", which takes no lock"
 	case r.Code == nil:
 		msg = r.Detail
-	case r.Code != nil:
-		// the recovery error alone: the database's "db: open PATH:" prefix repeats the path
-		if i := strings.Index(msg, "recovery: "); i > 0 {
-			msg = msg[i:]
+	default: // the code, where, what, and what to do, with walrec's hint rather than the library's
+		msg = *r.Code
+		if r.Offset != nil {
+			msg += fmt.Sprintf(" at offset %d", *r.Offset)
+		}
+		if r.Detail != "" {
+			msg += ": " + r.Detail
+		}
+		if r.Hint != "" {
+			msg += "; " + r.Hint
 		}
 	}
-	fmt.Fprintf(stderr, "walrec %s %s: %s\n", cmd, r.File, msg)
+	fmt.Fprintf(stderr, "walrec %s %s: %s\n", cmd, quoteName(r.File), msg)
 }
 
 // openErrorReport is the report for a file that could not be opened at all: missing, a

@@ -32,9 +32,14 @@ func cmdSidecars(_ context.Context, args []string, stdout, stderr io.Writer) int
 	fs := newFlags("sidecars")
 	clear := fs.Bool("clear", false, "delete the sidecars (takes the database's lock)")
 	asJSON := fs.Bool("json", false, "print a JSON array of {path, offset, size, partial}")
+	var of outFlags // no bar is ever drawn here; --quiet prints nothing on success
+	of.register(fs)
 	pos, code, ok := parseFlags(fs, sidecarsUsage, args, 1, stdout, stderr)
 	if !ok {
 		return code
+	}
+	if of.quiet {
+		stdout = io.Discard
 	}
 	return listSidecars(fs, pos[0], *clear, *asJSON, stdout, stderr)
 }
@@ -73,7 +78,7 @@ func listSidecars(fs *flag.FlagSet, path string, clear, asJSON bool, stdout, std
 			if s.Partial {
 				note = "  (partial: a copy a crash interrupted)"
 			}
-			fmt.Fprintf(stdout, "%s%s  offset %d  %d bytes%s\n", verb, s.Path, s.Offset, s.Size, note)
+			fmt.Fprintf(stdout, "%s%s  offset %d  %d bytes%s\n", verb, quoteName(s.Path), s.Offset, s.Size, note)
 		}
 		fmt.Fprintf(stdout, "%d sidecars, %d bytes\n", len(out), total)
 	}

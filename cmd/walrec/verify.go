@@ -11,7 +11,7 @@ import (
 )
 
 const verifyUsage = `Usage: walrec verify FILE [--json] [--mode tolerate|strict|point-in-time]
-                     [--max-record-size N] [--parallelism N]
+                     [--max-record-size N] [--parallelism N] [--quiet] [--no-progress]
 
 Reports what recovery would do with FILE without doing it: the file is opened read-only
 (O_RDONLY), no lock is taken and nothing is ever written, so it is safe on a database that
@@ -24,7 +24,13 @@ outcome ("clean", "empty", "torn_header", "torn_tail", "damaged_tail", "corrupt"
 "not_a_database", "unsupported_version", "record_too_large", "incomplete_read", "io_error",
 ...), code (the error code, or null), offset (where the damage, cut or error is, or null),
 truncate_bytes (what recovery would cut, 0 if none), records, ops, bytes, end,
-largest_record, parallelism, peak_buffered, detail, hint, error and exit.
+largest_record, parallelism, peak_buffered, detail, hint, error and exit. Every field is
+always present, null when it does not apply. A file name that is not UTF-8 cannot be carried
+exactly in a JSON string: file_hex then holds its bytes in hex (else it is null).
+
+A failure is said once: the report on stdout says it, and one line goes to stderr as well
+only when stdout is not a terminal (so a person still sees it when the report is redirected).
+With --json nothing goes to stderr; with --quiet there is no report, only that line.
 
 In strict mode a tail is a refusal: code TAIL_DAMAGE, exit 2 (outcome still names the tail).
 In point-in-time mode mid-log corruption is a cut too: outcome "corrupt", code null, exit 1.
@@ -33,6 +39,7 @@ In point-in-time mode mid-log corruption is a cut too: outcome "corrupt", code n
 
 // recoveryFlags are the flags verify, recover, dump and bench share.
 type recoveryFlags struct {
+	outFlags
 	json        bool
 	mode        modeFlag
 	maxRecord   sizeFlag
@@ -47,16 +54,21 @@ func (rf *recoveryFlags) register(fs *flag.FlagSet, withMode bool, defaultPar in
 	rf.maxRecord = recovery.DefaultMaxRecord
 	fs.Var(&rf.maxRecord, "max-record-size", "largest record payload recovery accepts, a `size` like 4096, 64KiB, 1GiB")
 	if defaultPar >= 0 {
-		fs.IntVar(&rf.parallelism, "parallelism", defaultPar, "verifier goroutines: 0 one per CPU, 1 the sequential loop (default 0)")
+		fs.IntVar(&rf.parallelism, "parallelism", defaultPar, fmt.Sprintf("verifier goroutines: 0 one per CPU, 1 the sequential loop, at most %d", maxParallelism))
 	}
+	rf.outFlags.register(fs)
 }
+
+// maxParallelism is recovery's own limit on WithParallelism (TestParallelismLimit holds the
+// two together): a larger value is a usage error here, not a failed recovery.
+const maxParallelism = 1024
 
 // check rejects flag values recovery would refuse, as a usage error (one line, exit 3).
 func (rf *recoveryFlags) check(fs *flag.FlagSet, stderr io.Writer) bool {
 	var msg string
 	switch {
-	case rf.parallelism < 0:
-		msg = fmt.Sprintf("--parallelism %d < 0", rf.parallelism)
+	case rf.parallelism < 0 || rf.parallelism > maxParallelism:
+		msg = fmt.Sprintf("--parallelism %d outside [0, %d]", rf.parallelism, maxParallelism)
 	case rf.maxRecord < 1 || rf.maxRecord > classify.MaxRecordLimit:
 		msg = fmt.Sprintf("--max-record-size %d outside [1, %d]", int64(rf.maxRecord), int64(classify.MaxRecordLimit))
 	default:
@@ -86,8 +98,8 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if !rf.check(fs, stderr) {
 		return exitError
 	}
-	r := verifyFile(ctx, pos[0], &rf, nil, newProgress(stderr, "verify"))
-	return emit(stdout, stderr, "verify", &r, nil, rf.json)
+	r := verifyFile(ctx, pos[0], &rf, nil, rf.progress(stderr, "verify"))
+	return emit(stdout, stderr, "verify", &r, nil, &rf)
 }
 
 // verifyFile recovers path read-only into app (nil: discard) and reports.
@@ -103,25 +115,33 @@ func verifyFile(ctx context.Context, path string, rf *recoveryFlags, app recover
 	p.done()
 	r := newReport(path, mode, res, err)
 	r.readOnly = true
-	nameStrictTail(ctx, &r, f, rf.options())
 	return r
 }
 
 // emit prints a report (human or JSON) and the one-line error, and returns its exit status.
-func emit(stdout, stderr io.Writer, cmd string, r *report, rec *recoverReport, asJSON bool) int {
+//
+// A failure is said once to whoever is looking: the report on stdout says it; the one line on
+// stderr is added only when stdout is not a terminal and the report is not JSON (a person at
+// the terminal then still sees why), or with --quiet, which prints no report.
+func emit(stdout, stderr io.Writer, cmd string, r *report, rec *recoverReport, rf *recoveryFlags) int {
 	out := &errWriter{w: stdout}
 	switch {
-	case asJSON && rec != nil:
+	case rf.quiet:
+	case rf.json && rec != nil:
+		rec.prepareJSON()
 		writeJSON(out, rec)
-	case asJSON:
+	case rf.json:
+		r.prepareJSON()
 		writeJSON(out, r)
 	default:
 		writeHuman(out, r, rec)
 	}
-	errorLine(stderr, cmd, r)
+	if rf.quiet || !rf.json && !isTerminal(stdout) {
+		errorLine(stderr, cmd, r)
+	}
 	if out.err != nil { // a report nobody can read is not a success
 		fmt.Fprintf(stderr, "walrec %s: cannot write the report: %v\n", cmd, out.err)
-		return exitError
+		return max(r.Exit, exitError)
 	}
 	return r.Exit
 }

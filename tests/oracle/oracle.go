@@ -2,9 +2,9 @@
 //
 // It takes the entire log as one []byte and walks it the way the TypeScript kernel loads a
 // file (one buffer, one sequential pass), but it decides every record exactly by this
-// project's rules (docs/classification.md). It shares no code with the streaming recovery:
-// it imports only the standard library. Tests compare the streaming implementation against
-// it, and benchmarks use it as the baseline.
+// project's rules, read from the spec (recovery.md, section 2). It shares no code with the
+// streaming recovery: it imports only the standard library. Tests compare the streaming
+// implementation against it, and benchmarks use it as the baseline.
 //
 // It is written to be obviously correct rather than fast: every length check is done in
 // int64 against the input's size, nothing is allocated from a length field (payloads, keys
@@ -53,6 +53,18 @@ type Outcome struct {
 	Records     int64  // records replayed (good records before the decision point)
 	Ops         int64  // ops replayed
 	End         int64  // offset just past the last replayed record (or the first-record offset)
+	// Refused is, in strict mode only, the truncation that the TAIL_DAMAGE refusal declined
+	// to make (Bytes > 0); it is the zero value otherwise, including for a truncation that
+	// was made (see Truncate) and for every other code.
+	Refused Refusal
+}
+
+// Refusal names a truncation that strict mode refused: the file would have been cut at
+// Offset, losing Bytes bytes, for Reason (ReasonTornHeader, ReasonTornTail or
+// ReasonDamagedTail).
+type Refusal struct {
+	Offset, Bytes int64
+	Reason        string
 }
 
 // Error codes.
@@ -168,7 +180,15 @@ func Recover(data []byte, opts Options, apply func(ops []Op)) Outcome {
 			switch {
 			case !selfOK || n == 0:
 				bad, damaged = true, true
+			case end > size && n <= maxRec:
+				// The header checks out and its length is plausible: every byte of
+				// [off, size) is this append's own unfinished payload. Torn tail, with
+				// no evidence search (recovery.md, changed 2026-12-01).
+				out.decideTail(opts.Mode, ReasonTornTail, off, size)
+				return out
 			case end > size:
+				// Over the maximum and past the end (an erased 0xFF header checks out with
+				// length 0xFFFFFFFF): torn unless [off, size) holds evidence.
 				bad, damaged = true, false
 			case n > maxRec:
 				return out.refuse(CodeRecordTooLarge, off)
@@ -249,6 +269,7 @@ func (o *Outcome) decideTail(mode Mode, reason string, off, size int64) {
 	o.Reason = reason
 	if mode == Strict {
 		o.Code, o.ErrOffset = CodeTailDamage, off
+		o.Refused = Refusal{Offset: off, Bytes: size - off, Reason: reason}
 		return
 	}
 	o.Truncate, o.TruncOffset, o.TruncBytes = true, off, size-off
@@ -353,11 +374,13 @@ const (
 	EvidenceBudget = "budget"
 )
 
-// search looks for evidence of a later write in data[off:] for the bad record at off, in the
-// exact order of docs/classification.md, and returns which rule found it (EvidenceNone when
+// search looks for evidence of a later write in data[off:] for the bad record at off, rule by
+// rule in the order recovery.md lists them, and returns which rule found it (EvidenceNone when
 // nothing did, EvidenceBudget when the budget ran out) and the work units used.
 // v1 selects the layout; damaged says the v1 record at off is DAMAGED (rule 1 applies) rather
-// than TORN. For legacy files damaged is ignored.
+// than TORN. For legacy files damaged is ignored. Recover calls it for a TORN v1 record only
+// when the header's length is over the maximum record size (a torn header within the maximum
+// is cut without a search).
 func search(data []byte, off int64, v1, damaged bool, maxRec uint32, budget int64) (string, int64) {
 	size := int64(len(data))
 	m := &meter{budget: budget}

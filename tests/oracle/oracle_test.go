@@ -6,12 +6,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io/fs"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -294,6 +296,12 @@ func check(t *testing.T, name string, data []byte, opts Options, w want) {
 	if w.trunc {
 		bad = bad || o.TruncOffset != w.truncAt || o.TruncBytes != size-w.truncAt
 	}
+	// Strict mode names the truncation it refused; nothing else fills Refused.
+	wantRefused := Refusal{}
+	if w.code == CodeTailDamage {
+		wantRefused = Refusal{Offset: w.errOff, Bytes: size - w.errOff, Reason: w.reason}
+	}
+	bad = bad || o.Refused != wantRefused
 	if bad {
 		t.Errorf("%s (mode %d): got %+v, want %+v", name, opts.Mode, o, w)
 		return
@@ -401,14 +409,20 @@ func TestV1Cases(t *testing.T) {
 		t.Errorf("torn payload: verdict %q", v)
 	}
 
-	// TORN with rule-2 evidence: a record declaring 100 bytes, then a whole later record.
+	// TORN, a header declaring 100 bytes (within the maximum) followed by a whole later
+	// record: the header proves its length, so the later record is part of its own torn
+	// payload: torn tail, no search (recovery.md, 2026-12-01). The search itself would have
+	// found rule-2 evidence there, which is what the old rule refused on.
 	big := u32(100)
 	liar := cat(big, u32(crc32.ChecksumIEEE(big)), u32(0x12345678))
 	tornEv := cat(clean, liar, r4)
-	checkModes(t, "torn with later record", tornEv, Options{}, "v1", "corrupt", "", end, 3, s3)
+	checkModes(t, "torn with later record", tornEv, Options{}, "v1", "tail", ReasonTornTail, end, 3, s3)
 	if v := verdict(tornEv, end, true, false, 0); v != EvidenceRule2 {
 		t.Errorf("torn with later record: verdict %q, want 2", v)
 	}
+	// The same header over the maximum (100 > 50) is searched, and the later record is
+	// evidence: corrupt.
+	checkModes(t, "torn over max with later record", tornEv, Options{MaxRecord: 50}, "v1", "corrupt", "", end, 3, s3)
 
 	// Rule 1a: a middle record's payload rotted; its header is whole and bytes follow it.
 	mid := flip(clean, int(o2)+14, 0x01)
@@ -553,6 +567,166 @@ func TestLegacyCases(t *testing.T) {
 	checkModes(t, "malformed", cat(r1, legrec([]byte{0, 0, 0, 0, 9})), Options{}, "legacy", "corrupt", "", o2, 1, s1)
 }
 
+// ---- (3b) torn values that carry log data (recovery.md section 2, changed 2026-12-01) ----
+
+// tornEveryCut appends rec (a v1 record whose value carries log-like bytes) to a v1 file with
+// one good record before it, and cuts the file at every byte inside rec. Each cut must be a
+// torn tail at rec's offset in every mode (strict refuses it and names the cut), never
+// CORRUPT_WAL, whatever the cut leaves of the embedded data. It returns, per cut, the verdict
+// the evidence search would have given (what the old rule refused on), so that callers can
+// show the embedded bytes really do look like evidence.
+func tornEveryCut(t *testing.T, name string, rec []byte, opts Options) map[int]string {
+	t.Helper()
+	r1 := v1rec(payload(set("a", "1")))
+	base := cat(hdr, r1)
+	off := int64(len(base))
+	s1 := map[string]string{"a": "1"}
+	full := cat(base, rec)
+	// Whole, the record replays.
+	if o := Recover(full, opts, nil); o.Code != "" || o.Truncate || o.Records != 2 {
+		t.Fatalf("%s: whole file not clean: %+v", name, o)
+	}
+	max := opts.MaxRecord
+	if max == 0 {
+		max = DefaultMaxRecord
+	}
+	verdicts := map[int]string{}
+	for cut := 1; cut < len(rec); cut++ {
+		data := full[:int(off)+cut]
+		checkModes(t, fmt.Sprintf("%s, cut %d/%d", name, cut, len(rec)), data, opts, "v1", "tail", ReasonTornTail, off, 1, s1)
+		if cut >= v1HeaderLen {
+			verdicts[cut] = verdict(data, off, true, false, max)
+		}
+	}
+	return verdicts
+}
+
+// A torn value that contains a valid v1 record header (self-checksum good, length within the
+// maximum): under the old rule it was rule-2 evidence and the crash was refused.
+func TestTornValueWithV1Header(t *testing.T) {
+	inner := v1rec(payload(set("x", "yy")))
+	value := cat([]byte("prefix:"), inner[:12], []byte(":and some more bytes after it"))
+	rec := v1rec(payload(set("k", string(value))))
+	verdicts := tornEveryCut(t, "value with v1 header", rec, Options{})
+	// The embedded header starts at 12 (record header) + 10 (op up to the value) + 7.
+	at := 12 + 10 + 7
+	if bytes.Index(rec, inner[:12]) != at {
+		t.Fatal("test layout assumption broken")
+	}
+	for cut, v := range verdicts {
+		if cut >= at+8 && v != EvidenceRule2 {
+			t.Errorf("cut %d: the search finds %q, want rule 2 (the case would not test the change)", cut, v)
+		}
+	}
+}
+
+// A torn value holding whole verifiable v1 records and legacy-framed records.
+func TestTornValueWithWholeRecords(t *testing.T) {
+	p1 := payload(set("inner1", "v1"), del("gone"))
+	p2 := payload(set("inner2", "legacy"))
+	p3 := payload(set("inner3", "v1 again"))
+	value := cat(v1rec(p1), legrec(p2), v1rec(p3), legrec(p2))
+	rec := v1rec(payload(set("blob", string(value)), set("after", "x")))
+	verdicts := tornEveryCut(t, "value with v1 and legacy records", rec, Options{})
+	start := 12 + 1 + 4 + 4 + 4 // record header, tag, klen, "blob", vlen
+	if !bytes.Equal(rec[start:start+len(value)], value) {
+		t.Fatal("test layout assumption broken")
+	}
+	if v := verdicts[start+len(v1rec(p1))]; v != EvidenceRule2 {
+		t.Errorf("a whole embedded v1 record: the search finds %q, want rule 2", v)
+	}
+
+	// Legacy-framed records alone (rule 3 for the old search).
+	value = cat(legrec(p2), legrec(p1), legrec(p3))
+	rec = v1rec(payload(set("blob", string(value))))
+	verdicts = tornEveryCut(t, "value with legacy records", rec, Options{})
+	if v := verdicts[start+len(legrec(p2))]; v != EvidenceRule3 {
+		t.Errorf("a whole embedded legacy record: the search finds %q, want rule 3", v)
+	}
+	// A MaxRecord below the embedded records' lengths changes nothing: the outer header is
+	// still within the maximum, so nothing is searched.
+	big := int(uint32(len(rec) - 12))
+	tornEveryCut(t, "value with legacy records, tight max", rec, Options{MaxRecord: uint32(big)})
+
+	// The rule is v1's: a legacy file has no self-checking header, so a torn legacy record's
+	// length is untrusted and the records inside its value ARE evidence (CORRUPT_WAL).
+	l1 := legrec(payload(set("a", "1")))
+	lrec := legrec(payload(set("blob", string(value))))
+	lfull := cat(l1, lrec)
+	loff := int64(len(l1))
+	cut := len(l1) + start - 4 + len(legrec(p2)) + 2 // two whole embedded records and a bit
+	checkModes(t, "legacy file, torn value with legacy records", lfull[:cut], Options{}, "legacy", "corrupt", "", loff, 1, map[string]string{"a": "1"})
+	checkModes(t, "legacy file, torn before the embedded records", lfull[:len(l1)+20], Options{}, "legacy", "tail", ReasonDamagedTail, loff, 1, map[string]string{"a": "1"})
+}
+
+// A value that is a whole log file (file header, then records), torn at every point, and
+// also inside a multi-op record after other ops.
+func TestTornValueIsWholeLog(t *testing.T) {
+	log := cat(hdr,
+		v1rec(payload(set("a", "1"))),
+		v1rec(payload(set("b", "2"), del("a"))),
+		v1rec(payload(set("c", strings.Repeat("z", 300)))))
+	if o, st := State(log, Options{}); o.Code != "" || o.Truncate || o.Records != 3 || len(st) != 2 {
+		t.Fatalf("the embedded log is not a clean log: %+v", o)
+	}
+	rec := v1rec(payload(set("db.wal", string(log))))
+	verdicts := tornEveryCut(t, "value is a whole log", rec, Options{})
+	found := 0
+	for _, v := range verdicts {
+		if v != EvidenceNone {
+			found++
+		}
+	}
+	if found == 0 {
+		t.Error("the search finds no evidence at any cut: the case would not test the change")
+	}
+	rec = v1rec(payload(set("x", "y"), del("q"), set("db.wal", string(log)), set("tail", "t")))
+	tornEveryCut(t, "value is a whole log, third op", rec, Options{})
+
+	// Torn inside the value, then the file continues with a valid record that the writer's
+	// next append would never have left: the torn record's own length covers it, so it is
+	// still part of the tail (the header proves the length; nothing after it was written).
+	r1 := v1rec(payload(set("a", "1")))
+	recLog := v1rec(payload(set("db.wal", string(log))))
+	off := int64(8 + len(r1))
+	for _, cut := range []int{12, 13, 30, 40, len(recLog) / 2, len(recLog) - 1} {
+		data := cat(hdr, r1, recLog[:cut])
+		checkModes(t, fmt.Sprintf("whole log torn at %d", cut), data, Options{}, "v1", "tail", ReasonTornTail, off, 1, map[string]string{"a": "1"})
+	}
+}
+
+// An erased 0xFF tail: its "header" checks out with length 0xFFFFFFFF, over any maximum, and
+// runs past the end, so it is still searched: cut when nothing follows, CORRUPT_WAL when a
+// later record does.
+func TestErasedTailOverMax(t *testing.T) {
+	r1 := v1rec(payload(set("a", "1")))
+	r2 := v1rec(payload(set("b", "2")))
+	clean := cat(hdr, r1)
+	off := int64(len(clean))
+	s1 := map[string]string{"a": "1"}
+	ff := bytes.Repeat([]byte{0xFF}, 512)
+	for _, max := range []uint32{0, 1 << 20, 0xFFFFFFFE} {
+		opts := Options{MaxRecord: max}
+		checkModes(t, "erased, nothing follows", cat(clean, ff), opts, "v1", "tail", ReasonTornTail, off, 1, s1)
+		// Even a short erased tail of exactly a header.
+		checkModes(t, "erased header only", cat(clean, ff[:12]), opts, "v1", "tail", ReasonTornTail, off, 1, s1)
+		// A later v1 record inside or after the erased region: evidence.
+		checkModes(t, "erased, then a v1 record", cat(clean, ff, r2), opts, "v1", "corrupt", "", off, 1, s1)
+		checkModes(t, "erased, then a v1 record, then erased", cat(clean, ff, r2, ff), opts, "v1", "corrupt", "", off, 1, s1)
+		// A later v1 header alone (its payload torn) is evidence too (rule 2).
+		checkModes(t, "erased, then a torn v1 record", cat(clean, ff, r2[:14]), opts, "v1", "corrupt", "", off, 1, s1)
+		// A later legacy-framed record: evidence (rule 3).
+		checkModes(t, "erased, then a legacy record", cat(clean, ff, legrec(payload(set("c", "3")))), opts, "v1", "corrupt", "", off, 1, s1)
+	}
+	// The maximum is exact: a torn header of length == max is cut unsearched, max + 1 is searched.
+	n := uint32(100)
+	h := cat(u32(n), u32(crc32.ChecksumIEEE(u32(n))), u32(0))
+	data := cat(clean, h, make([]byte, 10), r2) // 10 + len(r2) < 100: torn
+	checkModes(t, "torn, length == max", data, Options{MaxRecord: n}, "v1", "tail", ReasonTornTail, off, 1, s1)
+	checkModes(t, "torn, length == max+1", data, Options{MaxRecord: n - 1}, "v1", "corrupt", "", off, 1, s1)
+	checkModes(t, "torn, length == max+1, no evidence", cat(clean, h, make([]byte, 10)), Options{MaxRecord: n - 1}, "v1", "tail", ReasonTornTail, off, 1, s1)
+}
+
 // The charging, pinned exactly on a tiny legacy case.
 func TestBudgetCharging(t *testing.T) {
 	r1 := legrec(payload(set("a", "1")))
@@ -678,12 +852,32 @@ func checkInvariants(t *testing.T, data []byte, opts Options) {
 		t.Fatalf("clean but End != size: %+v", o)
 	}
 	// The modes agree on everything but what they do with a tail or corruption.
+	var byMode [3]Outcome
 	for _, m := range []Mode{Tolerate, Strict, PointInTime} {
 		p := opts
 		p.Mode = m
 		q := Recover(data, p, nil)
 		if q.Records != o.Records || q.End != o.End || q.Layout != o.Layout || q.Ops != o.Ops {
 			t.Fatalf("modes disagree: %+v vs %+v", q, o)
+		}
+		byMode[m] = q
+	}
+	// A strict refusal names exactly the cut that tolerate mode makes; nothing else fills
+	// Refused, and every tolerated tail cut is a strict refusal.
+	tol, str := byMode[Tolerate], byMode[Strict]
+	for _, q := range byMode {
+		if q.Code != CodeTailDamage && q.Refused != (Refusal{}) {
+			t.Fatalf("Refused set without a TAIL_DAMAGE refusal: %+v", q)
+		}
+	}
+	if (str.Code == CodeTailDamage) != (tol.Truncate && tol.Reason != ReasonCorrupt) {
+		t.Fatalf("strict %+v vs tolerate %+v", str, tol)
+	}
+	if str.Code == CodeTailDamage {
+		r := str.Refused
+		if r.Bytes <= 0 || r.Offset != str.ErrOffset || r.Reason != str.Reason ||
+			r.Offset != tol.TruncOffset || r.Bytes != tol.TruncBytes || r.Reason != tol.Reason {
+			t.Fatalf("strict refusal %+v vs tolerate %+v", str, tol)
 		}
 	}
 }

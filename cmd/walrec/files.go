@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// freeSpace is how many bytes an unprivileged writer can still put in the filesystem holding
+// dir (ok = false where it cannot be measured). Tests replace it to simulate a full disk.
+var freeSpace = func(dir string) (free int64, ok bool) { return statfsFree(dir) }
+
+// notRegular is the error for a path that exists and is not a regular file.
+func notRegular(path string, fi fs.FileInfo) error {
+	if fi.IsDir() {
+		return &fs.PathError{Op: "open", Path: path, Err: syscall.EISDIR}
+	}
+	return &fs.PathError{Op: "open", Path: path, Err: errors.New("not a regular file (" + kindOf(fi) + ")")}
+}
+
+// kindOf names a file's type for a person.
+func kindOf(fi fs.FileInfo) string {
+	switch m := fi.Mode(); {
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m.IsDir():
+		return "a directory"
+	}
+	return fi.Mode().Type().String()
+}
+
+// ownFile is a regular file this process created: it is the only kind of file a command
+// removes when it fails or is stopped.
+type ownFile struct {
+	path string
+	fi   fs.FileInfo // the file as created (for os.SameFile)
+}
+
+// createOwn creates path, which must not exist, as a new regular file (O_EXCL: never an
+// existing file, never a FIFO or device, which O_EXCL refuses without opening).
+func createOwn(path string, perm fs.FileMode) (*os.File, *ownFile, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, nil, err
+	}
+	return f, &ownFile{path: path, fi: fi}, nil
+}
+
+// remove deletes the file if the name still refers to the regular file this process created
+// (it may have been renamed or replaced meanwhile: then it is left alone).
+func (o *ownFile) remove() error {
+	if o == nil {
+		return nil
+	}
+	fi, err := os.Lstat(o.path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	if !fi.Mode().IsRegular() || !os.SameFile(fi, o.fi) {
+		return fmt.Errorf("%s is no longer the file walrec created; left alone", o.path)
+	}
+	return os.Remove(o.path)
+}
+
+// syncDir makes dir's entries durable (a new or renamed file in it survives a crash).
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// needSpace refuses to write need bytes into dir when its filesystem has less free.
+func needSpace(dir string, need int64, what string) error {
+	free, ok := freeSpace(dir)
+	if !ok || need <= free {
+		return nil
+	}
+	return fmt.Errorf("%s needs %s but only %s is free in %s", what, bytesHuman(need), bytesHuman(free), dirName(dir))
+}
+
+// dirName is dir for messages ("." reads badly).
+func dirName(dir string) string {
+	if dir == "." {
+		if wd, err := os.Getwd(); err == nil {
+			return wd
+		}
+	}
+	return dir
+}
+
+// bytesHuman writes n bytes exactly, with a binary-unit approximation when that helps.
+func bytesHuman(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%s bytes (%.1f GiB)", group(n), float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%s bytes (%.1f MiB)", group(n), float64(n)/(1<<20))
+	}
+	return group(n) + " bytes"
+}
+
+// resolve follows symbolic links to the file they name, so that what a command writes beside
+// a database goes beside the database, not beside a link to it. A path that does not exist
+// (yet) resolves to itself.
+func resolve(path string) string {
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		return r
+	}
+	return path
+}
+
+// pauseHere lets a test stop a command at a known step: when testPause names point,
+// testPaused runs there (the signal tests announce the point and wait for the signal).
+// Both are unset outside tests.
+func pauseHere(ctx context.Context, point string) {
+	if testPause == point && testPaused != nil {
+		testPaused(ctx, point)
+	}
+}
+
+var (
+	testPause  string
+	testPaused func(ctx context.Context, point string)
+)
