@@ -46,7 +46,6 @@ func TestSimulation(t *testing.T) {
 	if only != "" && !slices.ContainsFunc(profiles, func(p profile) bool { return p.name == only }) {
 		t.Fatalf("DST_PROFILE=%q: no such profile", only)
 	}
-	skip := func(p profile) bool { return p.pending != "" && p.name != only } // DST_PROFILE runs it anyway
 	list := seeds(t)
 	var mu sync.Mutex
 	tally := map[string]map[string]int{}
@@ -57,7 +56,7 @@ func TestSimulation(t *testing.T) {
 		}
 		t.Logf("%d seeds in %v", len(list), time.Since(start).Round(time.Millisecond))
 		for _, p := range profiles {
-			if only != "" && p.name != only || skip(p) {
+			if only != "" && p.name != only {
 				continue
 			}
 			t.Logf("%-13s %v", p.name, tally[p.name])
@@ -74,7 +73,7 @@ func TestSimulation(t *testing.T) {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			t.Parallel()
 			for _, p := range profiles {
-				if only != "" && p.name != only || skip(p) {
+				if only != "" && p.name != only {
 					continue
 				}
 				mine := map[string]int{}
@@ -92,14 +91,5 @@ func TestSimulation(t *testing.T) {
 				mu.Unlock()
 			}
 		})
-	}
-}
-
-// TestPendingProfiles names the profiles skipped until a change they need is merged.
-func TestPendingProfiles(t *testing.T) {
-	for _, p := range profiles {
-		if p.pending != "" {
-			t.Run(p.name, func(t *testing.T) { t.Skipf("pending: %s (DST_PROFILE=%s runs it)", p.pending, p.name) })
-		}
 	}
 }
