@@ -11,15 +11,19 @@
 //	err = d.Close()
 //
 // A read-write transaction that returns nil commits: its ops become ONE record, appended and
-// fsync'd before the new state is visible to anyone. Writers are serialized; readers see the
-// snapshot published when they began (a copy-on-write clone of the B-tree, never a copy of the
-// store). If an append or fsync fails, the database latches into a failed state (ErrFailed) and
-// refuses writes until it is reopened. One writer per file (an exclusive lock, ErrLocked);
-// a ReadOnly open takes no lock and writes nothing.
+// fsync'd before the new state is visible to anyone. Writers' functions are serialized; the
+// records of transactions that commit while a group is being synced share the next append and
+// fdatasync (group commit). Readers see the snapshot published when they began (a
+// copy-on-write clone of the B-tree, never a copy of the store). If an append or fsync fails,
+// the database removes the failed bytes, latches into a failed state (ErrFailed) and refuses
+// writes until it is reopened. One writer per file (an exclusive lock, ErrLocked); a ReadOnly
+// open takes no lock and writes nothing. Compact (or WithAutoCompact) rewrites the log as the
+// live state, beside it, then renames it over it.
 //
 // Open replays the log through recovery.Recover. Before recovery cuts a torn or damaged tail,
 // the bytes it cuts are copied to a sidecar file "<path>.cut-<offset>" beside the database and
 // synced, so recovery never destroys a byte; every cut is reported to the OnTruncate callback.
+// Sidecars lists them and RemoveSidecars deletes them.
 package db
 
 import (
