@@ -287,3 +287,29 @@ func writeFile(t testing.TB, path string, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+// Every log the TypeScript kernel wrote, compacted: the same state the kernel reports, in the
+// same layout (a legacy log stays legacy, so the kernel's older release still opens it).
+func TestCompactKernelFixtures(t *testing.T) {
+	dir, all := fixtures(t)
+	for _, f := range all {
+		t.Run(f.File, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), f.File)
+			copyFile(t, filepath.Join(dir, f.File), path)
+			d := mustOpen(t, path)
+			layout := d.Recovery().Layout
+			if _, err := d.Compact(); err != nil {
+				t.Fatal(err)
+			}
+			d.Close()
+			d = mustOpen(t, path, db.ReadOnly())
+			defer d.Close()
+			if got := state(t, d); !reflect.DeepEqual(got, f.state(t)) {
+				t.Fatalf("compacted: %d pairs, the kernel reports %d", len(got), len(f.State))
+			}
+			if len(f.State) > 0 && d.Recovery().Layout != layout {
+				t.Fatalf("layout %v, was %v", d.Recovery().Layout, layout)
+			}
+		})
+	}
+}
