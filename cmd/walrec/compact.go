@@ -10,7 +10,7 @@ import (
 	"github.com/streamwal/recovery/db"
 )
 
-const compactUsage = `Usage: walrec compact FILE [--json]
+const compactUsage = `Usage: walrec compact FILE [--json] [--quiet]
 
 Rewrites the database FILE as its live state (db.Compact): one set per live key, in key
 order, in records of about a megabyte, in the same format and layout, so the other
@@ -42,9 +42,14 @@ type compactReport struct {
 func cmdCompact(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("compact")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	var of outFlags // no bar is drawn here; --quiet prints nothing on success
+	of.register(fs)
 	pos, code, ok := parseFlags(fs, compactUsage, args, 1, stdout, stderr)
 	if !ok {
 		return code
+	}
+	if of.quiet {
+		stdout = io.Discard
 	}
 	path := pos[0]
 	fail := func(err error) int {
@@ -89,7 +94,7 @@ func cmdCompact(_ context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stdout, "%s\n", b)
 		return exitOK
 	}
-	fmt.Fprintf(stdout, "%s: %.1f MiB -> %.1f MiB (%d pairs in %d records)\n", path, float64(r.Before)/(1<<20), float64(r.After)/(1<<20), r.Pairs, r.Records)
+	fmt.Fprintf(stdout, "%s: %.1f MiB -> %.1f MiB (%d pairs in %d records)\n", quoteName(path), float64(r.Before)/(1<<20), float64(r.After)/(1<<20), r.Pairs, r.Records)
 	fmt.Fprintf(stdout, "open before  %.3f s (read-only)\ncompaction   %.3f s (%.0f MB/s of the old log)\nopen after   %.3f s (read-only)\n",
 		r.OpenBefore, r.CompactTime, r.CompactMBps, r.OpenAfter)
 	return exitOK
