@@ -395,26 +395,27 @@ func (db *DB) prepare(fn func(*Tx) error, g int64) (p *pending, lead bool, err e
 	}
 	p = db.frame(tx, bp)
 	db.end += p.n
+	end := db.end
 	db.queue = append(db.queue, p)
 	lead = !db.leading
 	db.leading = true
 	db.cmu.Unlock()
 	db.w = tx.t // the next transaction builds on this one, durable or about to be
 	db.live += tx.live
-	db.maybeCompact()
+	db.maybeCompact(end)
 	if db.serial {
 		p.err, p.done = db.lead(p), true
 	}
 	return p, lead, nil
 }
 
-// maybeCompact starts an automatic compaction when the log has outgrown the live data.
-// Called with mu held.
-func (db *DB) maybeCompact() {
+// maybeCompact starts an automatic compaction when the log, end bytes with the queued
+// records, has outgrown the live data. Called with mu held.
+func (db *DB) maybeCompact(end int64) {
 	if db.autoCompact == 0 || db.compacting || db.closing.Load() {
 		return
 	}
-	if end := db.end; end < autoCompactFloor || float64(end) <= db.autoCompact*float64(db.live+format.FileHeaderSize) {
+	if end < autoCompactFloor || float64(end) <= db.autoCompact*float64(db.live+format.FileHeaderSize) {
 		return
 	}
 	db.compacting = true
