@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -376,5 +377,41 @@ func TestCompactConcurrent(t *testing.T) {
 	}
 	if compactions == 0 {
 		t.Fatal("no compaction ran")
+	}
+}
+
+// Compaction streams the snapshot: what it allocates does not grow with the data (no second
+// copy of the store, a bounded buffer).
+func TestCompactMemoryBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.db")
+	d := mustOpen(t, path)
+	defer d.Close()
+	val := bytes.Repeat([]byte("v"), 8<<10)
+	for i := range 40 {
+		mustUpdate(t, d, func(tx *db.Tx) error {
+			for j := range 100 { // 4,000 pairs, 53 MiB live; values under and over bigValue
+				v := val
+				if j%10 == 0 {
+					v = bytes.Repeat([]byte("w"), 64<<10)
+				}
+				if err := tx.Set(fmt.Appendf(nil, "%02d/%03d", i, j), v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	res, err := d.Compact()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&m1)
+	alloc := m1.TotalAlloc - m0.TotalAlloc
+	t.Logf("compacting %d bytes (%d pairs) allocated %d bytes", res.After, res.Pairs, alloc)
+	if alloc > 4<<20 || res.After < 50<<20 {
+		t.Fatalf("compacting %d bytes allocated %d bytes", res.After, alloc)
 	}
 }
