@@ -170,7 +170,9 @@ func TestSIGKILL(t *testing.T) {
 	next := uint64(1)
 	acked := map[uint64]bool{}
 	deadline := time.Now().Add(dur)
-	for time.Now().Before(deadline) {
+	// Past the duration, it goes on until it has checked something (a slow machine may start
+	// the writer slowly): a run never fails for being slow, only for a lost or partial commit.
+	for time.Now().Before(deadline) || st.kills < 3 || st.checked == 0 {
 		writers := []int{1, 4, 16}[rng.IntN(3)]
 		compact := rng.IntN(2) == 0
 		// Kill delays: often right at the start (inside open and its cut), else anywhere in
@@ -218,9 +220,6 @@ func TestSIGKILL(t *testing.T) {
 	st.sidecars += len(side)
 	t.Logf("%d kills (%d during a compaction) over %d files in %v: %d acknowledged commits, %d checks of an acknowledged commit after a kill (%d of an unacknowledged one found whole), %d compactions, %d cuts at open, %d sidecars, %d lost, %d partial",
 		st.kills, st.killsInCompaction, st.files+1, dur, st.acked, st.checked, st.unacked, st.compactions, st.cuts, st.sidecars, st.lost, st.partial)
-	if st.kills < 3 || st.checked == 0 {
-		t.Fatalf("the test did not exercise anything: %+v", st)
-	}
 }
 
 type stats struct {
