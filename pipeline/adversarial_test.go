@@ -694,3 +694,75 @@ var (
 	_       io.ReaderAt = overlapFail{}
 	errBoom             = errors.New("boom")
 )
+
+// rereadReader returns the file's bytes, except that a read starting exactly at offset At (the
+// carver's second read of a straddling record, header included) sees the record's length
+// field raised by Delta: storage that returns different bytes on a re-read, or a file
+// overwritten during recovery.
+type rereadReader struct {
+	b     []byte
+	At    int64
+	Delta uint32
+}
+
+func (r rereadReader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := bytes.NewReader(r.b).ReadAt(p, off)
+	if off == r.At && n >= 4 {
+		binary.BigEndian.PutUint32(p, binary.BigEndian.Uint32(p)+r.Delta)
+	}
+	return n, err
+}
+
+// TestBug_StraddlerRereadPanics: the carver validates a straddling record's header from the
+// chunk's bytes (or from its own read of a split header), then reads the record again, header
+// included, into Aux or the shared buffer; chunk.Walk re-reads the length from that second
+// copy and slices by it ("the carver validated every header it passed, so the walk trusts
+// them"). When the second read returns a different length (a device that flips a bit on a
+// re-read, a file rewritten under us), verify.Batch slices past the record and panics: a
+// runtime panic from bad input, at every parallelism, where a typed error is due.
+func TestBug_StraddlerRereadPanics(t *testing.T) {
+	const rs = 4 << 10
+	rng := rand.New(rand.NewPCG(6, 6))
+	for _, layout := range []format.Layout{format.LayoutV1, format.LayoutLegacy} {
+		for _, big := range []bool{false, true} {
+			l := testlog.Build(layout)
+			for range 30 {
+				l.Append(testlog.SizedTx(rng, 300, 8)) // the 14th or so runs past the first chunk
+			}
+			if big {
+				l.Append(testlog.SizedTx(rng, 3*rs, 8))
+			}
+			for range 10 {
+				l.Append(testlog.SizedTx(rng, 300, 8))
+			}
+			// The first record that runs past a chunk boundary (and, if big, the large one).
+			var at int64 = -1
+			for i, o := range l.Offsets[:len(l.Offsets)-1] {
+				end := l.Offsets[i+1]
+				chunkEnd := layout.FirstRecord() + ((o-layout.FirstRecord())/rs+1)*rs
+				if end > chunkEnd && (!big || end-o > rs) {
+					at = o
+					break
+				}
+			}
+			if at < 0 {
+				t.Fatal("setup: no straddler")
+			}
+			for _, par := range []int{1, 3} {
+				t.Run(fmt.Sprintf("%v/big=%v/par=%d", layout, big, par), func(t *testing.T) {
+					defer func() {
+						if p := recover(); p != nil {
+							t.Fatalf("panic: %v", p)
+						}
+					}()
+					r := rereadReader{b: l.Bytes, At: at, Delta: 1000}
+					_, stats, err := runL(context.Background(), int64(len(l.Bytes)), layout, r, pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
+					if walerr.CodeOf(err) == "" {
+						t.Fatalf("want a typed error for a record that changed between two reads, got %v", err)
+					}
+					settled(t, "reread", stats)
+				})
+			}
+		}
+	}
+}
