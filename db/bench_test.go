@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/streamwal/recovery/internal/heapsample"
+	"github.com/streamwal/recovery/internal/workload"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/db"
@@ -44,16 +47,13 @@ func BenchmarkCommit(b *testing.B) {
 // records (4 sets of 16-byte keys and 200-byte values), the keys drawn from 4096, so the store
 // stays under 1 MiB while the log is 300,000 records and 1.2 million ops. The file is in the
 // page cache. recover-only is the same recovery into recovery.Discard: the difference is the
-// cost of the store. open-tree-only replays straight into the B-tree all the way
-// (WithReplayIndexAfter(-1)), for comparison with the default, which switches to the hash
-// index.
+// cost of the store.
 func BenchmarkOpen256MiB(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "big.db")
 	size := writeBigLog(b, path, 256<<20, 4096)
 	for _, p := range []int{1, 0} {
 		name := fmt.Sprintf("parallelism=%d", p)
 		b.Run("open/"+name, func(b *testing.B) { benchOpen(b, path, size, p, 4096) })
-		b.Run("open-tree-only/"+name, func(b *testing.B) { benchOpen(b, path, size, p, -1) })
 		b.Run("recover-only/"+name, func(b *testing.B) {
 			b.SetBytes(size)
 			b.ReportAllocs()
@@ -75,16 +75,16 @@ func BenchmarkOpen256MiB(b *testing.B) {
 	}
 }
 
-func benchOpen(b *testing.B, path string, size int64, par int, indexAfter int64) {
+func benchOpen(b *testing.B, path string, size int64, par int, keys int) {
 	b.SetBytes(size)
 	b.ReportAllocs()
 	for b.Loop() {
-		d, err := db.Open(path, db.WithRecovery(recovery.WithParallelism(par)), db.WithReplayIndexAfter(indexAfter))
+		d, err := db.Open(path, db.WithRecovery(recovery.WithParallelism(par)))
 		if err != nil {
 			b.Fatal(err)
 		}
 		if err := d.View(func(tx *db.Tx) error {
-			if tx.Len() != 4096 {
+			if tx.Len() != keys {
 				return fmt.Errorf("%d keys", tx.Len())
 			}
 			return nil
@@ -196,5 +196,76 @@ func BenchmarkConcurrentCommits(b *testing.B) {
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
 			})
 		}
+	}
+}
+
+// BenchmarkOpenDemo: read-only Open of the log walrec demo builds (256 MiB of a small shop's
+// transactions: ~58,000 records, ~436,000 sets and deletes, ~60,000 live keys holding
+// ~43 MiB), against recovery alone into recovery.Discard in the same run. heapMiB is the
+// peak heap growth during one Open (sampled), liveMiB the keys and values the store holds.
+func BenchmarkOpenDemo(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "demo.db")
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	w.Write(format.FileHeader[:])
+	size := int64(format.FileHeaderSize)
+	shop := workload.NewShop(1)
+	var rec []byte
+	for {
+		rec = format.AppendRecord(rec[:0], format.LayoutV1, shop.Tx())
+		if size+int64(len(rec)) > 256<<20 {
+			break
+		}
+		w.Write(rec)
+		size += int64(len(rec))
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	for _, p := range []int{1, 0} {
+		name := fmt.Sprintf("parallelism=%d", p)
+		b.Run("open/"+name, func(b *testing.B) {
+			b.SetBytes(size)
+			var heap, live int64
+			for b.Loop() {
+				h := heapsample.Start(time.Millisecond)
+				d, err := db.Open(path, db.ReadOnly(), db.WithRecovery(recovery.WithParallelism(p), recovery.WithProgress(func(int64, int64) { h.Sample() })))
+				heap = h.Growth()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if live == 0 { // once: Range copies every value
+					b.StopTimer()
+					d.View(func(tx *db.Tx) error {
+						for k, v := range tx.Range(nil, nil) {
+							live += int64(len(k) + len(v))
+						}
+						return nil
+					})
+					b.StartTimer()
+				}
+				d.Close()
+			}
+			b.ReportMetric(float64(heap)/(1<<20), "heapMiB")
+			b.ReportMetric(float64(live)/(1<<20), "liveMiB")
+		})
+		b.Run("recover-only/"+name, func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				f, err := os.Open(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				rf, _ := recovery.OSFile(f)
+				if _, err := recovery.Recover(context.Background(), rf, recovery.Discard, recovery.WithParallelism(p), recovery.ReadOnly()); err != nil {
+					b.Fatal(err)
+				}
+				f.Close()
+			}
+		})
 	}
 }

@@ -51,7 +51,6 @@ type options struct {
 	noSidecar  bool
 	readOnly   bool
 	maxRecord  int64
-	indexAfter int64
 	serial     bool
 
 	autoCompact float64
@@ -93,15 +92,6 @@ func WithContext(ctx context.Context) Option { return func(o *options) { o.ctx =
 // recovery.DefaultMaxRecord, 1 GiB; at most 0xFFFFFFFE). A transaction whose record would be
 // larger fails with ErrTxTooLarge.
 func WithMaxRecordSize(n int64) Option { return func(o *options) { o.maxRecord = n } }
-
-// WithReplayIndexAfter tunes how Open replays the log into the store. Replay starts by
-// inserting into the B-tree; once it has replayed at least ops ops and the log has proved
-// overwrite-heavy (four or more ops per live key), it switches to a hash index and sorts the
-// survivors into the B-tree at the end, which is several times faster for a log much larger
-// than its store. The default is 4096; 0 considers the switch from the first record; a
-// negative value never switches (the least memory while replaying a log whose keys are
-// mostly distinct).
-func WithReplayIndexAfter(ops int64) Option { return func(o *options) { o.indexAfter = ops } }
 
 // TruncationReport describes one cut recovery decided at Open.
 type TruncationReport struct {
@@ -166,7 +156,7 @@ const keepBuf = 1 << 20
 // (recovery.ErrCorruptWAL, ErrIncompleteRead, ErrIO, ...) when the log cannot be replayed, with
 // the file untouched.
 func Open(path string, opts ...Option) (*DB, error) {
-	o := options{fs: OS, ctx: context.Background(), maxRecord: recovery.DefaultMaxRecord, indexAfter: defaultIndexAfter}
+	o := options{fs: OS, ctx: context.Background(), maxRecord: recovery.DefaultMaxRecord}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -236,7 +226,8 @@ func (db *DB) open(o *options) error {
 			return err
 		}))
 	}
-	ld := newLoader(o.indexAfter)
+	ld := newLoader()
+	ropts = append(ropts, recovery.WithPrepare(prepare))
 	res, err := recovery.Recover(o.ctx, &recFile{f: f, size: size}, ld, ropts...)
 	if err != nil {
 		return fmt.Errorf("db: open %s: %w", db.path, err)
@@ -270,7 +261,9 @@ func (db *DB) open(o *options) error {
 	if end == 0 {
 		db.layout = format.LayoutV1 // new files are v1: the header goes with the first record
 	}
-	db.w = ld.finish()
+	if db.w, err = ld.finish(f, end, res.Parallelism); err != nil {
+		return fmt.Errorf("db: open %s: %w", db.path, err)
+	}
 	db.pub.Store(db.w.Clone())
 	if db.autoCompact > 0 && !db.readOnly {
 		if db.autoCompact <= 1 {

@@ -2,13 +2,17 @@ package db
 
 import (
 	"bytes"
+	"cmp"
+	"fmt"
 	"slices"
+	"sync"
 	"unsafe"
 
 	"github.com/google/btree"
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/walerr"
 )
 
 // The store is an ordered in-memory map on github.com/google/btree's generic BTreeG.
@@ -84,16 +88,12 @@ type slab struct {
 	live int
 }
 
-// arena hands out store-owned memory to the recovery applier, and takes it back: a pair
-// that is overwritten or deleted during replay is dead (no transaction, no reader, nothing
-// but the replay's own tree ever saw it), so a slab whose live count reaches zero is reused.
-// In an overwrite-heavy log the replay therefore cycles through a few slabs that stay warm in
-// cache instead of touching the whole log's worth of fresh memory. The arena exists only
-// during Open: afterwards no pair is ever recycled (snapshots may still see it), and slabs
-// are kept alive only by the pairs that point into them.
+// arena hands out store-owned memory during Open: the replay's copies of its keys (taken back
+// when a key is deleted, so a slab whose live count reaches zero is reused), and the pairs
+// finish reads back. Afterwards no pair is ever recycled (snapshots may still see it), and
+// slabs are kept alive only by the pairs that point into them.
 type arena struct {
-	spare *[][]byte // slabs of an arena compacted away, reused before making new ones; may be nil
-	size  int64     // bytes of every slab it holds, live or not
+	size  int64 // bytes of every slab it holds, live or not
 	slabs []slab
 	cur   int32   // slab being carved, -1 before the first
 	free  []int32 // empty slabs, not current
@@ -140,17 +140,7 @@ func (a *arena) next(n int) {
 		size = slabSize
 	}
 	a.retire()
-	var buf []byte
-	for a.spare != nil && len(*a.spare) > 0 && buf == nil { // fresh memory is slow to touch
-		sp := *a.spare
-		if b := sp[len(sp)-1]; len(b) >= size {
-			buf = b
-		}
-		*a.spare = sp[:len(sp)-1]
-	}
-	if buf == nil {
-		buf = make([]byte, size)
-	}
+	buf := make([]byte, size)
 	a.size += int64(len(buf))
 	a.slabs = append(a.slabs, slab{buf: buf})
 	a.cur = int32(len(a.slabs) - 1)
@@ -175,237 +165,182 @@ func (a *arena) release(b []byte, i int32) {
 	}
 }
 
-// retained is the memory the slabs still in use hold.
-func (a *arena) retained() int64 {
-	var n int64
-	for i := range a.slabs {
-		if a.slabs[i].live > 0 {
-			n += int64(len(a.slabs[i].buf))
+// Replay at open is a location index, not a copy of the log. The ordered applier keeps, for
+// each live key, where its latest value lies in the file (offset, length) and the value's
+// CRC; superseded values are never copied anywhere and no memory is touched for them. Only
+// when the log has been replayed does finish read the surviving values back, once each, in
+// file order through a small window, check each against the CRC taken when its record was
+// verified, and build the tree in key order. The per-op work that needs no store (the value
+// CRCs) runs in recovery's parallel stage, through a Preparer; the applier does one map
+// lookup per op. Open's memory is then the live data plus the index, not the log.
+
+// prepare is the Preparer of a replay: one word per op, the CRC of a set's value (0 for a
+// delete), computed on recovery's workers.
+var prepare = recovery.PrepareFunc(func(r recovery.Record, dst []uint64) []uint64 {
+	for it := r.Ops(); it.Next(); {
+		op := it.Op()
+		var c uint32
+		if op.Kind == format.OpSet {
+			c = format.Checksum(op.Value)
 		}
+		dst = append(dst, uint64(c))
 	}
-	return n
-}
+	return dst
+})
 
-// loader is the recovery.Applier that replays a log into the store. It has two modes.
-//
-// It starts by putting pairs straight into the B-tree (tree mode). That is the right thing
-// while most ops add keys, but a log usually overwrites the same keys again and again, and a
-// B-tree overwrite is a dozen key comparisons, each a pointer chase into the pair memory.
-// Once the log has shown itself overwrite-heavy (at least indexAfter ops, 4096 by default,
-// and at least four ops per live key), the loader moves the keys into a hash index (map
-// mode): the latest pair of each key sits in a slot found through a map, an overwrite costs
-// one lookup and one arena carve, and finish sorts the survivors once and builds the tree in
-// key order (BenchmarkOpen256MiB: about 2.5 times faster than tree mode). On a log whose
-// keys are all distinct it never switches: hashing and then sorting every key is slower than
-// inserting it (measured 2.6 times slower), and holds more memory. Either way the steady
-// state (overwrites) allocates nothing: pairs are carved from recycled arena slabs.
-//
-// In map mode the map's keys alias a copy of each key kept for the map alone (anchors),
-// because the pair holding a key dies when the key is overwritten.
+// loader is the recovery.Applier that replays a log into the location index.
 type loader struct {
-	live       int64 // bytes of the live pairs
-	ops        int64 // ops replayed
-	indexAfter int64 // the fewest ops before map mode; < 0: never
-	pairs      *arena
-	spare      [][]byte // slabs freed by the last compaction, for the next arena
-
-	t *tree // tree mode; nil in map mode
-
-	idx     map[string]int32 // map mode: key -> slot; the string aliases the slot's anchor
-	slots   []slot
-	free    []int32 // unused slots
-	anchors *arena
+	idx   map[string]int32 // key -> slot; the string aliases the slot's copy of the key
+	slots []slot
+	free  []int32 // unused slots
+	keys  *arena  // the keys' copies (recycled when a key is deleted)
+	live  int64   // bytes of the live pairs, keys and values
 }
 
+// slot is a live key and where its latest value is.
 type slot struct {
-	it     item   // the key's latest pair (it.slab: its slab in pairs)
-	anchor []byte // the key, in anchors: what the map's key aliases
-	aslab  int32
+	key   []byte // in keys
+	kslab int32
+	vlen  uint32
+	voff  int64 // file offset of the value
+	vcrc  uint32
 }
 
-// defaultIndexAfter is the default for WithReplayIndexAfter.
-const defaultIndexAfter = 4096
-
-func newLoader(indexAfter int64) *loader {
-	return &loader{t: newTree(), pairs: newArena(), indexAfter: indexAfter}
+func newLoader() *loader {
+	return &loader{idx: map[string]int32{}, keys: newArena()}
 }
 
-// Apply replays one verified record. Its payload aliases a pooled buffer: every byte the
-// store keeps is copied.
+// Apply replays one verified record. Its payload aliases a pooled buffer: the index keeps a
+// copy of each new key and only the location of values.
 func (l *loader) Apply(r recovery.Record) error {
-	if l.t != nil && l.indexAfter >= 0 && l.ops >= l.indexAfter && l.ops >= 4*int64(l.t.Len()) {
-		l.toMap()
-	}
-	l.ops += int64(r.NumOps)
-	if l.t != nil {
-		l.applyTree(r)
-	} else {
-		l.applyMap(r)
-	}
-	if l.pairs.size > 2*l.live+compactSlack {
-		l.compact()
+	words := r.Prepared
+	n := 0
+	for it := r.Ops(); it.Next(); n++ {
+		op := it.Op()
+		i, had := l.idx[string(op.Key)]
+		if op.Kind == format.OpDelete {
+			if had {
+				sl := &l.slots[i]
+				l.live -= int64(len(sl.key)) + int64(sl.vlen)
+				delete(l.idx, string(op.Key)) // before the key's copy can be reused
+				l.keys.release(sl.key, sl.kslab)
+				*sl = slot{}
+				l.free = append(l.free, i)
+			}
+			continue
+		}
+		if n >= len(words) {
+			return fmt.Errorf("db: replay needs the record's value checksums (recovery.WithPrepare(prepare))")
+		}
+		if !had {
+			i = l.newSlot(op.Key)
+			l.live += int64(len(op.Key))
+		} else {
+			l.live -= int64(l.slots[i].vlen)
+		}
+		sl := &l.slots[i]
+		sl.voff = r.PayloadOffset + int64(it.ValueOffset())
+		sl.vlen = uint32(len(op.Value))
+		sl.vcrc = uint32(words[n])
+		l.live += int64(len(op.Value))
 	}
 	return nil
 }
 
-// compactSlack is how much slab memory beyond twice the live bytes replay tolerates before it
-// compacts.
-const compactSlack = 4 * slabSize
-
-// compact copies every live pair into a fresh arena and drops the old one. Slabs are reused
-// only once everything in them is dead, so a log that overwrites random keys leaves a few
-// survivors in every slab and, left alone, would hold slab memory in proportion to the log
-// rather than to the store. Compacting whenever the slabs exceed twice the live bytes (plus
-// slack) keeps replay's memory within about three times the store, and costs O(1) amortized
-// per byte replayed: each compaction copies L live bytes and happens only after more than L
-// bytes were carved since the last one.
-func (l *loader) compact() {
-	na := newArena()
-	na.spare = &l.spare
-	move := func(it item) item {
-		if it.slab < 0 {
-			return it // its own allocation (large or empty): nothing to reclaim
-		}
-		kv, s := na.alloc(len(it.kv))
-		copy(kv, it.kv)
-		return item{kv: kv, klen: it.klen, slab: s}
-	}
-	if l.t != nil {
-		nt := newTree()
-		l.t.Ascend(func(it item) bool {
-			nt.ReplaceOrInsert(move(it))
-			return true
-		})
-		l.t = nt
-	} else {
-		for i := range l.slots {
-			if sl := &l.slots[i]; sl.it.kv != nil {
-				sl.it = move(sl.it)
-			}
-		}
-	}
-	for i := range l.pairs.slabs { // every pair in them is dead now: reuse them next time
-		l.spare = append(l.spare, l.pairs.slabs[i].buf)
-	}
-	l.pairs = na
-}
-
-func (l *loader) applyTree(r recovery.Record) {
-	for it := r.Ops(); it.Next(); {
-		op := it.Op()
-		var old item
-		var had bool
-		if op.Kind == format.OpSet {
-			old, had = l.t.ReplaceOrInsert(l.carve(op.Key, op.Value))
-		} else {
-			old, had = l.t.Delete(probe(op.Key))
-		}
-		if had {
-			l.live -= int64(len(old.kv))
-			l.pairs.release(old.kv, old.slab)
-		}
-	}
-}
-
-// carve copies a pair into the arena.
-func (l *loader) carve(key, value []byte) item {
-	n := len(key) + len(value)
-	kv, s := l.pairs.alloc(n)
-	copy(kv, key)
-	copy(kv[len(key):], value)
-	l.live += int64(n)
-	return item{kv: kv, klen: uint32(len(key)), slab: s}
-}
-
-// toMap moves the tree's pairs into the hash index.
-func (l *loader) toMap() {
-	l.idx = make(map[string]int32, 2*l.t.Len())
-	l.slots = make([]slot, 0, 2*l.t.Len())
-	l.anchors = newArena()
-	l.t.Ascend(func(it item) bool {
-		l.insert(it)
-		return true
-	})
-	l.t = nil
-}
-
-// insert gives a new key a slot, an anchor and an entry in the index.
-func (l *loader) insert(pair item) {
-	a, as := l.anchors.alloc(int(pair.klen))
-	copy(a, pair.key())
+// newSlot gives a new key a slot, a copy and an entry in the index.
+func (l *loader) newSlot(key []byte) int32 {
+	k, ks := l.keys.alloc(len(key))
+	copy(k, key)
 	var i int32
-	if k := len(l.free); k > 0 {
-		i = l.free[k-1]
-		l.free = l.free[:k-1]
+	if n := len(l.free); n > 0 {
+		i = l.free[n-1]
+		l.free = l.free[:n-1]
 	} else {
 		i = int32(len(l.slots))
 		l.slots = append(l.slots, slot{})
 	}
-	l.slots[i] = slot{it: pair, anchor: a, aslab: as}
-	l.idx[unsafe.String(unsafe.SliceData(a), len(a))] = i
+	l.slots[i] = slot{key: k, kslab: ks}
+	l.idx[unsafe.String(unsafe.SliceData(k), len(k))] = i
+	return i
 }
 
-func (l *loader) applyMap(r recovery.Record) {
-	for it := r.Ops(); it.Next(); {
-		op := it.Op()
-		i, had := l.idx[string(op.Key)]
-		if !had {
-			if op.Kind == format.OpSet {
-				l.insert(l.carve(op.Key, op.Value))
-			}
-			continue // (deleting an absent key does nothing)
-		}
+// readBack fills items[i] with the pair of slot order[i]: its key, and its value read from f
+// (through a window, in file order) and checked against the value's CRC.
+func (l *loader) readBack(f interface {
+	ReadAt([]byte, int64) (int, error)
+}, size int64, order []int32, items []item) error {
+	pairs := newArena()
+	var win []byte
+	var wstart int64 // file offset of win[0]
+	for n, i := range order {
 		sl := &l.slots[i]
-		l.live -= int64(len(sl.it.kv))
-		l.pairs.release(sl.it.kv, sl.it.slab)
-		if op.Kind == format.OpSet {
-			sl.it = l.carve(op.Key, op.Value)
-			continue
+		kv, s := pairs.alloc(len(sl.key) + int(sl.vlen))
+		copy(kv, sl.key)
+		v := kv[len(sl.key):]
+		switch end := sl.voff + int64(sl.vlen); {
+		case len(v) == 0:
+		case sl.voff >= wstart && end <= wstart+int64(len(win)):
+			copy(v, win[sl.voff-wstart:])
+		case len(v) >= readWindow/2:
+			if err := walerr.ReadFull(f, v, sl.voff); err != nil {
+				return err
+			}
+		default:
+			if win == nil {
+				win = make([]byte, readWindow)
+			}
+			win = win[:min(int64(readWindow), size-sl.voff)]
+			wstart = sl.voff
+			if err := walerr.ReadFull(f, win, wstart); err != nil {
+				return err
+			}
+			copy(v, win)
 		}
-		delete(l.idx, string(op.Key)) // before its anchor can be reused
-		l.anchors.release(sl.anchor, sl.aslab)
-		*sl = slot{}
-		l.free = append(l.free, i)
+		if format.Checksum(v) != sl.vcrc {
+			return walerr.New(walerr.IO, sl.voff, fmt.Sprintf(
+				"a %d-byte value read back at open does not match the checksum taken when its record was verified: the file changed during open", len(v))).
+				WithHint("nothing was changed; reopen")
+		}
+		items[n] = item{kv: kv, klen: uint32(len(sl.key)), slab: s}
 	}
+	return nil
 }
 
-// finish returns the store's tree. When dead pairs pin more than a quarter again of the slab
-// memory the live pairs need (replay tolerates up to twice, see compact), it copies the live
-// pairs into fresh memory once, so the open database costs about what it holds.
-func (l *loader) finish() *tree {
-	var compact *arena
-	if l.pairs.retained() > l.live+l.live/4+slabSize { // one copy of the store, once
-		compact = newArena()
+// readWindow is how much of the file finish reads at once to collect the values it keeps.
+const readWindow = 256 << 10
+
+// finish reads the live values back from f (whose first size bytes hold the replayed log),
+// checks each against the CRC taken when it was verified, and returns the store's tree. The
+// values are read in file order, by up to par goroutines (recovery's parallelism) each taking a
+// contiguous run of them (fresh memory is slow to touch on a small VM, and that is most of the
+// cost here).
+func (l *loader) finish(f interface {
+	ReadAt([]byte, int64) (int, error)
+}, size int64, par int) (*tree, error) {
+	order := make([]int32, 0, len(l.idx))
+	for _, i := range l.idx {
+		order = append(order, i)
 	}
-	own := func(it item) item {
-		if compact == nil {
-			return it
-		}
-		kv, s := compact.alloc(len(it.kv))
-		copy(kv, it.kv)
-		return item{kv: kv, klen: it.klen, slab: s}
+	slices.SortFunc(order, func(a, b int32) int { return cmp.Compare(l.slots[a].voff, l.slots[b].voff) })
+	items := make([]item, len(order))
+	parts := max(1, min(par, int(l.live>>22))) // a part per 4 MiB at least
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	for p := range parts {
+		lo, hi := p*len(order)/parts, (p+1)*len(order)/parts
+		wg.Go(func() { errs[p] = l.readBack(f, size, order[lo:hi], items[lo:hi]) })
 	}
-	t := l.t
-	switch {
-	case t == nil: // map mode: sort the survivors, build the tree in order
-		items := make([]item, 0, len(l.idx))
-		for _, i := range l.idx {
-			items = append(items, l.slots[i].it)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
 		}
-		l.idx, l.slots, l.free, l.anchors = nil, nil, nil, nil
-		slices.SortFunc(items, func(a, b item) int { return bytes.Compare(a.key(), b.key()) })
-		t = newTree()
-		for _, it := range items {
-			t.ReplaceOrInsert(own(it))
-		}
-	case compact != nil:
-		nt := newTree()
-		t.Ascend(func(it item) bool {
-			nt.ReplaceOrInsert(own(it))
-			return true
-		})
-		t = nt
 	}
-	l.t, l.pairs, l.spare = nil, nil, nil
-	return t
+	l.idx, l.slots, l.free, l.keys = nil, nil, nil, nil
+	slices.SortFunc(items, func(a, b item) int { return bytes.Compare(a.key(), b.key()) })
+	t := newTree()
+	for _, it := range items {
+		t.ReplaceOrInsert(it)
+	}
+	return t, nil
 }

@@ -2,6 +2,8 @@ package db
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"maps"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/testlog"
 )
 
 func payloadOf(ops ...format.Op) []byte {
@@ -26,12 +29,37 @@ func setOp(k, v string) format.Op {
 }
 func delOp(k string) format.Op { return format.Op{Kind: format.OpDelete, Key: []byte(k)} }
 
-func record(p []byte) recovery.Record {
+// record is p as recovery hands it to the loader, prepared, at file offset off.
+func record(p []byte, off int64) recovery.Record {
 	n, err := format.CountOps(p)
 	if err != nil {
 		panic(err)
 	}
-	return recovery.Record{Payload: p, NumOps: n}
+	r := recovery.Record{Offset: off, PayloadOffset: off + format.V1HeaderSize, Payload: p, NumOps: n}
+	r.Prepared = prepare.Prepare(r, nil)
+	return r
+}
+
+// replay runs payloads, as a v1 log, through recovery into a loader at parallelism par, with
+// an Applier that wipes each payload once the loader has seen it (as a pooled buffer may be),
+// and returns the store finish builds from the log.
+func replay(t *testing.T, par int, payloads ...[]byte) (*tree, []byte) {
+	t.Helper()
+	log := testlog.Build(format.LayoutV1, payloads...)
+	l := newLoader()
+	_, err := recovery.Recover(context.Background(), bytes.NewReader(log.Bytes), recovery.ApplyFunc(func(r recovery.Record) error {
+		err := l.Apply(r)
+		clear(r.Payload)
+		return err
+	}), recovery.WithParallelism(par), recovery.WithReadSize(4<<10), recovery.WithPrepare(prepare), recovery.ReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := l.finish(bytes.NewReader(log.Bytes), int64(len(log.Bytes)), par)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr, log.Bytes
 }
 
 func dump(t *tree) string {
@@ -51,41 +79,25 @@ func show(v []byte) string {
 	return fmt.Sprintf("%q", v)
 }
 
-// modes runs fn with the loader forced into each replay mode, and with the default.
-func modes(t *testing.T, fn func(t *testing.T, indexAfter int64)) {
-	for _, m := range []struct {
-		name  string
-		after int64
-	}{{"tree", -1}, {"index", 0}, {"default", defaultIndexAfter}} {
-		t.Run(m.name, func(t *testing.T) { fn(t, m.after) })
+// The loader copies the keys it keeps and reads values back from the file: the payload
+// buffer may be reused (poisoned, in race builds of recovery) as soon as Apply returns.
+func TestLoaderCopiesPayload(t *testing.T) {
+	for _, par := range []int{1, 4} {
+		tr, _ := replay(t, par, payloadOf(setOp("b", "2"), setOp("a", "1"), setOp("", ""), setOp("c", "x"), delOp("c"), delOp("zz")))
+		if got, want := dump(tr), `""="" "a"="1" "b"="2" `; got != want {
+			t.Fatalf("par %d: state %s, want %s", par, got, want)
+		}
 	}
 }
 
-// The applier copies what it keeps: the payload buffer may be reused (poisoned, in race
-// builds of recovery) as soon as Apply returns.
-func TestLoaderCopiesPayload(t *testing.T) {
-	modes(t, func(t *testing.T, after int64) {
-		l := newLoader(after)
-		p := payloadOf(setOp("b", "2"), setOp("a", "1"), setOp("", ""), setOp("c", "x"), delOp("c"), delOp("zz"))
-		if err := l.Apply(record(p)); err != nil {
-			t.Fatal(err)
-		}
-		clear(p)
-		if got, want := dump(l.finish()), `""="" "a"="1" "b"="2" `; got != want {
-			t.Fatalf("state %s, want %s", got, want)
-		}
-	})
-}
-
-// Both replay modes, and a switch from one to the other at any point, build the same store
-// as a plain map replaying the same ops.
-func TestLoaderModesAgree(t *testing.T) {
+// The store replay builds equals a plain map replaying the same ops, at every parallelism.
+func TestLoaderAgreesWithAMap(t *testing.T) {
 	for seed := range uint64(200) {
 		rng := rand.New(rand.NewPCG(seed, 1))
 		nkeys := 1 + rng.IntN(60)
 		var recs [][]byte
 		want := map[string]string{}
-		for range rng.IntN(300) {
+		for range 1 + rng.IntN(300) {
 			var ops []format.Op
 			for range 1 + rng.IntN(6) {
 				k := fmt.Sprintf("k%d", rng.IntN(nkeys))
@@ -99,7 +111,7 @@ func TestLoaderModesAgree(t *testing.T) {
 				}
 				v := string(bytes.Repeat([]byte{byte(rng.Uint32())}, rng.IntN(3)*rng.IntN(200)))
 				if seed%10 == 0 && rng.IntN(100) == 0 {
-					v = string(make([]byte, bigItem+rng.IntN(1000))) // its own allocation
+					v = string(bytes.Repeat([]byte{byte(rng.Uint32())}, readWindow+rng.IntN(1000))) // larger than the window
 				}
 				ops = append(ops, setOp(k, v))
 				want[k] = v
@@ -107,115 +119,78 @@ func TestLoaderModesAgree(t *testing.T) {
 			recs = append(recs, payloadOf(ops...))
 		}
 		var expect bytes.Buffer
-		keys := slices.Sorted(maps.Keys(want))
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(want)) {
 			fmt.Fprintf(&expect, "%q=%s ", k, show([]byte(want[k])))
 		}
-		for _, after := range []int64{-1, 0, 1, int64(rng.IntN(600)), defaultIndexAfter} {
-			l := newLoader(after)
-			for _, p := range recs {
-				buf := bytes.Clone(p)
-				if err := l.Apply(record(buf)); err != nil {
-					t.Fatal(err)
-				}
-				clear(buf) // what a pooled buffer may do once Apply returns
-			}
-			tr := l.finish()
+		for _, par := range []int{1, 3} {
+			tr, _ := replay(t, par, recs...)
 			if got := dump(tr); got != expect.String() {
-				t.Fatalf("seed %d, index after %d: state\n%s\nwant\n%s", seed, after, got, expect.String())
+				t.Fatalf("seed %d, par %d: state\n%s\nwant\n%s", seed, par, got, expect.String())
 			}
 			if tr.Len() != len(want) {
-				t.Fatalf("seed %d, index after %d: Len %d, want %d", seed, after, tr.Len(), len(want))
+				t.Fatalf("seed %d, par %d: Len %d, want %d", seed, par, tr.Len(), len(want))
 			}
 		}
 	}
 }
 
 // In steady state (keys overwritten, store not growing) the applier allocates nothing per
-// record, in either mode: pairs are carved from recycled arena slabs; the tree replaces in
-// place, the index updates a slot.
+// record and holds no value bytes at all: only where the latest value of each key is.
 func TestLoaderSteadyStateAllocatesNothing(t *testing.T) {
-	modes(t, func(t *testing.T, after int64) {
-		l := newLoader(after)
-		recs := make([]recovery.Record, 64)
-		for i := range recs {
-			var ops []format.Op
-			for j := range 8 {
-				ops = append(ops, setOp(fmt.Sprintf("key-%04d", (i*8+j)%200), string(bytes.Repeat([]byte{byte(i)}, 100+i))))
-			}
-			ops = append(ops, delOp(fmt.Sprintf("key-%04d", i%200)))
-			recs[i] = record(payloadOf(ops...))
+	l := newLoader()
+	recs := make([]recovery.Record, 64)
+	for i := range recs {
+		var ops []format.Op
+		for j := range 8 {
+			ops = append(ops, setOp(fmt.Sprintf("key-%04d", (i*8+j)%200), string(bytes.Repeat([]byte{byte(i)}, 100+i))))
 		}
-		apply := func() {
-			for _, r := range recs {
-				if err := l.Apply(r); err != nil {
-					t.Fatal(err)
-				}
+		ops = append(ops, delOp(fmt.Sprintf("key-%04d", i%200)))
+		recs[i] = record(payloadOf(ops...), int64(8+i*4096))
+	}
+	apply := func() {
+		for _, r := range recs {
+			if err := l.Apply(r); err != nil {
+				t.Fatal(err)
 			}
 		}
-		for range 500 { // warm up: fill the key space, cycle through the slabs (~75 MB of pairs)
-			apply()
-		}
-		if (l.t == nil) != (after >= 0) {
-			t.Fatalf("index after %d: the loader is in the wrong mode", after)
-		}
-		if allocs := testing.AllocsPerRun(50, apply); allocs != 0 {
-			t.Fatalf("%v allocations per %d records in steady state, want 0", allocs, len(recs))
-		}
-		// ~500*64 records of ~2 KiB went through; the slabs in use stay a handful.
-		if n := len(l.pairs.slabs); n > 6 {
-			t.Fatalf("%d slabs for a store of 200 small pairs: dead pairs are not recycled", n)
-		}
-	})
-}
-
-// When a few survivors would pin many slabs, replay compacts them into fresh memory as it
-// goes: the slabs never hold much more than twice the live pairs (plus slack), whatever the
-// length of the log, and every survivor keeps its value.
-func TestLoaderCompactsPinnedSlabs(t *testing.T) {
-	modes(t, func(t *testing.T, after int64) {
-		l := newLoader(after)
-		val := bytes.Repeat([]byte{'v'}, 1000)
-		compactions, last := 0, l.pairs
-		for i := range 20000 { // ~20 MiB of pairs; every 1000th survives
-			k := fmt.Sprintf("k%06d", i)
-			l.Apply(record(payloadOf(format.Op{Kind: format.OpSet, Key: []byte(k), Value: val})))
-			if i%1000 != 0 {
-				l.Apply(record(payloadOf(delOp(k))))
-			}
-			if l.pairs != last {
-				compactions, last = compactions+1, l.pairs
-			}
-			if limit := 2*l.live + compactSlack + slabSize; l.pairs.size > limit {
-				t.Fatalf("after %d pairs the slabs hold %d bytes for %d live: over %d", i+1, l.pairs.size, l.live, limit)
-			}
-		}
-		if compactions == 0 {
-			t.Fatal("20 MiB of mostly dead pairs never triggered a compaction")
-		}
-		tr := l.finish()
-		if tr.Len() != 20 {
-			t.Fatalf("%d pairs, want 20", tr.Len())
-		}
-		tr.Ascend(func(it item) bool {
-			if !bytes.Equal(it.value(), val) {
-				t.Fatalf("value of %q changed", it.key())
-			}
-			return true
-		})
-	})
+	}
+	for range 500 { // warm up: fill the key space (~75 MB of values went by)
+		apply()
+	}
+	if allocs := testing.AllocsPerRun(50, apply); allocs != 0 {
+		t.Fatalf("%v allocations per %d records in steady state, want 0", allocs, len(recs))
+	}
+	if l.keys.size > 1<<20 {
+		t.Fatalf("the key copies hold %d bytes for 200 small keys", l.keys.size)
+	}
 }
 
 func TestLoaderZeroLengthPairs(t *testing.T) {
-	modes(t, func(t *testing.T, after int64) {
-		l := newLoader(after)
-		for range 10000 {
-			l.Apply(record(payloadOf(setOp("", ""), setOp("k", string(make([]byte, 500))), delOp(""), setOp("", ""))))
-		}
-		if got := dump(l.finish()); got != fmt.Sprintf(`""="" "k"=%s `, show(make([]byte, 500))) {
-			t.Fatalf("state %s", got)
-		}
-	})
+	var recs [][]byte
+	for range 2000 {
+		recs = append(recs, payloadOf(setOp("", ""), setOp("k", string(make([]byte, 500))), delOp(""), setOp("", "")))
+	}
+	tr, _ := replay(t, 2, recs...)
+	if got := dump(tr); got != fmt.Sprintf(`""="" "k"=%s `, show(make([]byte, 500))) {
+		t.Fatalf("state %s", got)
+	}
+}
+
+// A value whose bytes in the file changed between replay and finish (the file was modified
+// during open) is refused with an I/O error rather than served.
+func TestFinishRefusesAChangedValue(t *testing.T) {
+	p := payloadOf(setOp("a", "first"), setOp("b", "kept value"))
+	log := testlog.Build(format.LayoutV1, p, payloadOf(setOp("a", "second")))
+	l := newLoader()
+	if _, err := recovery.Recover(context.Background(), bytes.NewReader(log.Bytes), l, recovery.WithPrepare(prepare), recovery.ReadOnly()); err != nil {
+		t.Fatal(err)
+	}
+	changed := bytes.Clone(log.Bytes)
+	i := bytes.Index(changed, []byte("kept value"))
+	changed[i] ^= 1
+	if _, err := l.finish(bytes.NewReader(changed), int64(len(changed)), 2); !errors.Is(err, recovery.ErrIO) {
+		t.Fatalf("want an I/O error, got %v", err)
+	}
 }
 
 // A randomized check of the arena's bookkeeping: live pairs are never overwritten, and the

@@ -260,6 +260,7 @@ func skipOp(p []byte, q int) (int, string) {
 type OpIter struct {
 	p  []byte
 	q  int
+	vq int // offset in the payload of the last op's value
 	op Op
 }
 
@@ -282,13 +283,18 @@ func (it *OpIter) Next() bool {
 	it.op.Kind = OpKind(p[q])
 	it.op.Key = p[q+5 : q+5+kl : q+5+kl]
 	if it.op.Kind == OpSet {
-		it.op.Value = p[q+9+kl : next : next]
+		it.vq = q + 9 + kl
+		it.op.Value = p[it.vq:next:next]
 	} else {
 		it.op.Value = nil
 	}
 	it.q = next
 	return true
 }
+
+// ValueOffset is the offset in the payload of the value of the op decoded by the last call to
+// Next (a set: where a store can find it again in the file).
+func (it *OpIter) ValueOffset() int { return it.vq }
 
 // Op returns the op decoded by the last call to Next.
 func (it *OpIter) Op() Op { return it.op }

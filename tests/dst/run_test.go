@@ -46,10 +46,9 @@ type run struct {
 	readSize  int   // recovery's read size (0: default)
 	maxRecord int64 // the database's maximum record size
 	extra     []recovery.Option
-	huge      bool  // values over 1 MiB may occur (some runs only: they are slow under -race)
-	index     int64 // db.WithReplayIndexAfter: both replay modes, and switches mid-log
-	embed     bool  // values often embed whole records and log files (the embedded profile)
-	nextOps   []op  // the next interrupted commit's ops, when a profile chooses them
+	huge      bool // values over 1 MiB may occur (some runs only: they are slow under -race)
+	embed     bool // values often embed whole records and log files (the embedded profile)
+	nextOps   []op // the next interrupted commit's ops, when a profile chooses them
 	trace     []string
 	tally     map[string]int // outcomes seen, for the coverage check
 }
@@ -123,9 +122,8 @@ func (r *run) setup() {
 	}
 	r.legacy = r.rng.IntN(5) == 0 && r.prof != "embedded" // the torn-record rule under test is v1's
 	r.huge = r.rng.IntN(8) == 0
-	r.index = []int64{4096, 0, -1, int64(r.rng.IntN(100))}[r.rng.IntN(4)]
-	r.logf("seed %d profile %s: readSize %d maxRecord %d keys %d legacy %v huge %v index after %d",
-		r.seed, r.prof, r.readSize, r.maxRecord, nk, r.legacy, r.huge, r.index)
+	r.logf("seed %d profile %s: readSize %d maxRecord %d keys %d legacy %v huge %v",
+		r.seed, r.prof, r.readSize, r.maxRecord, nk, r.legacy, r.huge)
 	if !r.legacy {
 		d, err := db.Open(dbPath, r.opts(r.fs, 1)...)
 		r.check(err == nil, "open a new database: %v", err)
@@ -160,7 +158,7 @@ func (r *run) opts(fs *simfs.FS, par int, extra ...db.Option) []db.Option {
 		ro = append(ro, recovery.WithReadSize(r.readSize))
 	}
 	ro = append(ro, r.extra...)
-	return append([]db.Option{db.WithFS(fs), db.WithRecovery(ro...), db.WithMaxRecordSize(r.maxRecord), db.WithReplayIndexAfter(r.index)}, extra...)
+	return append([]db.Option{db.WithFS(fs), db.WithRecovery(ro...), db.WithMaxRecordSize(r.maxRecord)}, extra...)
 }
 
 // ---- the workload ----
