@@ -143,7 +143,7 @@ type Result struct {
 	Bytes         int64 // record bytes replayed, headers included
 	LargestRecord int64 // largest payload replayed
 	End           int64 // offset just past the last replayed record
-	Parallelism   int   // verifiers used (1: the sequential loop)
+	Parallelism   int   // workers used (1: the sequential loop, also for a log of one chunk)
 	PeakBuffered  int64 // most bytes the buffer pool ever held (its own accounting)
 
 	// Truncation is the cut recovery decided, nil if none. Truncated says it was carried out
@@ -185,7 +185,10 @@ type Option func(*options)
 func WithParallelism(n int) Option { return func(o *options) { o.parallelism = n } }
 
 // WithPoolDepth sets how many buffers the pool holds (parallel only); default parallelism + 3.
-// Peak recovery memory is about depth x max(read size, largest record).
+// Each buffer holds a read, the record that runs past it (up to a read) and 4 bytes per record;
+// a record larger than a read is held once, in one shared buffer. With records much smaller
+// than a read, peak recovery memory is about depth x read size (docs/design.md, "The memory
+// bound", has the exact bound).
 func WithPoolDepth(d int) Option { return func(o *options) { o.depth = d } }
 
 // WithReadSize sets the size of each sequential read (default 1 MiB, at least 4 KiB).
@@ -308,6 +311,9 @@ func Recover(ctx context.Context, f File, app Applier, opts ...Option) (Result, 
 		Stats:    apply.Stats{End: pre.Layout.FirstRecord()},
 	}
 	cfg := pipeline.Config{Parallelism: o.parallelism, Depth: o.depth, ReadSize: o.readSize, MaxRecord: uint32(o.maxRecord)}
+	if size-pre.Layout.FirstRecord() <= int64(o.readSize) {
+		res.Parallelism = 1 // one chunk: the pipeline runs the plain loop
+	}
 	pst, err := pipeline.Run(ctx, f, size, cfg, st)
 	res.Records, res.Ops, res.Bytes = st.Stats.Records, st.Stats.Ops, st.Stats.Bytes
 	res.LargestRecord, res.End = st.Stats.LargestRecord, st.Stats.End

@@ -1,7 +1,8 @@
 // Package classify is the rule of evidence (../shared/spec/recovery.md section 2, made exact in
 // docs/classification.md): what the first bytes of a file say it is, and what a damaged record
-// means. It is called only on the failure path and at the file's start, always by one goroutine,
-// in file order; the hot path never enters it.
+// means. Decide is called only on the failure path, by the one applier, in file order; the hot
+// path never enters it. ChecksumMatches (a streamed CRC, stateless) is also used by the carver
+// on recovery's workers, before a legacy length may size a buffer larger than a read.
 //
 // Everything here streams: it reads the file through small fixed buffers, whatever the length
 // fields say, and its work is bounded by a budget proportional to the bytes it examines.

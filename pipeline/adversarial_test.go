@@ -361,10 +361,23 @@ type panicAtCall struct {
 	K      int64
 	goexit bool
 	calls  atomic.Int64
+
+	mu    sync.Mutex
+	reads map[[2]int64]bool // every (offset, length) asked for
+	atK   [2]int64          // the read call K asked for
 }
 
 func (r *panicAtCall) ReadAt(p []byte, off int64) (int, error) {
+	r.mu.Lock()
+	if r.reads == nil {
+		r.reads = map[[2]int64]bool{}
+	}
+	r.reads[[2]int64{off, int64(len(p))}] = true
+	r.mu.Unlock()
 	if r.calls.Add(1) == r.K {
+		r.mu.Lock()
+		r.atK = [2]int64{off, int64(len(p))}
+		r.mu.Unlock()
 		if r.goexit {
 			runtime.Goexit()
 		}
@@ -384,10 +397,11 @@ func TestFaultAtEveryReadCall(t *testing.T) {
 	data := bytes.Clone(l.Bytes)
 	data[l.Offsets[25]+9] ^= 1 // damage near the end: the evidence search reads too
 	var calls int64
+	var loopReads map[[2]int64]bool // what the sequential loop reads
 	{
 		r := &panicAtCall{b: data}
 		summarize(t, data, format.LayoutLegacy, r, pipeline.Config{Parallelism: 1, ReadSize: rs})
-		calls = r.calls.Load()
+		calls, loopReads = r.calls.Load(), r.reads
 	}
 	for _, cfg := range []pipeline.Config{{Parallelism: 1, ReadSize: rs}, {Parallelism: 2, Depth: 2, ReadSize: rs}, {Parallelism: 4, Depth: 7, ReadSize: rs}} {
 		for k := int64(1); k <= calls+2; k += max(1, calls/40) {
@@ -419,7 +433,10 @@ func TestFaultAtEveryReadCall(t *testing.T) {
 					t.Fatalf("%+v call %d: no fault fired, but returned=%v panic=%v", cfg, k, res.returned, res.p)
 				case fired && goexit && (res.returned || res.p != nil):
 					t.Fatalf("%+v Goexit at call %d: returned=%v panic=%v", cfg, k, res.returned, res.p)
-				case fired && !goexit && res.p != fmt.Sprintf("read call %d", k):
+				case fired && !goexit && !loopReads[r.atK] && (!res.returned || res.p != nil):
+					// a read-ahead the loop never makes: its panic must not become the outcome
+					t.Fatalf("%+v panic at call %d (a read the loop never makes): returned=%v panic=%v", cfg, k, res.returned, res.p)
+				case fired && !goexit && loopReads[r.atK] && res.p != fmt.Sprintf("read call %d", k):
 					t.Fatalf("%+v panic at call %d: recovered %#v", cfg, k, res.p)
 				}
 				goleak.VerifyNone(t)
@@ -598,7 +615,11 @@ func (r *gatedPanicReader) ReadAt(p []byte, off int64) (int, error) {
 // instead of the decision, contrary to Run's doc ("as the sequential loop would raise them").
 // Which one the caller gets depends on scheduling; the test holds the Applier on record 0
 // until the read-ahead has faulted, to make it deterministic.
-func TestBug_ReadAheadFaultOverridesDecision(t *testing.T) {
+// TestReadAheadFaultKeepsDecision: a panic in a ReadAt of read-ahead (a read the sequential
+// loop never makes, past the chunk that decides the stream) does not replace the decision.
+// A runtime.Goexit cannot be caught: it ends the recovery wherever it happens, at any
+// parallelism past 1 (documented on pipeline.Run).
+func TestReadAheadFaultKeepsDecision(t *testing.T) {
 	const rs = 4 << 10
 	l := testlog.RandomLog(4, format.LayoutV1, 3000, 3, 40)
 	tooLarge := bytes.Clone(l.Bytes)
@@ -657,7 +678,11 @@ func TestBug_ReadAheadFaultOverridesDecision(t *testing.T) {
 					case <-time.After(time.Minute):
 						t.Fatal("hang")
 					}
-					if want := "error " + string(c.code); got != want {
+					want := "error " + string(c.code)
+					if goexit && cfg.Parallelism > 1 {
+						want = "goexit"
+					}
+					if got != want {
 						t.Fatalf("got %q, want %q: a fault in a read the sequential loop never makes replaced the decision", got, want)
 					}
 					goleak.VerifyNone(t)
@@ -667,11 +692,10 @@ func TestBug_ReadAheadFaultOverridesDecision(t *testing.T) {
 	}
 }
 
-// TestBug_RunPanicsOnSizeBelowFirstRecord: pipeline.Run (an exported function: its callers can
-// pass anything, as TestTinyReadSizes says) panics with "slice bounds out of range" when the
-// size is below the layout's first record (a v1 file of 0 to 7 bytes) or negative, instead of
-// returning INVALID_ARGUMENT.
-func TestBug_RunPanicsOnSizeBelowFirstRecord(t *testing.T) {
+// TestRunRefusesSizeBeforeFirstRecord: pipeline.Run (exported: its callers can pass
+// anything) refuses a size before the layout's first record with INVALID_ARGUMENT (before: a
+// negative buffer length panicked).
+func TestRunRefusesSizeBeforeFirstRecord(t *testing.T) {
 	for _, size := range []int64{-1, 0, 4, 7} {
 		for _, par := range []int{1, 3} {
 			t.Run(fmt.Sprintf("size=%d/par=%d", size, par), func(t *testing.T) {
@@ -713,14 +737,12 @@ func (r rereadReader) ReadAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
-// TestBug_StraddlerRereadPanics: the carver validates a straddling record's header from the
-// chunk's bytes (or from its own read of a split header), then reads the record again, header
-// included, into Aux or the shared buffer; chunk.Walk re-reads the length from that second
-// copy and slices by it ("the carver validated every header it passed, so the walk trusts
-// them"). When the second read returns a different length (a device that flips a bit on a
-// re-read, a file rewritten under us), verify.Batch slices past the record and panics: a
-// runtime panic from bad input, at every parallelism, where a typed error is due.
-func TestBug_StraddlerRereadPanics(t *testing.T) {
+// TestStraddlerReadDifferentlyIsIOError: the carver validates a straddling record's header,
+// then reads the record again, header included; the walk trusts the length in that second
+// copy. When the second read returns a different header (a device that flips a bit on a
+// re-read, a file rewritten under us), recovery fails with a typed I/O error at the record,
+// at every parallelism (before: a slice-bounds panic from bad input).
+func TestStraddlerReadDifferentlyIsIOError(t *testing.T) {
 	const rs = 4 << 10
 	rng := rand.New(rand.NewPCG(6, 6))
 	for _, layout := range []format.Layout{format.LayoutV1, format.LayoutLegacy} {

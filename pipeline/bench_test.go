@@ -185,7 +185,7 @@ func BenchmarkRecover(b *testing.B) {
 						}
 					}
 				})
-				for _, par := range []int{1, 2, 4, 8} {
+				for _, par := range []int{1, 2, 4, 8, 0} { // 0: the default, GOMAXPROCS (-cpu)
 					b.Run(fmt.Sprintf("%s/par=%d", app, par), func(b *testing.B) {
 						f, rf := openLog(b, l)
 						defer f.Close()

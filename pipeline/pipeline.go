@@ -26,6 +26,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/streamwal/recovery/apply"
 	"github.com/streamwal/recovery/bufpool"
 	"github.com/streamwal/recovery/internal/chunk"
@@ -59,23 +61,31 @@ func (c Config) check() error {
 // job is what a pooled buffer carries through the pipeline.
 type job struct {
 	chunk.Batch
-	err   error       // a read error the stream cannot go past: reported in file order
-	ready atomic.Bool // the worker is done with the chunk: the applier may take it
+	err      error       // a read error the stream cannot go past: reported in file order
+	panicked bool        // the caller's ReadAt or Preparer panicked on this chunk (value in panicV)
+	panicV   any         // re-raised when the applier reaches the chunk, as the loop would
+	ready    atomic.Bool // the worker is done with the chunk: the applier may take it
 }
 
 type buffer = bufpool.Buffer[job]
 
 // Run streams the log in r (of the given size, layout st.Layout) into st, and returns the
 // memory accounting. It returns only after every goroutine it started has exited and every
-// buffer is back in the pool. A panic in the Applier or in r's ReadAt, and a runtime.Goexit in
-// either, are re-raised on the caller's goroutine once everything has stopped, as the
-// sequential loop would raise them.
+// buffer is back in the pool. A panic in the caller's code (the Applier, the Preparer, r's
+// ReadAt) is re-raised on the caller's goroutine once everything has stopped, where the
+// sequential loop would raise it: one in a read the loop would not have made (read-ahead past
+// the point where the stream is decided) is dropped with that read. A runtime.Goexit in that
+// code cannot be kept for later: it ends the recovery (and, re-raised, the caller's goroutine)
+// wherever it happens, read-ahead included.
 func Run(ctx context.Context, r io.ReaderAt, size int64, cfg Config, st *apply.Stage) (bufpool.Stats, error) {
 	if err := cfg.check(); err != nil {
 		return bufpool.Stats{}, err
 	}
 	if r == nil || st == nil || st.Applier == nil {
 		return bufpool.Stats{}, walerr.New(walerr.InvalidArgument, -1, "pipeline: nil reader, stage or applier")
+	}
+	if size < st.Layout.FirstRecord() {
+		return bufpool.Stats{}, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: size %d is before the first record of a %v log", size, st.Layout))
 	}
 	src := source.New(r, size, st.Layout, cfg.ReadSize, cfg.MaxRecord)
 	if cfg.Parallelism == 1 || src.Chunks() == 1 { // one chunk: nothing to do in parallel
@@ -172,7 +182,9 @@ func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Sta
 		slots: make([]atomic.Pointer[buffer], cfg.Depth),
 		done:  make(chan struct{}),
 	}
-	r.ctx, r.cancel = context.WithCancelCause(ctx)
+	parent, cancel := context.WithCancelCause(ctx)
+	g, gctx := errgroup.WithContext(parent)
+	r.ctx, r.cancel = gctx, cancel
 	// carries[k%m] holds the carry into chunk k. m = depth+1 slots suffice: chunk k holds a
 	// buffer only once chunk k-depth has released its own, so has long taken its carry.
 	r.carries = make([]chan source.Carry, cfg.Depth+1)
@@ -182,16 +194,15 @@ func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Sta
 	r.carries[0] <- src.Start()
 
 	n := int(min(int64(cfg.Parallelism), r.total))
-	r.wg.Add(n)
 	for range n {
-		go r.worker()
+		g.Go(r.worker)
 	}
 	select { // the caller waits; the workers read, verify and apply
 	case <-r.done:
 	case <-r.ctx.Done():
 	}
 	r.cancel(errStopped)
-	r.wg.Wait() // every worker has exited: nobody touches any buffer any more
+	_ = g.Wait() // every worker has exited: nobody touches any buffer any more
 	for i := range r.slots {
 		if b := r.slots[i].Load(); b != nil {
 			release(src, r.pool, b)
@@ -223,7 +234,6 @@ type run struct {
 	depth  int64
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-	wg     sync.WaitGroup
 	flt    fault
 
 	carries []chan source.Carry
@@ -236,11 +246,14 @@ type run struct {
 	// chunks are claimed and not yet released, so a slot is free again when it is reused.
 	slots []atomic.Pointer[buffer]
 
-	// The applier is whichever worker holds applyMu (TryLock only: nobody ever waits for it).
-	// It replays every ready chunk from head on, in order. Guarded by applyMu: head, the Stage.
-	applyMu sync.Mutex
-	head    atomic.Int64 // written under applyMu; read after it too, to look for work
-	// Set once, by the applier that decided (under applyMu), before done is closed.
+	// The applier is whichever worker set applying (a compare-and-swap: nobody ever waits for
+	// it). It replays every ready chunk from head on, in order. Guarded by applying: head,
+	// the Stage. (An atomic rather than sync.Mutex.TryLock: the hand-off below needs a failed
+	// attempt to be ordered after the ready flag it follows, which a failed TryLock does not
+	// promise.)
+	applying atomic.Bool
+	head     atomic.Int64 // written by the applier; read after it too, to look for work
+	// Set once, by the applier that decided, before done is closed.
 	decided bool
 	err     error
 	done    chan struct{}
@@ -249,14 +262,14 @@ type run struct {
 // worker claims chunks in file order and, for each, reads, carves and verifies it, then
 // applies whatever is ready. A panic or Goexit (the caller's ReadAt or Applier) stops
 // everyone; the caller re-raises it.
-func (r *run) worker() {
-	defer r.wg.Done()
+func (r *run) worker() (err error) {
 	normal := false
 	defer func() {
-		if !normal {
+		if !normal { // a panic here, or a Goexit (which the errgroup never sees as an error)
 			p := recover()
 			r.flt.record(p, p == nil)
 			r.cancel(errFault)
+			err = errFault
 		}
 	}()
 	for {
@@ -273,6 +286,7 @@ func (r *run) worker() {
 		k := r.next
 		r.next++
 		b.Meta.ready.Store(false)
+		b.Meta.err, b.Meta.panicked, b.Meta.panicV = nil, false, nil
 		r.slots[k%r.depth].Store(b) // from here on the applier releases b (or the cleanup does)
 		r.claimMu.Unlock()
 		if !r.work(b, k) {
@@ -284,6 +298,7 @@ func (r *run) worker() {
 		}
 	}
 	normal = true
+	return nil
 }
 
 // work reads, carves and verifies chunk k in b. It returns false when the pipeline is stopping.
@@ -299,7 +314,7 @@ func (r *run) work(b *buffer, k int64) bool {
 	}
 	var readErr error
 	if !have || !r.src.Skips(k, c) { // read ahead of the carry: the extent is known
-		readErr = r.src.Read(b, k)
+		readErr = r.catch(j, func() error { return r.src.Read(b, k) })
 	}
 	if !have {
 		// The carry usually arrives within microseconds (the previous chunk's read began
@@ -317,7 +332,14 @@ func (r *run) work(b *buffer, k int64) bool {
 			return false
 		}
 	}
-	c, j.err = r.src.Carve(r.ctx, b, readErr, &j.Batch, k, c)
+	if j.panicked && r.src.Skips(k, c) {
+		j.panicked, j.panicV = false, nil // a read the loop would not have made
+	}
+	if j.panicked {
+		c = source.Carry{Done: true}
+	} else if err := r.catch(j, func() (err error) { c, err = r.src.Carve(r.ctx, b, readErr, &j.Batch, k, c); return err }); err != nil || j.panicked {
+		j.err, c = err, source.Carry{Done: true}
+	}
 	if c.Done {
 		r.ended.Store(true)
 	}
@@ -326,11 +348,28 @@ func (r *run) work(b *buffer, k int64) bool {
 	case <-r.ctx.Done():
 		return false
 	}
-	if j.err == nil {
-		verify.Batch(r.st.Layout, &j.Batch, b.B, auxOf(r.src, b), r.st.Preparer)
+	if j.err == nil && !j.panicked {
+		r.catch(j, func() error {
+			verify.Batch(r.st.Layout, &j.Batch, b.B, auxOf(r.src, b), r.st.Preparer)
+			return nil
+		})
 		b.SetMetaBytes(j.MetaBytes())
 	}
 	return true
+}
+
+// catch runs fn, the part of a chunk's work that calls the caller's code (ReadAt, the
+// Preparer). A panic there is kept with the chunk and re-raised only when the applier reaches
+// it: read-ahead must not turn a panic the sequential loop would never have met (past the
+// point where the stream is decided) into the outcome. A runtime.Goexit cannot be kept: it
+// ends the recovery wherever it happens (see the worker).
+func (r *run) catch(j *job, fn func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			j.panicked, j.panicV = true, p
+		}
+	}()
+	return fn()
 }
 
 // spins is how many times a worker yields while it waits for a carry, before it parks.
@@ -341,24 +380,25 @@ const spins = 64
 // decided or the pipeline is stopping.
 func (r *run) applyReady() bool {
 	for {
-		if !r.applyMu.TryLock() {
+		if !r.applying.CompareAndSwap(false, true) {
 			return false
 		}
 		stop := r.applyHeads()
-		r.applyMu.Unlock()
+		r.applying.Store(false)
 		if stop {
 			return true
 		}
-		// A chunk that became ready while we held the lock was left to us (its worker's
-		// TryLock failed): look again now that the lock is free. Its ready flag was stored
-		// before that TryLock, so this load sees it.
+		// A chunk that became ready while we were applying was left to us (its worker's
+		// compare-and-swap failed): look again now that we are done. Its ready flag was stored
+		// before that failed compare-and-swap, and atomics are sequentially consistent, so
+		// either it saw applying false (and applies itself) or this load sees the flag.
 		if b := r.slots[r.head.Load()%r.depth].Load(); b == nil || !b.Meta.ready.Load() {
 			return false
 		}
 	}
 }
 
-// applyHeads is the ordered applier (under applyMu).
+// applyHeads is the ordered applier (while applying is ours).
 func (r *run) applyHeads() bool {
 	for r.head.Load() < r.total {
 		if r.decided || r.ctx.Err() != nil {
@@ -368,6 +408,12 @@ func (r *run) applyHeads() bool {
 		b := slot.Load()
 		if b == nil || !b.Meta.ready.Load() {
 			return false
+		}
+		if b.Meta.panicked { // the loop would have met this panic here
+			v := b.Meta.panicV
+			slot.Store(nil)
+			release(r.src, r.pool, b)
+			panic(v)
 		}
 		done, err := true, b.Meta.err
 		if err == nil {

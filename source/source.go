@@ -160,7 +160,7 @@ func (s *Reader) Carve(ctx context.Context, buf Buffer, readErr error, bt *chunk
 			continue
 		}
 		// The last record of this chunk runs past its end: read it whole.
-		aux, err := s.straddler(ctx, buf, bt, off, l, crc)
+		aux, err := s.straddler(ctx, buf, bt, head, off, l, crc)
 		if err != nil {
 			return Carry{Done: true}, err
 		}
@@ -211,11 +211,16 @@ func (s *Reader) check(head []byte, off int64) (l, crc uint32, t classify.Troubl
 // the file, checked by the caller) whole, header included, into the batch's Aux bytes, or into
 // the shared large-record buffer when it is larger than a read. It returns nil bytes (and no
 // error) when a legacy record's streamed CRC did not match: its length is not to be trusted.
-func (s *Reader) straddler(ctx context.Context, buf Buffer, bt *chunk.Batch, off int64, l, crc uint32) ([]byte, error) {
+//
+// The header read again must be the header that was checked: everything after trusts it.
+func (s *Reader) straddler(ctx context.Context, buf Buffer, bt *chunk.Batch, head []byte, off int64, l, crc uint32) ([]byte, error) {
 	n := s.hdr + int(l)
 	if n <= s.readSize {
 		aux := buf.GrowAux(n)
-		return aux, walerr.ReadFull(s.r, aux, off)
+		if err := walerr.ReadFull(s.r, aux, off); err != nil {
+			return nil, err
+		}
+		return aux, sameHeader(aux, head, off)
 	}
 	if s.layout == format.LayoutLegacy {
 		// A legacy length has no checksum: stream its CRC through a read-sized scratch before
@@ -237,7 +242,21 @@ func (s *Reader) straddler(ctx context.Context, buf Buffer, bt *chunk.Batch, off
 		s.bigPeak = max(s.bigPeak, n)
 	}
 	s.big = s.big[:n]
-	return s.big, walerr.ReadFull(s.r, s.big, off)
+	if err := walerr.ReadFull(s.r, s.big, off); err != nil {
+		return nil, err
+	}
+	return s.big, sameHeader(s.big, head, off)
+}
+
+// sameHeader checks that a record read again starts with the header checked the first time.
+// A file that reads differently twice (rewritten under us, or storage that lies) is an I/O
+// error, never a reason to trust either copy.
+func sameHeader(rec, head []byte, off int64) error {
+	if string(rec[:len(head)]) != string(head) {
+		return walerr.New(walerr.IO, off, "the record header read differently twice: the file is changing under recovery, or the storage returns unstable data").
+			WithHint("nothing was cut; stop other writers and retry")
+	}
+	return nil
 }
 
 func (s *Reader) stop(bt *chunk.Batch, off int64, t classify.Trouble, detail string) (Carry, error) {

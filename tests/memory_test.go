@@ -20,10 +20,11 @@ import (
 
 // memBound is the documented bound on what recovery buffers (docs/design.md, "Memory"): per
 // pooled buffer one read, the record that runs past it (at most one read: a larger one goes to
-// the one shared buffer) and 4 bytes of op count per record (a record is at least 13 bytes),
+// the one shared buffer) and 4 bytes of op count per carved record (a carved record is at
+// least 9 bytes: a legacy header and one byte, before its CRC is checked),
 // plus that shared buffer when the largest record (header included) is larger than a read.
 func memBound(buffers, readSize, largest int) int64 {
-	b := int64(buffers) * int64(readSize+min(readSize, largest)+4*(readSize/13+2))
+	b := int64(buffers) * int64(readSize+min(readSize, largest)+4*(readSize/9+2))
 	if largest > readSize {
 		b += int64(largest)
 	}
