@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/streamwal/recovery"
@@ -699,8 +700,11 @@ func TestOpenOptions(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "o.db")
 	d := mustOpen(t, path)
 	set(t, d, "a", "1")
+	for i := range 64 { // several read-size chunks: a one-chunk log runs the plain loop
+		set(t, d, fmt.Sprint(i), strings.Repeat("v", 1000))
+	}
 	d.Close()
-	d = mustOpen(t, path, db.WithRecovery(recovery.WithParallelism(3)))
+	d = mustOpen(t, path, db.WithRecovery(recovery.WithParallelism(3), recovery.WithReadSize(4<<10)))
 	if p := d.Recovery().Parallelism; p != 3 {
 		t.Fatalf("parallelism %d", p)
 	}
