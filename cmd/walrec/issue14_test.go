@@ -581,3 +581,14 @@ func TestReportFromResult(t *testing.T) {
 		t.Fatalf("%s", b.String())
 	}
 }
+
+// TestHelpListsEveryCommand: the main help names every command there is, those that register
+// themselves from their own file included.
+func TestHelpListsEveryCommand(t *testing.T) {
+	r := walrec(t, "--help").mustExit(t, 0, "--help")
+	for cmd := range commands {
+		if !strings.Contains(r.stdout, "walrec "+cmd+" ") {
+			t.Errorf("walrec --help does not list %q", cmd)
+		}
+	}
+}

@@ -6,6 +6,8 @@
 //	walrec dump FILE            the records and their ops, up to the first bad one
 //	walrec gen FILE             write a log for benchmarks and tests
 //	walrec bench FILE           recovery throughput and memory at several parallelisms
+//	walrec compact FILE         rewrite the log as the live state (the database's Compact)
+//	walrec sidecars FILE        list the sidecars holding cut bytes (--clear deletes them)
 //
 // Exit status: 0 clean (or empty, or repaired), 1 a tail recovery would cut, 2 recovery
 // refuses the file, 3 an I/O or usage error, 128+N stopped by signal N (130 Ctrl-C, 143
@@ -59,6 +61,8 @@ Usage:
   walrec dump FILE            the records and their ops, up to the first bad one
   walrec gen FILE             write a log for benchmarks and tests
   walrec bench FILE           recovery throughput and memory at several parallelisms
+  walrec compact FILE         rewrite the log as the live state (the database's Compact)
+  walrec sidecars FILE        list the sidecars holding cut bytes (--clear deletes them)
 
 Run "walrec COMMAND --help" for a command's flags, "walrec --version" for the build.
 New here? Run "walrec demo".
