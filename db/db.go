@@ -222,7 +222,7 @@ func (db *DB) open(o *options) error {
 		ropts = append(ropts, recovery.ReadOnly())
 	case !o.noSidecar:
 		ropts = append(ropts, recovery.WithBeforeTruncate(func(t recovery.Truncation) (err error) {
-			sidecar, err = db.saveCut(t)
+			sidecar, err = db.saveCut(o.ctx, t)
 			return err
 		}))
 	}

@@ -2,8 +2,11 @@ package db
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path/filepath"
 	"slices"
@@ -25,13 +28,39 @@ const maxSidecars = 100
 // synced, so a crash never leaves a partial sidecar under a sidecar's name.
 const tmpSuffix = ".tmp"
 
-// saveCut copies the bytes recovery is about to cut, [t.Offset, t.Offset+t.Bytes), to a
-// sidecar "<path>.cut-<offset>" (".1", ".2"... appended if that name holds different bytes:
-// an older sidecar is never overwritten) and returns its name. The copy is written under a
-// temporary name, synced, renamed, and the directory synced. It streams through a bounded
-// buffer.
-func (db *DB) saveCut(t recovery.Truncation) (string, error) {
-	base := fmt.Sprintf("%s.cut-%d", db.path, t.Offset)
+// saveCut keeps the bytes recovery is about to cut in a sidecar beside the database (see
+// writeSidecar) and returns its name.
+func (db *DB) saveCut(ctx context.Context, t recovery.Truncation) (string, error) {
+	name, _, err := writeSidecar(ctx, db.fs, db.path, db.f, t, dirOf(db.path))
+	return name, err
+}
+
+// ErrNoSpace is in the chain of a sidecar's error when its bytes would not fit in the free
+// space of its directory (runs of zeros among them take none: they become holes).
+var ErrNoSpace = errors.New("not enough free space for the sidecar")
+
+// WriteSidecar keeps the bytes [t.Offset, t.Offset+t.Bytes) of src, which recovery is about to
+// cut from the database file at path, in a sidecar file in dir (dir "" is path's own
+// directory), exactly as Open does before a cut: "<base>.cut-<offset>" (".1", ".2"... when that
+// name holds other bytes; an existing sidecar holding these very bytes is reused), written under
+// a temporary name, synced, renamed, and the directory synced. Each whole MiB of zeros becomes a
+// hole, which takes no disk space (a preallocated or sparse tail); it refuses with ErrNoSpace,
+// before the disk fills, when the other bytes would not fit. It returns the sidecar's name and
+// the zero bytes kept as holes. For tools that cut a log without opening the database
+// (walrec recover). fsys nil is the OS; an FS with a method FreeSpace(dir string) (int64,
+// error) has its free space checked (the OS's has).
+func WriteSidecar(ctx context.Context, fsys FS, path string, src io.ReaderAt, t recovery.Truncation, dir string) (name string, holes int64, err error) {
+	if fsys == nil {
+		fsys = OS
+	}
+	if dir == "" {
+		dir = dirOf(path)
+	}
+	return writeSidecar(ctx, fsys, path, src, t, dir)
+}
+
+func writeSidecar(ctx context.Context, fsys FS, path string, src io.ReaderAt, t recovery.Truncation, dir string) (string, int64, error) {
+	base := fmt.Sprintf("%s.cut-%d", filepath.Join(dir, filepath.Base(path)), t.Offset)
 	tmp := base + tmpSuffix
 	wrap := func(name string, err error) error {
 		if walerr.CodeOf(err) == "" && CodeOf(err) == "" { // an open, append, sync, rename: I/O
@@ -41,27 +70,35 @@ func (db *DB) saveCut(t recovery.Truncation) (string, error) {
 	}
 
 	// An existing sidecar holding exactly these bytes is the sidecar: nothing to write.
-	name, same, err := db.sidecarName(base, t)
+	name, same, err := sidecarName(fsys, path, base, src, t)
 	if err != nil {
-		return "", wrap(base, err)
+		return "", 0, wrap(base, err)
 	}
 	if same {
 		// Its name may be an earlier crash's rename whose directory sync never came.
-		if err := db.fs.SyncDir(dirOf(name)); err != nil {
-			return "", wrap(name, err)
+		if err := fsys.SyncDir(dir); err != nil {
+			return "", 0, wrap(name, err)
 		}
-		return name, nil
+		return name, 0, nil
 	}
 
 	// A temporary file left by a crash mid-copy is incomplete by definition: replace it.
-	if err := db.fs.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", wrap(tmp, err)
+	if err := fsys.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", 0, wrap(tmp, err)
 	}
-	sf, err := db.fs.OpenFile(tmp, OpenCreateNew)
+	budget := int64(-1)
+	if fsp, ok := fsys.(interface {
+		FreeSpace(dir string) (int64, error)
+	}); ok {
+		if free, err := fsp.FreeSpace(dir); err == nil {
+			budget = free
+		}
+	}
+	sf, err := fsys.OpenFile(tmp, OpenCreateNew)
 	if err != nil {
-		return "", wrap(tmp, err)
+		return "", 0, wrap(tmp, err)
 	}
-	err = copyRange(sf, db.f, t.Offset, t.Offset+t.Bytes)
+	holes, err := copySparse(ctx, sf, src, t.Offset, t.Offset+t.Bytes, budget)
 	if err == nil {
 		err = sf.Sync()
 	}
@@ -69,36 +106,41 @@ func (db *DB) saveCut(t recovery.Truncation) (string, error) {
 		err = cerr
 	}
 	if err == nil {
-		err = db.fs.Rename(tmp, name)
+		err = fsys.Rename(tmp, name)
 	}
 	if err == nil {
-		err = db.fs.SyncDir(dirOf(name))
+		err = fsys.SyncDir(dir)
 	}
 	if err != nil {
 		// A partial copy must not pass for a sidecar, nor fill the disk: remove it (best
 		// effort; the error reported is the one that stopped the copy).
-		_ = db.fs.Remove(tmp)
-		return "", wrap(name, err)
+		_ = fsys.Remove(tmp)
+		if errors.Is(err, ErrNoSpace) {
+			err = walerr.Wrap(walerr.IO, t.Offset, err, fmt.Sprintf(
+				"the %d bytes to be cut do not fit in the %d bytes free in %s (zeros among them would take none); nothing was cut", t.Bytes, budget, dir)).
+				WithHint("free some space, or keep the sidecar on another filesystem")
+		}
+		return "", 0, wrap(name, err)
 	}
-	return name, nil
+	return name, holes, nil
 }
 
 // sidecarName finds where the bytes of t go: an existing sidecar for this offset that holds
 // exactly them (same is true), or the first free name.
-func (db *DB) sidecarName(base string, t recovery.Truncation) (name string, same bool, err error) {
+func sidecarName(fsys FS, path, base string, src io.ReaderAt, t recovery.Truncation) (name string, same bool, err error) {
 	for i := 0; i < maxSidecars; i++ {
 		name = base
 		if i > 0 {
 			name = fmt.Sprintf("%s.%d", base, i)
 		}
-		f, err := db.fs.OpenFile(name, OpenReadOnly)
+		f, err := fsys.OpenFile(name, OpenReadOnly)
 		if errors.Is(err, fs.ErrNotExist) {
 			return name, false, nil
 		}
 		if err != nil {
 			return "", false, err
 		}
-		same, err := sameBytes(f, db.f, t.Offset, t.Bytes)
+		same, err := sameBytes(f, src, t.Offset, t.Bytes)
 		f.Close()
 		if err != nil {
 			return "", false, err
@@ -107,13 +149,13 @@ func (db *DB) sidecarName(base string, t recovery.Truncation) (name string, same
 			return name, true, nil
 		}
 	}
-	return "", false, newError(CodeSidecars, db.path, fmt.Sprintf(
+	return "", false, newError(CodeSidecars, path, fmt.Sprintf(
 		"%d sidecars for offset %d already hold other bytes; nothing was cut. Keep what you need and remove them (walrec sidecars -clear, or db.RemoveSidecars)",
 		maxSidecars, t.Offset), nil)
 }
 
 // sameBytes reports whether side holds exactly src's bytes [off, off+n).
-func sameBytes(side, src File, off, n int64) (bool, error) {
+func sameBytes(side File, src io.ReaderAt, off, n int64) (bool, error) {
 	size, err := side.Size()
 	if err != nil || size != n {
 		return false, err
@@ -136,8 +178,69 @@ func sameBytes(side, src File, off, n int64) (bool, error) {
 	return true, nil
 }
 
-// copyRange appends src's bytes [from, to) to dst.
-func copyRange(dst File, src File, from, to int64) error {
+// copySparse appends src's bytes [from, to) to dst, leaving each whole MiB of zeros as a hole
+// (dst is extended by Truncate past its end; a file that cannot be extended that way gets the
+// zeros written). With budget >= 0 it stops with ErrNoSpace before writing more than budget
+// bytes. It returns the zero bytes left as holes.
+func copySparse(ctx context.Context, dst File, src io.ReaderAt, from, to, budget int64) (holes int64, err error) {
+	const chunk = 1 << 20
+	buf := make([]byte, min(to-from, chunk))
+	var size, zeros, written int64 // dst's size; a run of zeros not yet in dst
+	flush := func() error {
+		if zeros == 0 {
+			return nil
+		}
+		if err := dst.Truncate(size + zeros); err == nil {
+			holes += zeros
+		} else { // cannot grow by truncation: write them
+			zbuf := make([]byte, min(zeros, chunk))
+			for z := zeros; z > 0; {
+				n := min(z, int64(len(zbuf)))
+				if budget >= 0 && written+n > budget {
+					return ErrNoSpace
+				}
+				if err := dst.Append(zbuf[:n]); err != nil {
+					return err
+				}
+				written += n
+				z -= n
+			}
+		}
+		size += zeros
+		zeros = 0
+		return nil
+	}
+	for off := from; off < to; {
+		if err := ctx.Err(); err != nil {
+			return holes, walerr.Wrap(walerr.Canceled, off, err, "stopped while keeping the cut bytes; nothing was cut")
+		}
+		n := min(int64(len(buf)), to-off)
+		p := buf[:n]
+		if err := walerr.ReadFull(src, p, off); err != nil {
+			return holes, err
+		}
+		off += n
+		if allZero(p) {
+			zeros += n
+			continue
+		}
+		if err := flush(); err != nil {
+			return holes, err
+		}
+		if budget >= 0 && written+n > budget {
+			return holes, ErrNoSpace
+		}
+		if err := dst.Append(p); err != nil {
+			return holes, err
+		}
+		size += n
+		written += n
+	}
+	return holes, flush()
+}
+
+// copyRange appends src's bytes [from, to) to dst, every byte written.
+func copyRange(dst File, src io.ReaderAt, from, to int64) error {
 	buf := make([]byte, min(to-from, 1<<20))
 	for off := from; off < to; {
 		n := int(min(int64(len(buf)), to-off))
@@ -150,6 +253,21 @@ func copyRange(dst File, src File, from, to int64) error {
 		off += int64(n)
 	}
 	return nil
+}
+
+func allZero(p []byte) bool {
+	for len(p) >= 8 {
+		if binary.LittleEndian.Uint64(p) != 0 {
+			return false
+		}
+		p = p[8:]
+	}
+	for _, c := range p {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Sidecar is one file beside a database holding bytes that recovery cut from it.

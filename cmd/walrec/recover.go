@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -148,7 +147,12 @@ func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recove
 	var sc sidecar
 	var hookErr error
 	opts = append(opts, recovery.WithBeforeTruncate(func(t recovery.Truncation) error {
-		sc, hookErr = writeSidecar(ctx, rfile, t, dir, filepath.Base(real))
+		// The database's own sidecar writer, the one db.Open uses: same names, same reuse of
+		// identical bytes, same temporary-then-rename, zeros kept as holes, free space checked.
+		sc.name, sc.holes, hookErr = db.WriteSidecar(ctx, freeSpaceFS{db.OS}, real, rfile, t, dir)
+		if hookErr != nil {
+			hookErr = sidecarError(ctx, t, dir, hookErr)
+		}
 		return hookErr
 	}))
 	res, err := recovery.Recover(ctx, rfile, nil, opts...)
@@ -204,10 +208,7 @@ func recoverToCopy(ctx context.Context, path string, f *recFile, out string, mod
 	if err != nil {
 		return fail(err)
 	}
-	_, err = copySparse(ctx, cf, f, 0, keep, -1)
-	if err == nil {
-		err = cf.Truncate(keep)
-	}
+	err = copyPrefix(ctx, cf, f, keep)
 	if err == nil {
 		err = cf.Sync()
 	}
@@ -252,91 +253,45 @@ type sidecar struct {
 	holes int64 // zero bytes kept as holes
 }
 
-// errNoRoom is a sidecar that would not fit.
-var errNoRoom = errors.New("not enough free space")
-
-// writeSidecar copies the bytes recovery is about to cut, [t.Offset, t.Offset+t.Bytes), to a
-// new file DIR/BASE.cut-OFFSET (".1", ".2"... appended if that name is taken: an older sidecar
-// is never replaced), syncs it and its directory. Runs of zeros become holes. It refuses,
-// before the disk is full, when the other bytes would not fit, and removes a partial sidecar.
-func writeSidecar(ctx context.Context, src io.ReaderAt, t recovery.Truncation, dir, base string) (sidecar, error) {
-	fail := func(err error, detail string) (sidecar, error) {
-		if ctx.Err() != nil {
-			return sidecar{}, walerr.Wrap(walerr.Canceled, t.Offset, ctx.Err(), "stopped while keeping the cut bytes in a sidecar; nothing was cut")
+// copyPrefix writes src's first n bytes to dst, stopping when ctx is done.
+func copyPrefix(ctx context.Context, dst io.Writer, src io.ReaderAt, n int64) error {
+	buf := make([]byte, min(n, 1<<20))
+	for off := int64(0); off < n; {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-		return sidecar{}, walerr.Wrap(walerr.IO, t.Offset, err, detail).
-			WithHint("nothing was cut; free some space, or pass --sidecar-dir DIR (on another filesystem), or --output COPY to write a repaired copy and leave the file as it is")
-	}
-	stem := filepath.Join(dir, fmt.Sprintf("%s.cut-%d", base, t.Offset))
-	name := stem
-	var f *os.File
-	var own *ownFile
-	for i := 1; ; i++ {
-		var err error
-		if f, own, err = createOwn(name, 0o644); err == nil {
-			break
+		k := min(int64(len(buf)), n-off)
+		if err := walerr.ReadFull(src, buf[:k], off); err != nil {
+			return err
 		}
-		if !errors.Is(err, fs.ErrExist) || i > 1000 {
-			return fail(err, "cannot create the sidecar "+quoteName(name)+" for the cut bytes")
+		if _, err := dst.Write(buf[:k]); err != nil {
+			return err
 		}
-		name = fmt.Sprintf("%s.%d", stem, i)
+		off += k
 	}
-	budget, ok := freeSpace(dir)
-	if !ok {
-		budget = -1
-	}
-	holes, err := copySparse(ctx, f, src, t.Offset, t.Offset+t.Bytes, budget)
-	if err == nil {
-		err = f.Truncate(t.Bytes) // a trailing run of zeros: the size, not the bytes
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
-	if err != nil {
-		own.remove()
-		if errors.Is(err, errNoRoom) {
-			return fail(err, fmt.Sprintf("the %s cut bytes do not fit in the %s free in %s (zeros among them would take no space)",
-				group(t.Bytes), bytesHuman(budget), dirName(dir)))
-		}
-		return fail(err, "cannot write the sidecar "+quoteName(name))
-	}
-	return sidecar{name: name, holes: holes}, nil
+	return nil
 }
 
-// copySparse copies src's bytes [from, to) to dst at offset 0, leaving each all-zero MiB as a
-// hole (dst's size is the caller's to set). With budget >= 0 it stops with errNoRoom before
-// writing more than budget bytes. It returns the zero bytes skipped.
-func copySparse(ctx context.Context, dst *os.File, src io.ReaderAt, from, to, budget int64) (holes int64, err error) {
-	const chunk = 1 << 20
-	buf := make([]byte, min(to-from, chunk))
-	zero := make([]byte, len(buf))
-	var written int64
-	for off := from; off < to; {
-		if err := ctx.Err(); err != nil {
-			return holes, err
-		}
-		n := min(int64(len(buf)), to-off)
-		if err := walerr.ReadFull(src, buf[:n], off); err != nil {
-			return holes, err
-		}
-		if bytes.Equal(buf[:n], zero[:n]) {
-			holes += n
-		} else {
-			if budget >= 0 && written+n > budget {
-				return holes, errNoRoom
-			}
-			if _, err := dst.WriteAt(buf[:n], off-from); err != nil {
-				return holes, err
-			}
-			written += n
-		}
-		off += n
+// freeSpaceFS is the OS filesystem with walrec's own measure of free space (tests set it).
+type freeSpaceFS struct{ db.FS }
+
+func (freeSpaceFS) FreeSpace(dir string) (int64, error) {
+	if free, ok := freeSpace(dir); ok {
+		return free, nil
 	}
-	return holes, nil
+	return 0, errors.ErrUnsupported
+}
+
+// sidecarError adds walrec's words and hint to a sidecar that could not be written.
+func sidecarError(ctx context.Context, t recovery.Truncation, dir string, err error) error {
+	if ctx.Err() != nil {
+		return walerr.Wrap(walerr.Canceled, t.Offset, ctx.Err(), "stopped while keeping the cut bytes in a sidecar; nothing was cut")
+	}
+	detail := "cannot keep the cut bytes in a sidecar"
+	if free, ok := freeSpace(dir); ok && errors.Is(err, db.ErrNoSpace) {
+		detail = fmt.Sprintf("the %s cut bytes do not fit in the %s free in %s (zeros among them would take no space)",
+			group(t.Bytes), bytesHuman(free), dirName(dir))
+	}
+	return walerr.Wrap(walerr.IO, t.Offset, err, detail).
+		WithHint("nothing was cut; free some space, or pass --sidecar-dir DIR (on another filesystem), or --output COPY to write a repaired copy and leave the file as it is")
 }
