@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/streamwal/recovery/db"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -83,18 +84,9 @@ func (o *ownFile) remove() error {
 	return os.Remove(o.path)
 }
 
-// syncDir makes dir's entries durable (a new or renamed file in it survives a crash).
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+// syncDir makes dir's entries durable (a new or renamed file in it survives a crash), as the
+// database does.
+func syncDir(dir string) error { return db.OS.SyncDir(dir) }
 
 // needSpace refuses to write need bytes into dir when its filesystem has less free.
 func needSpace(dir string, need int64, what string) error {
