@@ -31,6 +31,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -160,6 +161,9 @@ func Open(path string, opts ...Option) (*DB, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if m := o.autoCompact; !(m == 0 || m > 1) || math.IsInf(m, 0) { // before anything is cut
+		return nil, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("db: WithAutoCompact(%v): the multiple must be more than 1 (0: off)", m))
+	}
 	mode := OpenReadWrite
 	if o.readOnly {
 		mode = OpenReadOnly
@@ -261,14 +265,11 @@ func (db *DB) open(o *options) error {
 	if end == 0 {
 		db.layout = format.LayoutV1 // new files are v1: the header goes with the first record
 	}
-	if db.w, err = ld.finish(f, end, res.Parallelism); err != nil {
+	if db.w, err = ld.finish(o.ctx, f, end, res.Parallelism); err != nil {
 		return fmt.Errorf("db: open %s: %w", db.path, err)
 	}
 	db.pub.Store(db.w.Clone())
 	if db.autoCompact > 0 && !db.readOnly {
-		if db.autoCompact <= 1 {
-			return walerr.New(walerr.InvalidArgument, 0, fmt.Sprintf("db: WithAutoCompact(%v): the multiple must be more than 1", db.autoCompact))
-		}
 		db.w.Ascend(func(it item) bool { db.live += pairSize(it); return true })
 	}
 	return nil

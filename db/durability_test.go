@@ -1,9 +1,12 @@
+//go:build unix
+
 package db_test
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"path/filepath"
 	"runtime"
 	"syscall"
@@ -63,7 +66,7 @@ func TestBigValueCommitHoldsItOnce(t *testing.T) {
 func TestRefuseNonRegular(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "fifo")
-	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
 		t.Skipf("mkfifo: %v", err)
 	}
 	for _, opts := range [][]db.Option{{db.ReadOnly()}, nil} {

@@ -64,7 +64,9 @@ type File interface {
 	Append(p ...[]byte) error
 	// Sync makes everything written so far durable.
 	Sync() error
-	// Truncate cuts the file to size bytes.
+	// Truncate cuts the file to size bytes. A size past the end may grow the file, reading
+	// back as zeros (a sidecar's runs of zeros become holes that way); a File that cannot
+	// grow may refuse it or leave the size alone, and the zeros are then written.
 	Truncate(size int64) error
 	// Size is the file's current size.
 	Size() (int64, error)

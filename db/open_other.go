@@ -3,7 +3,6 @@
 package db
 
 import (
-	"io"
 	"os"
 )
 
@@ -24,19 +23,4 @@ func openRegular(path string, flag int) (*os.File, error) {
 		return nil, notRegular(path, fi.Mode())
 	}
 	return f, nil
-}
-
-// writev appends bufs one write each (no writev here): a failure leaves a prefix, as a short
-// write would.
-func writev(f *os.File, bufs [][]byte) error {
-	for _, b := range bufs {
-		n, err := f.Write(b)
-		if err == nil && n != len(b) {
-			err = io.ErrShortWrite
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/walerr"
@@ -50,6 +52,9 @@ var ErrNoSpace = errors.New("not enough free space for the sidecar")
 // (walrec recover). fsys nil is the OS; an FS with a method FreeSpace(dir string) (int64,
 // error) has its free space checked (the OS's has).
 func WriteSidecar(ctx context.Context, fsys FS, path string, src io.ReaderAt, t recovery.Truncation, dir string) (name string, holes int64, err error) {
+	if t.Offset < 0 || t.Bytes < 0 || t.Offset > math.MaxInt64-t.Bytes {
+		return "", 0, walerr.New(walerr.InvalidArgument, t.Offset, fmt.Sprintf("db: a sidecar of %d bytes at offset %d", t.Bytes, t.Offset))
+	}
 	if fsys == nil {
 		fsys = OS
 	}
@@ -115,6 +120,9 @@ func writeSidecar(ctx context.Context, fsys FS, path string, src io.ReaderAt, t 
 		// A partial copy must not pass for a sidecar, nor fill the disk: remove it (best
 		// effort; the error reported is the one that stopped the copy).
 		_ = fsys.Remove(tmp)
+		if errors.Is(err, syscall.ENOSPC) && !errors.Is(err, ErrNoSpace) { // the budget was an estimate
+			err = fmt.Errorf("%w: %w", ErrNoSpace, err)
+		}
 		if errors.Is(err, ErrNoSpace) {
 			err = walerr.Wrap(walerr.IO, t.Offset, err, fmt.Sprintf(
 				"the %d bytes to be cut do not fit in the %d bytes free in %s (zeros among them would take none); nothing was cut", t.Bytes, budget, dir)).
@@ -190,9 +198,16 @@ func copySparse(ctx context.Context, dst File, src io.ReaderAt, from, to, budget
 		if zeros == 0 {
 			return nil
 		}
-		if err := dst.Truncate(size + zeros); err == nil {
+		// Grow by truncation (a hole), if the file really grew: File.Truncate promises only
+		// to cut, and a copy one byte short must never pass for the sidecar.
+		if err := dst.Truncate(size + zeros); err == nil && sizeIs(dst, size+zeros) {
 			holes += zeros
 		} else { // cannot grow by truncation: write them
+			if err == nil { // it claimed to: put the size back before appending
+				if err := dst.Truncate(size); err != nil || !sizeIs(dst, size) {
+					return fmt.Errorf("the sidecar cannot be put back to %d bytes: %v", size, err)
+				}
+			}
 			zbuf := make([]byte, min(zeros, chunk))
 			for z := zeros; z > 0; {
 				n := min(z, int64(len(zbuf)))
@@ -236,7 +251,18 @@ func copySparse(ctx context.Context, dst File, src io.ReaderAt, from, to, budget
 		size += n
 		written += n
 	}
-	return holes, flush()
+	if err := flush(); err != nil {
+		return holes, err
+	}
+	if !sizeIs(dst, to-from) {
+		return holes, fmt.Errorf("the sidecar does not hold the %d bytes written to it", to-from)
+	}
+	return holes, nil
+}
+
+func sizeIs(f File, n int64) bool {
+	size, err := f.Size()
+	return err == nil && size == n
 }
 
 // copyRange appends src's bytes [from, to) to dst, every byte written.

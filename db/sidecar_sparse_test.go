@@ -1,3 +1,5 @@
+//go:build unix
+
 package db
 
 import (
@@ -10,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/streamwal/recovery"
+	"github.com/streamwal/recovery/format"
 )
 
 // A preallocated or sparse tail (truncate -s +N) becomes a sidecar that reads back byte for
@@ -68,5 +71,66 @@ func TestSidecarRefusedWhenItWouldNotFit(t *testing.T) {
 	cut.Bytes = int64(len(data))
 	if _, _, err := writeSidecar(context.Background(), tinyFS{}, path, bytes.NewReader(data), cut, dir); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// lazyGrowFS's files ignore a Truncate that would grow them (and say nothing): the sidecar must
+// still hold every byte, zeros written out, and never pass a short copy for the sidecar.
+type lazyGrowFS struct{ osFS }
+
+type lazyGrowFile struct{ File }
+
+func (l lazyGrowFS) OpenFile(path string, mode OpenMode) (File, error) {
+	f, err := l.osFS.OpenFile(path, mode)
+	if err != nil {
+		return nil, err
+	}
+	return lazyGrowFile{f}, nil
+}
+
+func (f lazyGrowFile) Truncate(size int64) error {
+	if cur, err := f.File.Size(); err == nil && size > cur {
+		return nil // claims success, grows nothing
+	}
+	return f.File.Truncate(size)
+}
+
+func TestSidecarOnAFileThatDoesNotGrow(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "db.wal")
+	data := append(append(bytes.Repeat([]byte{5}, 100), make([]byte, 2<<20)...), 1, 2, 3)
+	cut := recovery.Truncation{Offset: 0, Bytes: int64(len(data)), Reason: recovery.ReasonDamagedTail}
+	name, holes, err := writeSidecar(context.Background(), lazyGrowFS{}, path, bytes.NewReader(data), cut, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(name); !bytes.Equal(got, data) || holes != 0 {
+		t.Fatalf("sidecar holds %d bytes (want %d), %d as holes", len(got), len(data), holes)
+	}
+}
+
+// A nonsense truncation is a typed error, not a panic.
+func TestWriteSidecarRefusesNonsense(t *testing.T) {
+	for _, cut := range []recovery.Truncation{{Offset: 0, Bytes: -1}, {Offset: -5, Bytes: 3}, {Offset: 1 << 62, Bytes: 1 << 62}} {
+		if _, _, err := WriteSidecar(context.Background(), nil, filepath.Join(t.TempDir(), "x"), bytes.NewReader(nil), cut, ""); !errors.Is(err, recovery.ErrInvalidArgument) {
+			t.Fatalf("%+v: want INVALID_ARGUMENT, got %v", cut, err)
+		}
+	}
+}
+
+// An invalid WithAutoCompact is refused before recovery may cut anything.
+func TestAutoCompactCheckedBeforeAnyCut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.wal")
+	log := append(format.AppendRecord(format.FileHeader[:], format.LayoutV1, format.AppendSet(nil, []byte("k"), []byte("v"))), 0, 0, 0, 9, 1)
+	if err := os.WriteFile(path, log, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []float64{0.5, 1, -2} {
+		if _, err := Open(path, WithAutoCompact(m, nil)); !errors.Is(err, recovery.ErrInvalidArgument) {
+			t.Fatalf("WithAutoCompact(%v): want INVALID_ARGUMENT, got %v", m, err)
+		}
+		if got, _ := os.ReadFile(path); !bytes.Equal(got, log) {
+			t.Fatalf("WithAutoCompact(%v): the file changed", m)
+		}
 	}
 }

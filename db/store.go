@@ -3,6 +3,7 @@ package db
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -266,7 +267,7 @@ func (l *loader) newSlot(key []byte) int32 {
 
 // readBack fills items[i] with the pair of slot order[i]: its key, and its value read from f
 // (through a window, in file order) and checked against the value's CRC.
-func (l *loader) readBack(f interface {
+func (l *loader) readBack(ctx context.Context, f interface {
 	ReadAt([]byte, int64) (int, error)
 }, size int64, order []int32, items []item) error {
 	pairs := newArena()
@@ -286,6 +287,9 @@ func (l *loader) readBack(f interface {
 				return err
 			}
 		default:
+			if err := ctx.Err(); err != nil { // once per window: a cancel stops the read-back
+				return walerr.Wrap(walerr.Canceled, sl.voff, err, "open stopped while reading the store back")
+			}
 			if win == nil {
 				win = make([]byte, readWindow)
 			}
@@ -299,7 +303,7 @@ func (l *loader) readBack(f interface {
 		if format.Checksum(v) != sl.vcrc {
 			return walerr.New(walerr.IO, sl.voff, fmt.Sprintf(
 				"a %d-byte value read back at open does not match the checksum taken when its record was verified: the file changed during open", len(v))).
-				WithHint("nothing was changed; reopen")
+				WithHint("reopen; a cut recovery had already made stays, its bytes in the sidecar")
 		}
 		items[n] = item{kv: kv, klen: uint32(len(sl.key)), slab: s}
 	}
@@ -314,7 +318,7 @@ const readWindow = 256 << 10
 // values are read in file order, by up to par goroutines (recovery's parallelism) each taking a
 // contiguous run of them (fresh memory is slow to touch on a small VM, and that is most of the
 // cost here).
-func (l *loader) finish(f interface {
+func (l *loader) finish(ctx context.Context, f interface {
 	ReadAt([]byte, int64) (int, error)
 }, size int64, par int) (*tree, error) {
 	order := make([]int32, 0, len(l.idx))
@@ -328,7 +332,7 @@ func (l *loader) finish(f interface {
 	var wg sync.WaitGroup
 	for p := range parts {
 		lo, hi := p*len(order)/parts, (p+1)*len(order)/parts
-		wg.Go(func() { errs[p] = l.readBack(f, size, order[lo:hi], items[lo:hi]) })
+		wg.Go(func() { errs[p] = l.readBack(ctx, f, size, order[lo:hi], items[lo:hi]) })
 	}
 	wg.Wait()
 	for _, err := range errs {

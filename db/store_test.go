@@ -55,7 +55,7 @@ func replay(t *testing.T, par int, payloads ...[]byte) (*tree, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := l.finish(bytes.NewReader(log.Bytes), int64(len(log.Bytes)), par)
+	tr, err := l.finish(context.Background(), bytes.NewReader(log.Bytes), int64(len(log.Bytes)), par)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestFinishRefusesAChangedValue(t *testing.T) {
 	changed := bytes.Clone(log.Bytes)
 	i := bytes.Index(changed, []byte("kept value"))
 	changed[i] ^= 1
-	if _, err := l.finish(bytes.NewReader(changed), int64(len(changed)), 2); !errors.Is(err, recovery.ErrIO) {
+	if _, err := l.finish(context.Background(), bytes.NewReader(changed), int64(len(changed)), 2); !errors.Is(err, recovery.ErrIO) {
 		t.Fatalf("want an I/O error, got %v", err)
 	}
 }

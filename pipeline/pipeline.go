@@ -428,6 +428,12 @@ func (r *run) applyHeads() bool {
 			return true
 		}
 	}
+	// Every chunk applied and none decided: the last chunk always carries a Stop or an error,
+	// so this cannot happen; if it ever does, the caller returns errNoDecision, never hangs.
+	if !r.decided {
+		r.decided, r.err = true, errNoDecision
+		close(r.done)
+	}
 	return true
 }
 

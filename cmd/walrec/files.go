@@ -13,7 +13,14 @@ import (
 
 // freeSpace is how many bytes an unprivileged writer can still put in the filesystem holding
 // dir (ok = false where it cannot be measured). Tests replace it to simulate a full disk.
-var freeSpace = func(dir string) (free int64, ok bool) { return statfsFree(dir) }
+var freeSpace = func(dir string) (free int64, ok bool) {
+	fsp, can := db.OS.(interface{ FreeSpace(string) (int64, error) })
+	if !can {
+		return 0, false // not measurable here: writers rely on the write errors alone
+	}
+	free, err := fsp.FreeSpace(dir)
+	return free, err == nil
+}
 
 // notRegular is the error for a path that exists and is not a regular file.
 func notRegular(path string, fi fs.FileInfo) error {

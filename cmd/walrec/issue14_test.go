@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -6,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"net"
 	"os"
@@ -34,7 +37,7 @@ func TestGenRefusesNonRegular(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "dir"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err == nil {
+	if err := unix.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err == nil {
 		nodes["fifo"] = "a FIFO"
 		if err := os.Symlink("fifo", filepath.Join(dir, "link-to-fifo")); err != nil {
 			t.Fatal(err)

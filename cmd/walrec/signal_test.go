@@ -1,9 +1,12 @@
+//go:build unix
+
 package main
 
 import (
 	"bufio"
 	"bytes"
 	"errors"
+	"golang.org/x/sys/unix"
 	"io"
 	"os"
 	"os/exec"
@@ -213,7 +216,7 @@ func TestDemoClosedPipe(t *testing.T) {
 func TestGenRefusesFIFOPromptly(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "fifo")
-	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
 		t.Skip("no FIFOs here:", err)
 	}
 	c := startWalrec(t, "", nil, io.Discard, "gen", fifo, "--force", "--size", "64KiB")

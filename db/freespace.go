@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux || darwin
 
 package db
 
@@ -11,5 +11,6 @@ func (osFS) FreeSpace(dir string) (int64, error) {
 	if err := unix.Statfs(dir, &st); err != nil {
 		return 0, err
 	}
-	return int64(st.Bavail) * int64(st.Bsize), nil
+	free := uint64(st.Bavail) * uint64(st.Bsize)
+	return int64(min(free, 1<<62)), nil
 }
