@@ -215,7 +215,7 @@ func (p *Pool[M]) Close() {
 
 // Memory is recycled between pools through size classes of sync.Pool: a recovery's buffers are
 // the next recovery's (a benchmark loop, a CLI that verifies many files, a database reopened),
-// instead of fresh pages every time. On a small VM a fresh page costs a fault of 10-15 us to
+// instead of fresh pages every time. On a small VM a fresh page costs a fault of microseconds to
 // touch, which for a pool of 1 MiB buffers was a visible share of a whole recovery. The pool
 // still counts (and bounds) the capacity it holds; what sits in the cache between recoveries
 // belongs to no pool and goes with the next garbage collections.

@@ -45,7 +45,8 @@ var ErrNoSpace = errors.New("not enough free space for the sidecar")
 // cut from the database file at path, in a sidecar file in dir (dir "" is path's own
 // directory), exactly as Open does before a cut: "<base>.cut-<offset>" (".1", ".2"... when that
 // name holds other bytes; an existing sidecar holding these very bytes is reused), written under
-// a temporary name, synced, renamed, and the directory synced. Each whole MiB of zeros becomes a
+// a temporary name, synced, renamed, and the directory synced. Each 1 MiB block of the cut
+// bytes (counted from the cut's start; the last may be shorter) that is all zeros becomes a
 // hole, which takes no disk space (a preallocated or sparse tail); it refuses with ErrNoSpace,
 // before the disk fills, when the other bytes would not fit. It returns the sidecar's name and
 // the zero bytes kept as holes. For tools that cut a log without opening the database

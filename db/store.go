@@ -35,19 +35,17 @@ import (
 const degree = 32
 
 // item is one key-value pair. Key and value live in one slice, kv = key ++ value, so a set
-// costs one copy into one allocation (or one arena carve). slab is the arena slab holding kv
-// during recovery, or -1 when kv is its own allocation.
+// costs one copy into one allocation (or one arena carve).
 type item struct {
 	kv   []byte
 	klen uint32
-	slab int32
 }
 
 func (it item) key() []byte   { return it.kv[:it.klen:it.klen] }
 func (it item) value() []byte { return it.kv[it.klen:] }
 
 // probe is a search key: an item with no value.
-func probe(key []byte) item { return item{kv: key, klen: uint32(len(key)), slab: -1} }
+func probe(key []byte) item { return item{kv: key, klen: uint32(len(key))} }
 
 // less orders keys by unsigned byte-lexicographic comparison.
 func less(a, b item) bool { return bytes.Compare(a.key(), b.key()) < 0 }
@@ -62,7 +60,7 @@ func ownedItem(key, value []byte) item {
 	kv := make([]byte, len(key)+len(value))
 	copy(kv, key)
 	copy(kv[len(key):], value)
-	return item{kv: kv, klen: uint32(len(key)), slab: -1}
+	return item{kv: kv, klen: uint32(len(key))}
 }
 
 // ---- recovery's applier ----
@@ -275,7 +273,7 @@ func (l *loader) readBack(ctx context.Context, f interface {
 	var wstart int64 // file offset of win[0]
 	for n, i := range order {
 		sl := &l.slots[i]
-		kv, s := pairs.alloc(len(sl.key) + int(sl.vlen))
+		kv, _ := pairs.alloc(len(sl.key) + int(sl.vlen)) // never released: the store keeps it
 		copy(kv, sl.key)
 		v := kv[len(sl.key):]
 		switch end := sl.voff + int64(sl.vlen); {
@@ -305,7 +303,7 @@ func (l *loader) readBack(ctx context.Context, f interface {
 				"a %d-byte value read back at open does not match the checksum taken when its record was verified: the file changed during open", len(v))).
 				WithHint("reopen; a cut recovery had already made stays, its bytes in the sidecar")
 		}
-		items[n] = item{kv: kv, klen: uint32(len(sl.key)), slab: s}
+		items[n] = item{kv: kv, klen: uint32(len(sl.key))}
 	}
 	return nil
 }

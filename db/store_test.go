@@ -203,18 +203,19 @@ func TestArenaNeverReusesLiveBytes(t *testing.T) {
 		pattern[i] = byte(i * 7)
 	}
 	type held struct {
-		it  item
-		pat []byte // what its bytes must still be
+		kv   []byte
+		slab int32
+		pat  []byte // what its bytes must still be
 	}
 	var live []held
 	for step := range 200000 {
 		if len(live) > 0 && rng.IntN(2) == 0 {
 			i := rng.IntN(len(live))
 			h := live[i]
-			if !bytes.Equal(h.it.kv, h.pat) {
+			if !bytes.Equal(h.kv, h.pat) {
 				t.Fatalf("step %d: live bytes overwritten", step)
 			}
-			a.release(h.it.kv, h.it.slab)
+			a.release(h.kv, h.slab)
 			live[i] = live[len(live)-1]
 			live = live[:len(live)-1]
 		} else {
@@ -225,7 +226,7 @@ func TestArenaNeverReusesLiveBytes(t *testing.T) {
 			kv, s := a.alloc(n)
 			pat := pattern[step%256 : step%256+n]
 			copy(kv, pat)
-			live = append(live, held{item{kv: kv, slab: s}, pat})
+			live = append(live, held{kv, s, pat})
 		}
 		if step%1000 == 0 {
 			want := map[int32]bool{}
