@@ -1,6 +1,7 @@
 package db
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -55,7 +56,11 @@ func pairSize(it item) int64 { return 1 + 4 + 4 + int64(len(it.kv)) }
 // own copy). A failure before the rename leaves the old log in use and removes the new file;
 // a failed directory sync after it latches the database (ErrFailed): which name a crash would
 // keep is unknown, though both hold every acknowledged commit.
-func (db *DB) Compact() (CompactResult, error) {
+func (db *DB) Compact() (CompactResult, error) { return db.CompactContext(context.Background()) }
+
+// CompactContext is Compact that stops when ctx is done while the snapshot is being written:
+// the new file is removed, the old log stays in use, and the error is CANCELED.
+func (db *DB) CompactContext(ctx context.Context) (CompactResult, error) {
 	if db.readOnly {
 		return CompactResult{}, newError(CodeReadOnly, db.path, "the database was opened with db.ReadOnly()", nil)
 	}
@@ -100,7 +105,7 @@ func (db *DB) Compact() (CompactResult, error) {
 	if err := nf.Lock(); err != nil {
 		return res, fmt.Errorf("db: compact %s: lock %s: %w", db.path, tmp, err)
 	}
-	size, err := writeSnapshot(nf, snap, layout, min(compactChunk, maxRecord), &res)
+	size, err := writeSnapshot(ctx, nf, snap, layout, min(compactChunk, maxRecord), &res)
 	if err == nil {
 		err = nf.Sync()
 	}
@@ -170,7 +175,7 @@ func (db *DB) quiesce() (int64, error) {
 
 // writeSnapshot writes the file header (v1) and the pairs of t as set ops, in records of at
 // most chunk payload bytes (a bigger pair alone in its record), and returns the bytes written.
-func writeSnapshot(f File, t *tree, layout format.Layout, chunk int64, res *CompactResult) (int64, error) {
+func writeSnapshot(ctx context.Context, f File, t *tree, layout format.Layout, chunk int64, res *CompactResult) (int64, error) {
 	var written int64
 	if layout != format.LayoutLegacy {
 		if err := f.Append(format.FileHeader[:]); err != nil {
@@ -220,6 +225,10 @@ func writeSnapshot(f File, t *tree, layout format.Layout, chunk int64, res *Comp
 	t.Ascend(func(it item) bool {
 		n := pairSize(it)
 		if payload > 0 && payload+n > chunk {
+			if err = ctx.Err(); err != nil { // once a record (about a megabyte)
+				err = walerr.Wrap(walerr.Canceled, written, err, "compaction stopped; the old log stays in use")
+				return false
+			}
 			if err = flush(); err != nil {
 				return false
 			}
@@ -239,8 +248,11 @@ func writeSnapshot(f File, t *tree, layout format.Layout, chunk int64, res *Comp
 	if err == nil {
 		err = flush()
 	}
+	if err != nil && walerr.CodeOf(err) == "" {
+		err = walerr.Wrap(walerr.IO, written, err, "writing the compacted log")
+	}
 	if err != nil {
-		return 0, walerr.Wrap(walerr.IO, written, err, "writing the compacted log")
+		return 0, err
 	}
 	return written, nil
 }

@@ -134,3 +134,35 @@ func TestAutoCompactCheckedBeforeAnyCut(t *testing.T) {
 		}
 	}
 }
+
+// A compaction stopped by its context removes its new file and leaves the old log in use,
+// whole.
+func TestCompactContextCanceled(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.wal")
+	d, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	val := bytes.Repeat([]byte{1}, 100<<10)
+	for i := range 40 { // 4 MiB of pairs: several compacted records
+		if err := d.Update(func(tx *Tx) error { return tx.Set([]byte{byte(i)}, val) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := os.ReadFile(path)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := d.CompactContext(ctx); !errors.Is(err, recovery.ErrCanceled) {
+		t.Fatalf("want CANCELED, got %v", err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Fatal("the log changed")
+	}
+	if _, err := os.Stat(path + compactSuffix); !os.IsNotExist(err) {
+		t.Fatalf("the new file was left behind: %v", err)
+	}
+	if err := d.Update(func(tx *Tx) error { return tx.Set([]byte("after"), []byte("x")) }); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -39,7 +39,7 @@ type compactReport struct {
 }
 
 // cmdCompact is "walrec compact": db.Compact, timed.
-func cmdCompact(_ context.Context, args []string, stdout, stderr io.Writer) int {
+func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("compact")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	var of outFlags // no bar is drawn here; --quiet prints nothing on success
@@ -63,16 +63,16 @@ func cmdCompact(_ context.Context, args []string, stdout, stderr io.Writer) int 
 		return fail(err)
 	}
 	t0 := time.Now()
-	d, err := db.Open(path, db.ReadOnly()) // timed the same way as the open after
+	d, err := db.Open(path, db.ReadOnly(), db.WithContext(ctx)) // timed the same way as the open after
 	if err != nil {
 		return fail(err)
 	}
 	r := compactReport{File: path, OpenBefore: time.Since(t0).Seconds()}
 	d.Close()
-	if d, err = db.Open(path); err != nil {
+	if d, err = db.Open(path, db.WithContext(ctx)); err != nil {
 		return fail(err)
 	}
-	res, err := d.Compact()
+	res, err := d.CompactContext(ctx) // a signal stops it; the old log stays
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
@@ -83,7 +83,7 @@ func cmdCompact(_ context.Context, args []string, stdout, stderr io.Writer) int 
 	r.CompactTime = res.Duration.Seconds()
 	r.CompactMBps = float64(res.Before) / 1e6 / res.Duration.Seconds()
 	t0 = time.Now()
-	d, err = db.Open(path, db.ReadOnly())
+	d, err = db.Open(path, db.ReadOnly(), db.WithContext(ctx))
 	if err != nil {
 		return fail(err)
 	}
