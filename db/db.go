@@ -230,7 +230,7 @@ func (db *DB) open(o *options) error {
 			return err
 		}))
 	}
-	ld := newLoader()
+	ld := newLoaderFor(size)
 	ropts = append(ropts, recovery.WithPrepare(prepare))
 	res, err := recovery.Recover(o.ctx, &recFile{f: f, size: size}, ld, ropts...)
 	if err != nil {

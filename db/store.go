@@ -205,8 +205,14 @@ type slot struct {
 	vcrc  uint32
 }
 
-func newLoader() *loader {
-	return &loader{idx: map[string]int32{}, keys: newArena()}
+func newLoader() *loader { return newLoaderFor(0) }
+
+// newLoaderFor sizes the index for a log of size bytes: one key per 4 KiB of log, at most 64Ki
+// keys (about 2 MiB of index), so that a store of tens of thousands of keys is not rehashed
+// over and over as it fills, and a small or hugely overwritten store costs little.
+func newLoaderFor(size int64) *loader {
+	hint := int(min(size/(4<<10), 1<<16))
+	return &loader{idx: make(map[string]int32, hint), slots: make([]slot, 0, hint), keys: newArena()}
 }
 
 // Apply replays one verified record. Its payload aliases a pooled buffer: the index keeps a
