@@ -205,27 +205,7 @@ func BenchmarkConcurrentCommits(b *testing.B) {
 // peak heap growth during one Open (sampled), liveMiB the keys and values the store holds.
 func BenchmarkOpenDemo(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "demo.db")
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	w.Write(format.FileHeader[:])
-	size := int64(format.FileHeaderSize)
-	shop := workload.NewShop(1)
-	var rec []byte
-	for {
-		rec = format.AppendRecord(rec[:0], format.LayoutV1, shop.Tx())
-		if size+int64(len(rec)) > 256<<20 {
-			break
-		}
-		w.Write(rec)
-		size += int64(len(rec))
-	}
-	if err := w.Flush(); err != nil {
-		b.Fatal(err)
-	}
-	f.Close()
+	size := writeDemoLog(b, path, 256<<20)
 	for _, p := range []int{1, 0} {
 		name := fmt.Sprintf("parallelism=%d", p)
 		b.Run("open/"+name, func(b *testing.B) {

@@ -275,8 +275,13 @@ func (db *DB) open(o *options) error {
 	return nil
 }
 
-// recFile is the database file as recovery sees it: a recovery.WritableFile whose size is
-// the one measured at open.
+// RecoveryFile is a database file as recovery sees it: a recovery.WritableFile whose Size is
+// size (the one measured at open) and whose CurrentSize asks the file, so that recovery refuses
+// to cut a file that grew meanwhile. For tools that recover a file they opened through an FS
+// (walrec recover); Open uses it itself.
+func RecoveryFile(f File, size int64) recovery.WritableFile { return &recFile{f: f, size: size} }
+
+// recFile is RecoveryFile's type.
 type recFile struct {
 	f    File
 	size int64

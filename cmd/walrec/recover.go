@@ -90,19 +90,6 @@ func cmdRecover(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return emit(stdout, stderr, "recover", &rr.report, &rr, &rf)
 }
 
-// recFile is the database file, opened through the database's own filesystem layer (its lock
-// is the one db.Open takes), as recovery sees it.
-type recFile struct {
-	f    db.File
-	size int64
-}
-
-func (r *recFile) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
-func (r *recFile) Size() int64                             { return r.size }
-func (r *recFile) CurrentSize() (int64, error)             { return r.f.Size() }
-func (r *recFile) Truncate(size int64) error               { return r.f.Truncate(size) }
-func (r *recFile) Sync() error                             { return r.f.Sync() }
-
 // recoverFile repairs path (or, with --output, writes its repaired copy) and reports.
 func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recoverOpts, p *progress) recoverReport {
 	mode := recovery.Mode(rf.mode)
@@ -132,7 +119,7 @@ func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recove
 		r.notOpened = r.Outcome != outLocked
 		return recoverReport{report: r}
 	}
-	rfile := &recFile{f: f, size: size}
+	rfile := db.RecoveryFile(f, size)
 	opts := append(rf.options(), recovery.WithProgress(p.callback()))
 	if ro.output != "" {
 		return recoverToCopy(ctx, path, rfile, ro.output, mode, opts, p)
@@ -181,7 +168,7 @@ func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recove
 }
 
 // recoverToCopy recovers path read-only and writes what it would keep to out.
-func recoverToCopy(ctx context.Context, path string, f *recFile, out string, mode recovery.Mode, opts []recovery.Option, p *progress) recoverReport {
+func recoverToCopy(ctx context.Context, path string, f recovery.WritableFile, out string, mode recovery.Mode, opts []recovery.Option, p *progress) recoverReport {
 	res, err := recovery.Recover(ctx, f, nil, append(opts, recovery.ReadOnly())...)
 	p.done()
 	rr := recoverReport{report: newReport(path, mode, res, err)}
