@@ -120,16 +120,13 @@ func BenchmarkOpenUniqueKeys(b *testing.B) {
 // keySpace distinct keys (0: every key distinct).
 func writeBigLog(b *testing.B, path string, target int64, keySpace int) int64 {
 	b.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	w.Write(format.FileHeader[:])
-	size := int64(format.FileHeaderSize)
 	key, val := make([]byte, 16), make([]byte, 200)
-	var payload, rec []byte
-	for i := 0; size < target; i++ {
+	var payload []byte
+	i := 0
+	return writeLog(b, path, func(size int64) []byte {
+		if size >= target {
+			return nil
+		}
 		payload = payload[:0]
 		for j := range 4 {
 			k := uint64(i*4 + j)
@@ -142,7 +139,28 @@ func writeBigLog(b *testing.B, path string, target int64, keySpace int) int64 {
 			binary.BigEndian.PutUint64(val, uint64(i))
 			payload = format.AppendSet(payload, key, val)
 		}
-		rec = format.AppendRecord(rec[:0], format.LayoutV1, payload)
+		i++
+		return payload
+	}, 1<<62)
+}
+
+// writeLog writes a v1 log of the payloads next returns (given the size so far; nil ends it),
+// stopping before a record would take the file past limit, and returns its size.
+func writeLog(b *testing.B, path string, next func(size int64) []byte, limit int64) int64 {
+	b.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	w.Write(format.FileHeader[:])
+	size := int64(format.FileHeaderSize)
+	var rec []byte
+	for p := next(size); p != nil; p = next(size) {
+		rec = format.AppendRecord(rec[:0], format.LayoutV1, p)
+		if size+int64(len(rec)) > limit {
+			break
+		}
 		w.Write(rec)
 		size += int64(len(rec))
 	}
@@ -253,30 +271,8 @@ func BenchmarkOpenDemo(b *testing.B) {
 // writeDemoLog writes size bytes (at most) of the demo's workload (internal/workload's shop) as
 // a v1 log at path, and returns its size.
 func writeDemoLog(b *testing.B, path string, limit int64) int64 {
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	w.Write(format.FileHeader[:])
-	size := int64(format.FileHeaderSize)
 	shop := workload.NewShop(1)
-	var rec []byte
-	for {
-		rec = format.AppendRecord(rec[:0], format.LayoutV1, shop.Tx())
-		if size+int64(len(rec)) > limit {
-			break
-		}
-		w.Write(rec)
-		size += int64(len(rec))
-	}
-	if err := w.Flush(); err != nil {
-		b.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		b.Fatal(err)
-	}
-	return size
+	return writeLog(b, path, func(int64) []byte { return shop.Tx() }, limit)
 }
 
 // BenchmarkCompactDemo: 192 MiB of the demo's workload (the demo's 256 MiB would put this

@@ -10,7 +10,7 @@ import (
 )
 
 // Open a database in a file, write in a transaction, read in another, close it, and open it
-// again: the second Open replays the log, here with two verifier goroutines.
+// again: the second Open replays the log, here with two worker goroutines.
 func ExampleOpen() {
 	dir, err := os.MkdirTemp("", "db-example-")
 	if err != nil {

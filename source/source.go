@@ -55,7 +55,7 @@ type Reader struct {
 	head      [format.V1HeaderSize]byte // a header that runs past its chunk; Carve's alone
 
 	// The one buffer for records larger than a read: held by at most one batch at a time, so
-	// a huge record is held once however many verifiers run. bigFree has a token while it is
+	// a huge record is held once however many workers run. bigFree has a token while it is
 	// free; the batch that took it gives it back (ReleaseBig) when its buffer is released.
 	bigFree chan struct{}
 	big     []byte

@@ -54,7 +54,7 @@ func (rf *recoveryFlags) register(fs *flag.FlagSet, withMode bool, defaultPar in
 	rf.maxRecord = recovery.DefaultMaxRecord
 	fs.Var(&rf.maxRecord, "max-record-size", "largest record payload recovery accepts, a `size` like 4096, 64KiB, 1GiB")
 	if defaultPar >= 0 {
-		fs.IntVar(&rf.parallelism, "parallelism", defaultPar, fmt.Sprintf("verifier goroutines: 0 one per CPU, 1 the sequential loop, at most %d", maxParallelism))
+		fs.IntVar(&rf.parallelism, "parallelism", defaultPar, fmt.Sprintf("worker goroutines (each reads, verifies and in turn applies chunks): 0 one per CPU, 1 the sequential loop, at most %d", maxParallelism))
 	}
 	rf.outFlags.register(fs)
 }
