@@ -1,0 +1,41 @@
+package hugemem
+
+// Off-heap buffers: Get and Put.
+//
+// Recovery's pooled buffers are the one large allocation whose lifetime is exactly known (a
+// pool's life, strict ownership), so on Linux they live outside the Go heap, in anonymous
+// mappings aligned to huge pages: the garbage collector neither scans nor counts them (so they
+// do not raise the heap goal of the caller's program), and the first touch of each 2 MiB costs
+// one fault instead of 512.
+//
+// A mapping is never unmapped. Memory that is given back stays mapped for the next Get; once
+// it has sat unused through two garbage collections its pages are returned to the kernel with
+// MADV_DONTNEED (the address range stays valid and reads as zeros until it is touched again).
+// So a slice a caller wrongly kept past its buffer's release reads stale bytes or zeros, never
+// an unmapped address: the same failure, no worse, as with memory from the Go heap.
+
+const (
+	// MinOffHeap and MaxOffHeap bound the sizes Get serves: powers of two. Below 1 MiB a
+	// buffer shares its huge page with others, and a huge page is resident whole: the pool
+	// would hold memory it does not count (at 1 MiB, at most one unused half page per size).
+	MinOffHeap = 1 << 20
+	MaxOffHeap = 256 << 20
+)
+
+// Get returns n bytes of zeroed-or-reused memory outside the Go heap (contents unspecified),
+// aligned to n or to a huge page, whichever is smaller, with length and capacity n. It serves only powers of two in
+// [MinOffHeap, MaxOffHeap], on Linux with huge pages offered and outside race and invariants
+// builds (where buffers stay on the Go heap so the race detector sees them); otherwise ok is
+// false and the caller allocates as usual. The caller owns the memory until Put.
+func Get(n int) (b []byte, ok bool) {
+	if n < MinOffHeap || n > MaxOffHeap || n&(n-1) != 0 || !offHeap || !offered() {
+		return nil, false
+	}
+	return get(n)
+}
+
+// Put gives back b if Get returned it (the whole slice, as returned; the caller must not touch
+// it, or any slice of it, again) and reports whether it did; memory from anywhere else is left
+// alone. Put panics on a piece of Get's memory that is not one Get returned, or that is back
+// already: an ownership bug, not a condition to paper over.
+func Put(b []byte) bool { return put(b) }

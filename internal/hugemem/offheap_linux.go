@@ -1,0 +1,130 @@
+package hugemem
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// unit is one mapping: Page bytes split into Page/size pieces, or one piece of size >= Page.
+type unit struct {
+	mem      []byte
+	size     int    // bytes per piece
+	free     uint32 // bit i: piece i is back (at most Page/MinOffHeap = 2 pieces)
+	idle     int    // garbage collections seen with every piece back
+	resident bool   // pages may be resident: not returned to the kernel since last used
+}
+
+func (u *unit) pieces() int   { return max(1, Page/u.size) }
+func (u *unit) allFree() bool { return u.free == 1<<u.pieces()-1 }
+
+var heap struct {
+	mu    sync.Mutex
+	units map[uintptr]*unit // by base address
+	free  map[int][]*unit   // by piece size: units with at least one free piece
+	armed bool
+}
+
+func get(n int) ([]byte, bool) {
+	heap.mu.Lock()
+	defer heap.mu.Unlock()
+	if !heap.armed {
+		heap.armed = true
+		heap.units, heap.free = map[uintptr]*unit{}, map[int][]*unit{}
+		armGC()
+	}
+	var u *unit
+	if l := heap.free[n]; len(l) > 0 {
+		u = l[len(l)-1]
+	} else {
+		mem, err := mapAligned(max(n, Page))
+		if err != nil {
+			return nil, false
+		}
+		u = &unit{mem: mem, size: n}
+		u.free = 1<<u.pieces() - 1
+		heap.units[base(mem)] = u
+		heap.free[n] = append(heap.free[n], u)
+	}
+	i := 0
+	for u.free&(1<<i) == 0 {
+		i++
+	}
+	u.free &^= 1 << i
+	u.idle, u.resident = 0, true
+	if u.free == 0 { // no piece left: off the free list (it is its last entry)
+		l := heap.free[n]
+		heap.free[n] = l[:len(l)-1]
+	}
+	return u.mem[i*n : (i+1)*n : (i+1)*n], true
+}
+
+func put(b []byte) bool {
+	p := base(b)
+	heap.mu.Lock()
+	defer heap.mu.Unlock()
+	u := heap.units[p&^(Page-1)]
+	if u == nil {
+		return false
+	}
+	if cap(b) != u.size || (p-base(u.mem))%uintptr(u.size) != 0 {
+		panic(fmt.Sprintf("hugemem: Put of %d bytes at %#x that Get did not return", cap(b), p))
+	}
+	i := int(p-base(u.mem)) / u.size
+	if u.free&(1<<i) != 0 {
+		panic(fmt.Sprintf("hugemem: Put of %#x twice", p))
+	}
+	if u.free == 0 {
+		heap.free[u.size] = append(heap.free[u.size], u)
+	}
+	u.free |= 1 << i
+	return true
+}
+
+// mapAligned maps n bytes (a multiple of Page) at a huge-page boundary, advised for huge pages.
+func mapAligned(n int) ([]byte, error) {
+	m, err := unix.Mmap(-1, 0, n+Page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON)
+	if err != nil {
+		return nil, err
+	}
+	pad := int(-base(m) & (Page - 1))
+	if pad > 0 {
+		_ = unix.Munmap(m[:pad]) // never handed out: nothing can refer to it
+	}
+	if tail := m[pad+n:]; len(tail) > 0 {
+		_ = unix.Munmap(tail)
+	}
+	mem := m[pad : pad+n : pad+n]
+	_ = unix.Madvise(mem, unix.MADV_HUGEPAGE) // a hint: refused, the memory is ordinary pages
+	return mem, nil
+}
+
+func base(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
+
+// gcTick is an object that dies at every garbage collection; its cleanup runs releaseIdle and
+// makes the next one.
+type gcTick struct{ _ *int }
+
+func armGC() {
+	t := &gcTick{}
+	runtime.AddCleanup(t, func(struct{}) { releaseIdle(); armGC() }, struct{}{})
+}
+
+// releaseIdle returns to the kernel the pages of every unit that has had all its pieces back
+// through two garbage collections: like sync.Pool, memory nobody asked for again goes.
+func releaseIdle() {
+	heap.mu.Lock()
+	defer heap.mu.Unlock()
+	for _, u := range heap.units {
+		if !u.allFree() || !u.resident {
+			continue
+		}
+		if u.idle++; u.idle >= 2 {
+			_ = unix.Madvise(u.mem, unix.MADV_DONTNEED)
+			u.resident = false
+		}
+	}
+}

@@ -1,0 +1,138 @@
+package hugemem
+
+import (
+	"runtime"
+	"testing"
+	"time"
+)
+
+// withOffHeap turns off-heap buffers on for a test, also in race builds (whose other packages
+// keep buffers on the Go heap so that the race detector sees them).
+func withOffHeap(t *testing.T) {
+	t.Helper()
+	if !offered() {
+		t.Skip("no transparent huge pages offered here: Get serves nothing")
+	}
+	old := offHeap
+	offHeap = true
+	t.Cleanup(func() { offHeap = old })
+}
+
+func TestGetServesOnlyItsSizes(t *testing.T) {
+	withOffHeap(t)
+	for _, n := range []int{0, 1, 4 << 10, MinOffHeap / 2, MinOffHeap + 1, 3 << 20, MaxOffHeap * 2} {
+		if b, ok := Get(n); ok {
+			t.Fatalf("Get(%d) served %d bytes; only powers of two in [%d, %d]", n, len(b), MinOffHeap, MaxOffHeap)
+		}
+	}
+	if Put(make([]byte, MinOffHeap)) {
+		t.Fatal("Put took memory Get did not return")
+	}
+}
+
+func TestGetPut(t *testing.T) {
+	withOffHeap(t)
+	for _, n := range []int{MinOffHeap, Page, 4 * Page} {
+		var got [][]byte
+		seen := map[uintptr]bool{}
+		for range 5 {
+			b, ok := Get(n)
+			if !ok {
+				t.Fatalf("Get(%d) refused", n)
+			}
+			p := base(b)
+			if len(b) != n || cap(b) != n || p%uintptr(min(n, Page)) != 0 || seen[p] {
+				t.Fatalf("Get(%d): len %d cap %d at %#x (aligned to %d? reused while out? %v)", n, len(b), cap(b), p, min(n, Page), seen[p])
+			}
+			seen[p] = true
+			for i := range b { // every byte writable; no two pieces overlap (checked below)
+				b[i] = byte(len(got))
+			}
+			got = append(got, b)
+		}
+		for i, b := range got {
+			if b[0] != byte(i) || b[n-1] != byte(i) {
+				t.Fatalf("Get(%d): piece %d was overwritten by another piece", n, i)
+			}
+		}
+		for _, b := range got {
+			if !Put(b) {
+				t.Fatalf("Put refused a piece of %d bytes that Get returned", n)
+			}
+		}
+		// Memory given back is handed out again before anything new is mapped.
+		for range 5 {
+			again, _ := Get(n)
+			if !seen[base(again)] {
+				t.Fatalf("Get(%d) after Put mapped new memory at %#x instead of reusing", n, base(again))
+			}
+			defer Put(again)
+		}
+	}
+}
+
+func TestPutOwnershipBugsPanic(t *testing.T) {
+	withOffHeap(t)
+	b, _ := Get(MinOffHeap)
+	mustPanic(t, "an interior slice", func() { Put(b[1:]) })
+	Put(b)
+	mustPanic(t, "a second Put", func() { Put(b) })
+}
+
+func mustPanic(t *testing.T, what string, f func()) {
+	t.Helper()
+	defer func() {
+		if recover() == nil {
+			t.Fatalf("Put of %s did not panic", what)
+		}
+	}()
+	f()
+}
+
+// Memory nobody asks for again goes back to the kernel after two garbage collections, and reads
+// as zeros (never faults) if a buggy caller still looks at it.
+func TestIdleMemoryIsReturned(t *testing.T) {
+	withOffHeap(t)
+	b, _ := Get(Page)
+	for i := range b {
+		b[i] = 0xAB
+	}
+	Put(b)
+	releaseIdle() // one collection: still resident, still reused as is
+	if b[0] != 0xAB {
+		t.Fatal("memory was returned after one collection")
+	}
+	releaseIdle()
+	if b[0] != 0 || b[Page-1] != 0 {
+		t.Fatalf("memory idle through two collections still holds %#x: not returned", b[0])
+	}
+	// A piece in use is never returned.
+	c, _ := Get(Page)
+	c[0] = 0xCD
+	releaseIdle()
+	releaseIdle()
+	releaseIdle()
+	if c[0] != 0xCD {
+		t.Fatal("memory in use was returned to the kernel")
+	}
+	Put(c)
+}
+
+// The collector really drives releaseIdle: a piece put back is returned after some collections.
+func TestCollectionsReturnIdleMemory(t *testing.T) {
+	withOffHeap(t)
+	b, _ := Get(Page)
+	b[0] = 0xEF
+	Put(b)
+	for range 100 { // cleanups run on their own goroutine after each collection
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+		heap.mu.Lock()
+		returned := b[0] == 0
+		heap.mu.Unlock()
+		if returned {
+			return
+		}
+	}
+	t.Fatal("100 collections did not return an idle piece")
+}
