@@ -4,8 +4,9 @@
 // decision about damage, exactly as a sequential loop would.
 //
 //	res, err := recovery.Recover(ctx, f, recovery.ApplyFunc(func(r recovery.Record) error {
-//		for it := r.Ops(); it.Next(); {
-//			op := it.Op() // aliases a pooled buffer: copy what you keep
+//		it := r.Ops()
+//		for it.Next() {
+//			key, value := it.Key(), it.Value() // alias a pooled buffer: copy what you keep
 //			...
 //		}
 //		return nil
@@ -413,4 +414,9 @@ func (r Result) String() string {
 		s += fmt.Sprintf(" %s %d bytes at offset %d (%s: %s)", verb, t.Bytes, t.Offset, t.Reason, t.Detail)
 	}
 	return s
+}
+
+// NewRecord builds a Record (for an Applier's own tests): see apply.NewRecord.
+func NewRecord(offset int64, headerSize int, payload []byte, numOps int, prepared []uint64) Record {
+	return apply.NewRecord(offset, headerSize, payload, numOps, prepared)
 }

@@ -120,7 +120,7 @@ func TestNoCutWhenTheFileGrew(t *testing.T) {
 func TestPrepareReachesTheApplier(t *testing.T) {
 	l := testlog.RandomLog(17, format.LayoutV1, 3000, 4, 300)
 	prep := recovery.PrepareFunc(func(r recovery.Record, dst []uint64) []uint64 {
-		return append(dst, uint64(format.Checksum(r.Payload)), uint64(r.PayloadOffset))
+		return append(dst, uint64(format.Checksum(r.Payload)), uint64(r.PayloadOffset()))
 	})
 	for _, par := range []int{1, 2, 4} {
 		t.Run(fmt.Sprintf("par=%d", par), func(t *testing.T) {

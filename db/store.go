@@ -176,11 +176,11 @@ func (a *arena) release(b []byte, i int32) {
 // prepare is the Preparer of a replay: one word per op, the CRC of a set's value (0 for a
 // delete), computed on recovery's workers.
 var prepare = recovery.PrepareFunc(func(r recovery.Record, dst []uint64) []uint64 {
-	for it := r.Ops(); it.Next(); {
-		op := it.Op()
+	it := r.Ops()
+	for it.Next() {
 		var c uint32
-		if op.Kind == format.OpSet {
-			c = format.Checksum(op.Value)
+		if it.Kind() == format.OpSet {
+			c = format.Checksum(it.Value())
 		}
 		dst = append(dst, uint64(c))
 	}
@@ -219,15 +219,15 @@ func newLoaderFor(size int64) *loader {
 // copy of each new key and only the location of values.
 func (l *loader) Apply(r recovery.Record) error {
 	words := r.Prepared
-	n := 0
-	for it := r.Ops(); it.Next(); n++ {
-		op := it.Op()
-		i, had := l.idx[string(op.Key)]
-		if op.Kind == format.OpDelete {
+	it := r.Ops()
+	for n := 0; it.Next(); n++ {
+		key := it.Key()
+		i, had := l.idx[string(key)]
+		if it.Kind() == format.OpDelete {
 			if had {
 				sl := &l.slots[i]
 				l.live -= int64(len(sl.key)) + int64(sl.vlen)
-				delete(l.idx, string(op.Key)) // before the key's copy can be reused
+				delete(l.idx, string(key)) // before the key's copy can be reused
 				l.keys.release(sl.key, sl.kslab)
 				*sl = slot{}
 				l.free = append(l.free, i)
@@ -238,16 +238,17 @@ func (l *loader) Apply(r recovery.Record) error {
 			return fmt.Errorf("db: replay needs the record's value checksums (recovery.WithPrepare(prepare))")
 		}
 		if !had {
-			i = l.newSlot(op.Key)
-			l.live += int64(len(op.Key))
+			i = l.newSlot(key)
+			l.live += int64(len(key))
 		} else {
 			l.live -= int64(l.slots[i].vlen)
 		}
+		vlen := len(it.Value())
 		sl := &l.slots[i]
-		sl.voff = r.PayloadOffset + int64(it.ValueOffset())
-		sl.vlen = uint32(len(op.Value))
+		sl.voff = r.PayloadOffset() + int64(it.ValueOffset())
+		sl.vlen = uint32(vlen)
 		sl.vcrc = uint32(words[n])
-		l.live += int64(len(op.Value))
+		l.live += int64(vlen)
 	}
 	return nil
 }

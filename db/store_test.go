@@ -35,7 +35,7 @@ func record(p []byte, off int64) recovery.Record {
 	if err != nil {
 		panic(err)
 	}
-	r := recovery.Record{Offset: off, PayloadOffset: off + format.V1HeaderSize, Payload: p, NumOps: n}
+	r := recovery.NewRecord(off, format.V1HeaderSize, p, n, nil)
 	r.Prepared = prepare.Prepare(r, nil)
 	return r
 }

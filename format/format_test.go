@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"hash/crc32"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/streamwal/recovery/format"
@@ -83,5 +84,72 @@ func TestMalformedPayloads(t *testing.T) {
 	p := format.AppendDelete(format.AppendSet(nil, nil, nil), []byte{0xFF})
 	if n, err := format.CountOps(p); n != 2 || err != nil {
 		t.Fatalf("empty key and value, then a delete: %d ops, %v", n, err)
+	}
+}
+
+// TestOpIterAgreesWithTheOps: on random payloads (sets and deletes, empty and long keys and
+// values) the iterator yields exactly the ops that were encoded, through Op and through Kind,
+// Key and Value, with ValueOffset pointing at each set's value, and capped slices; on every
+// prefix of a payload (malformed) it never panics and never yields an op past a cut.
+func TestOpIterAgreesWithTheOps(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	var none format.OpIter
+	if none.Next() || none.Key() != nil || none.Value() != nil || none.Op().Key != nil {
+		t.Fatal("the zero OpIter yields something")
+	}
+	for range 2000 {
+		var want []format.Op
+		var p []byte
+		for range 1 + rng.IntN(6) {
+			key := make([]byte, rng.IntN(3)*rng.IntN(40))
+			for i := range key {
+				key[i] = byte(rng.Uint32())
+			}
+			if rng.IntN(3) == 0 {
+				p = format.AppendDelete(p, key)
+				want = append(want, format.Op{Kind: format.OpDelete, Key: key})
+				continue
+			}
+			val := make([]byte, rng.IntN(4)*rng.IntN(300))
+			for i := range val {
+				val[i] = byte(rng.Uint32())
+			}
+			p = format.AppendSet(p, key, val)
+			want = append(want, format.Op{Kind: format.OpSet, Key: key, Value: val})
+		}
+		it := format.Iter(p)
+		if it.Key() != nil || it.Value() != nil {
+			t.Fatal("an op before the first Next")
+		}
+		i := 0
+		for it.Next() {
+			if i >= len(want) {
+				t.Fatalf("more ops than the %d encoded", len(want))
+			}
+			w, op := want[i], it.Op()
+			if op.Kind != w.Kind || it.Kind() != w.Kind || !bytes.Equal(op.Key, w.Key) || !bytes.Equal(it.Key(), w.Key) ||
+				!bytes.Equal(op.Value, w.Value) || !bytes.Equal(it.Value(), w.Value) || (w.Kind == format.OpDelete) != (it.Value() == nil) {
+				t.Fatalf("op %d: got %v %q %q, want %v %q %q", i, op.Kind, op.Key, op.Value, w.Kind, w.Key, w.Value)
+			}
+			if cap(it.Key()) != len(it.Key()) || cap(it.Value()) != len(it.Value()) {
+				t.Fatalf("op %d: key or value not capped", i)
+			}
+			if w.Kind == format.OpSet && !bytes.Equal(p[it.ValueOffset():it.ValueOffset()+len(w.Value)], w.Value) {
+				t.Fatalf("op %d: ValueOffset %d does not point at the value", i, it.ValueOffset())
+			}
+			i++
+		}
+		if i != len(want) || it.Next() || it.Key() != nil {
+			t.Fatalf("%d ops yielded, %d encoded (or Next went on after the end)", i, len(want))
+		}
+		cut := rng.IntN(len(p))
+		it = format.Iter(p[:cut])
+		n := 0
+		for it.Next() {
+			n++
+		}
+		if c, err := format.CountOps(p[:cut]); err == nil && c != n {
+			t.Fatalf("prefix of %d bytes: CountOps %d ops, the iterator %d", cut, c, n)
+		}
 	}
 }

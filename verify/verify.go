@@ -59,7 +59,8 @@ func prepare(layout format.Layout, bt *chunk.Batch, buf, aux []byte, prep apply.
 	for i := range bt.FirstBad {
 		off, p, _, _ := w.Next()
 		before := len(words)
-		words = prep.Prepare(apply.Record{Offset: off, PayloadOffset: off + hdr, Payload: p, NumOps: int(bt.Ops[i])}, words)
+		rec := apply.NewRecord(off, int(hdr), p, int(bt.Ops[i]), nil)
+		words = prep.Prepare(rec, words)
 		if len(words) < before || len(words) > math.MaxUint32 {
 			panic("recovery: a Preparer must append to the slice it is given and return it")
 		}

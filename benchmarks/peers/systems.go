@@ -87,9 +87,9 @@ func replayRecovery(path string, s *Sink, par int) (map[string]any, error) {
 		return nil, err
 	}
 	res, err := recovery.Recover(context.Background(), wf, recovery.ApplyFunc(func(r recovery.Record) error {
-		for it := r.Ops(); it.Next(); {
-			op := it.Op()
-			s.Op(op.Key, op.Value)
+		it := r.Ops()
+		for it.Next() {
+			s.Op(it.Key(), it.Value())
 		}
 		return nil
 	}), recovery.WithParallelism(par), recovery.ReadOnly())

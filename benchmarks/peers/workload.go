@@ -138,9 +138,9 @@ func (s *Sink) Op(key, val []byte) {
 // Record.Ops() uses) and feeds its op to Op. Systems that hand back raw payloads use this.
 func (s *Sink) Payload(p []byte) {
 	n := 0
-	for it := format.Iter(p); it.Next(); n++ {
-		op := it.Op()
-		s.Op(op.Key, op.Value)
+	it := format.Iter(p)
+	for ; it.Next(); n++ {
+		s.Op(it.Key(), it.Value())
 	}
 	if n != 1 {
 		panic(fmt.Sprintf("peers: payload of %d bytes decoded to %d ops, want 1", len(p), n))

@@ -100,7 +100,7 @@ func cmdDump(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 		} else {
 			fmt.Fprintf(w, "record %d at offset %d: %d bytes (%d header + %d payload), %s, %s\n",
-				n, r.Offset, hdr+len(r.Payload), hdr, len(r.Payload), crcStatus, plural(r.NumOps, "op"))
+				n, r.Offset, hdr+len(r.Payload), hdr, len(r.Payload), crcStatus, plural(r.NumOps(), "op"))
 			for it := r.Ops(); it.Next(); {
 				op := it.Op()
 				if op.Kind == format.OpSet {
