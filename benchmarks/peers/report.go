@@ -138,9 +138,12 @@ func renderMarkdown(rep *Report) string {
 			if row.Parallelism > 0 {
 				par = fmt.Sprint(row.Parallelism)
 			}
-			label := row.Label
-			if row.System == "rawread" {
+			label, logSize := row.Label, human(row.LogBytes)
+			switch row.System {
+			case "rawread":
 				label = "_reference: " + row.Label + "_"
+			case "sink":
+				label, logSize = "_ceiling: "+row.Label+"_", "–"
 			}
 			dm, mmb := mbps(d), mbps(mm)
 			if d != nil && d == bd {
@@ -149,7 +152,7 @@ func renderMarkdown(rep *Report) string {
 			if mm != nil && mm == bm {
 				mmb = "**" + mmb + "**"
 			}
-			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", label, par, human(row.LogBytes),
+			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", label, par, logSize,
 				dm, recps(d), rss(d), mmb, recps(mm), rss(mm))
 		}
 		p("\n")
@@ -205,7 +208,25 @@ func renderMarkdown(rep *Report) string {
 		}
 		p("\n")
 	}
-	p("\n(×: this project's best MB/s divided by the peer's; above 1 means this project is faster.)\n\n")
+	if hasSystem(rep, "sink") {
+		p("| _ceiling: the sink alone_ |")
+		for _, s := range sizes {
+			for _, mode := range []Mode{Discard, Map} {
+				r := find(rep, s, "sink", 0, mode)
+				if r == nil || r.Err != "" || r.MBps == 0 {
+					p(" %s |", mbps(r))
+					continue
+				}
+				var ratio string
+				if best := bestRecovery(rep, s, mode); best != nil {
+					ratio = fmt.Sprintf(" (%.2f×)", best.MBps/r.MBps)
+				}
+				p(" %s%s |", mbps(r), ratio)
+			}
+		}
+		p("\n")
+	}
+	p("\n(×: this project's best MB/s divided by the peer's; above 1 means this project is faster. On the ceiling's row: the share of the ceiling this project reaches. The ceiling is the sink's own work with the payloads already in memory: every system replays into the same single-threaded, order-sensitive sink, so no replay can be faster, and no ratio against a peer can exceed the ceiling divided by that peer.)\n\n")
 	p("![MB/s per system and record size](results.svg)\n")
 	return b.String()
 }
@@ -228,6 +249,7 @@ var palette = map[string]string{
 	"etcd":     "#d62728",
 	"tidwall":  "#ff7f0e",
 	"rawread":  "#7f7f7f",
+	"sink":     "#c7c7c7",
 }
 
 type svg struct{ b strings.Builder }
@@ -283,6 +305,9 @@ func barsFor(rep *Report, size int, mode Mode) []bar {
 			bars = append(bars, bar{sys.Name, sys.Label, r})
 		}
 	}
+	if r := find(rep, size, "sink", 0, mode); r != nil && r.Err == "" && r.MBps > 0 {
+		bars = append(bars, bar{"sink", "ceiling: the sink alone", r})
+	}
 	return bars
 }
 
@@ -299,7 +324,7 @@ func renderSVG(rep *Report) string {
 	modes := []Mode{}
 	for _, m := range []Mode{Discard, Map} {
 		for _, r := range rep.Results {
-			if r.Mode == m && r.System != "rawread" {
+			if r.Mode == m && r.System != "rawread" && r.System != "sink" {
 				modes = append(modes, m)
 				break
 			}

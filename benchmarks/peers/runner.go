@@ -188,14 +188,15 @@ func parseFlags(args []string) (*config, error) {
 
 // measurement is one configuration to replay.
 type measurement struct {
-	sys  *System // nil for the raw-read reference
+	sys  *System // nil for a reference: ref says which
+	ref  string  // "rawread" or "sink"
 	par  int
 	mode Mode
 	res  *Result
 }
 
 func (m *measurement) name() string {
-	n := "rawread"
+	n := m.ref
 	if m.sys != nil {
 		n = m.sys.Name
 	}
@@ -289,12 +290,15 @@ func runAll(args []string) error {
 		}
 		exp := w.Expected(Discard)
 
-		newResult := func(sys *System, par int, mode Mode) *Result {
+		newResult := func(sys *System, ref string, par int, mode Mode) *Result {
 			r := &Result{Size: size, Records: w.Records, PayloadBytes: w.PayloadBytes(), Parallelism: par, Mode: mode}
-			if sys == nil {
+			switch {
+			case ref == "rawread":
 				r.System, r.Label = "rawread", "raw read (1 MiB reads, no parsing)"
 				r.LogBytes, _ = logBytes(filepath.Join(dir, "recovery.wal"))
-			} else {
+			case ref == "sink":
+				r.System, r.Label = "sink", "the sink alone (payloads already in memory, no log)"
+			default:
 				r.System, r.Label = sys.Name, sys.Label
 				r.LogBytes, _ = logBytes(filepath.Join(dir, sys.Log))
 			}
@@ -302,17 +306,20 @@ func runAll(args []string) error {
 			return r
 		}
 		if written["recovery.wal"] {
-			ms = append(ms, &measurement{par: 0, mode: Discard, res: newResult(nil, 0, Discard)})
+			ms = append(ms, &measurement{ref: "rawread", mode: Discard, res: newResult(nil, "rawread", 0, Discard)})
+		}
+		for _, mode := range c.modes { // the ceiling of every replay into the sink
+			ms = append(ms, &measurement{ref: "sink", mode: mode, res: newResult(nil, "sink", 0, mode)})
 		}
 		for _, mode := range c.modes {
 			for _, name := range c.systems {
 				sys := systemByName(name)
 				if sys.Parallel {
 					for _, p := range c.pars {
-						ms = append(ms, &measurement{sys: sys, par: p, mode: mode, res: newResult(sys, p, mode)})
+						ms = append(ms, &measurement{sys: sys, par: p, mode: mode, res: newResult(sys, "", p, mode)})
 					}
 				} else {
-					ms = append(ms, &measurement{sys: sys, mode: mode, res: newResult(sys, 0, mode)})
+					ms = append(ms, &measurement{sys: sys, mode: mode, res: newResult(sys, "", 0, mode)})
 				}
 			}
 		}
@@ -326,16 +333,19 @@ func runAll(args []string) error {
 					continue
 				}
 				cargs := []string{"-mode", string(m.mode)}
-				if m.sys == nil {
+				switch {
+				case m.ref == "rawread":
 					cargs = append(cargs, "-system", "rawread", "-path", filepath.Join(dir, "recovery.wal"))
-				} else {
+				case m.ref == "sink":
+					cargs = append(cargs, "-system", "sink", "-size", strconv.Itoa(w.Size), "-records", strconv.Itoa(w.Records), "-keys", strconv.Itoa(w.Keys))
+				default:
 					cargs = append(cargs, "-system", m.sys.Name, "-path", filepath.Join(dir, m.sys.Log), "-par", strconv.Itoa(max(m.par, 1)))
 				}
 				if c.cpuprofile != "" && round == c.runs-1 {
 					cargs = append(cargs, "-cpuprofile", filepath.Join(c.cpuprofile, fmt.Sprintf("%d-%s.prof", size, m.name())))
 				}
 				cr, rss, err := runChild(exe, cargs)
-				if err == nil && m.sys != nil {
+				if err == nil && m.ref != "rawread" {
 					err = checkReplay(cr, exp, m.mode, w)
 				}
 				if err != nil {
@@ -348,7 +358,7 @@ func runAll(args []string) error {
 				if r.Seconds == 0 || cr.Seconds < r.Seconds {
 					r.Seconds, r.PeakRSSKiB, r.RUMaxRSSKiB, r.Extra = cr.Seconds, cr.VmHWMKiB, rss, cr.Extra
 					r.MBps = float64(r.PayloadBytes) / 1e6 / cr.Seconds
-					if m.sys == nil {
+					if m.ref == "rawread" {
 						r.MBps = float64(cr.Bytes) / 1e6 / cr.Seconds // the file's bytes, not payload
 					}
 					r.RecPerSec = float64(r.Records) / cr.Seconds
