@@ -21,8 +21,10 @@ Recovers FILE read-only (O_RDONLY, no lock, no write; records are verified and d
 at each parallelism given and prints, for each, the best wall time of --runs runs, file MB/s
 (10^6 bytes of the file per second), payload MB/s (10^6 bytes of record payload per second,
 headers left out: the unit of docs/benchmarks.md), the buffer pool's peak (recovery's own
-accounting) and the heap's peak growth (sampled: runtime/metrics every millisecond and after
-every batch, after a collection).
+accounting) and the Go heap's peak growth (sampled: runtime/metrics every millisecond and after
+every batch, after a collection; on Linux the pool's buffers of 1 MiB and more are outside the
+Go heap, so they show in the pool column only). The runs go in rounds, every setting once per
+round, so that a slow patch of a shared machine spreads over all settings.
 
 The first row is a plain sequential read of the file into one reused 1 MiB buffer, no work
 at all: the machine's limit. It is shown first but measured last, after the recovery runs,
@@ -92,7 +94,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			row.Parallelism = runtime.GOMAXPROCS(0)
 			row.Setting = fmt.Sprintf("parallelism 0 (%d)", row.Parallelism)
 		}
-		for range *runs {
+		rows = append(rows, row)
+	}
+	// Rounds: every setting once per round, so that a slow patch of a shared machine spreads
+	// over all settings instead of landing on one.
+	for range *runs {
+		for i, par := range settings {
+			row := &rows[i]
 			p := rf.progress(stderr, row.Setting)
 			h := heapsample.Start(time.Millisecond)
 			start := time.Now()
@@ -112,7 +120,6 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			row.PeakBuffered = max(row.PeakBuffered, res.PeakBuffered)
 			row.HeapGrowth = max(row.HeapGrowth, growth)
 		}
-		rows = append(rows, row)
 	}
 
 	// The raw read: the physical limit on this machine. After the recovery runs, so that a
