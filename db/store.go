@@ -13,6 +13,7 @@ import (
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/hugemem"
 	"github.com/streamwal/recovery/walerr"
 )
 
@@ -92,13 +93,23 @@ type slab struct {
 // finish reads back. Afterwards no pair is ever recycled (snapshots may still see it), and
 // slabs are kept alive only by the pairs that point into them.
 type arena struct {
-	size  int64 // bytes of every slab it holds, live or not
-	slabs []slab
-	cur   int32   // slab being carved, -1 before the first
-	free  []int32 // empty slabs, not current
+	size   int64 // bytes of every slab it holds, live or not
+	slabs  []slab
+	cur    int32   // slab being carved, -1 before the first
+	free   []int32 // empty slabs, not current
+	expect int64   // bytes still to come (newArenaFor): slabs are cut to fit them
 }
 
 func newArena() *arena { return &arena{cur: -1} }
+
+// newArenaFor is an arena for total bytes known in advance (finish's read-back): its slabs are
+// up to bigSlab each, cut to the bytes still expected, so no slab has an unused tail to speak
+// of, and they come from hugemem.Alloc, whose huge pages make fresh memory cheap to touch.
+func newArenaFor(total int64) *arena { return &arena{cur: -1, expect: total} }
+
+// bigSlab is the largest slab of an arena sized in advance: a slab lives as long as any pair in
+// it, so a bigger one could pin more memory after later writes supersede most of its pairs.
+const bigSlab = 8 << 20
 
 // alloc returns n bytes of store-owned memory and the slab they came from (-1: own allocation).
 func (a *arena) alloc(n int) ([]byte, int32) {
@@ -135,11 +146,15 @@ func (a *arena) next(n int) {
 		}
 	}
 	size := min(firstSlab<<len(a.slabs), slabSize)
+	if a.expect > 0 {
+		size = int(min(a.expect, bigSlab))
+		a.expect -= int64(size)
+	}
 	if size < n {
-		size = slabSize
+		size = max(n, slabSize)
 	}
 	a.retire()
-	buf := make([]byte, size)
+	buf := hugemem.Alloc(size)
 	a.size += int64(len(buf))
 	a.slabs = append(a.slabs, slab{buf: buf})
 	a.cur = int32(len(a.slabs) - 1)
@@ -275,7 +290,13 @@ func (l *loader) newSlot(key []byte) int32 {
 func (l *loader) readBack(ctx context.Context, f interface {
 	ReadAt([]byte, int64) (int, error)
 }, size int64, order []int32, items []item) error {
-	pairs := newArena()
+	var total int64 // what the pairs arena will hold: pairs of at least bigItem are allocated alone
+	for _, i := range order {
+		if n := len(l.slots[i].key) + int(l.slots[i].vlen); n < bigItem {
+			total += int64(n)
+		}
+	}
+	pairs := newArenaFor(total)
 	var win []byte
 	var wstart int64 // file offset of win[0]
 	for n, i := range order {

@@ -7,29 +7,28 @@
 // more than it takes to read and checksum that MiB. A 2 MiB transparent huge page is one fault
 // (about 120 µs, most of it zeroing the page), so the same MiB costs about 60 µs.
 //
-// The memory is ordinary Go memory (make): the garbage collector owns it, a slice kept too long
-// is never a dangling pointer, and nothing has to be freed. On Linux, when the kernel offers
-// transparent huge pages to memory that asks for them (/sys/kernel/mm/transparent_hugepage/
-// enabled is "always" or "madvise"), Alloc aligns the slice to a huge page and advises its whole
-// huge pages MADV_HUGEPAGE before anything touches them. Elsewhere Alloc is make.
+// Alloc's memory is ordinary Go memory (make): the garbage collector owns it, a slice kept too
+// long is never a dangling pointer, and nothing has to be freed. On Linux, when the kernel
+// offers transparent huge pages to memory that asks for them (/sys/kernel/mm/
+// transparent_hugepage/enabled is "always" or "madvise"), Alloc advises the huge pages that lie
+// wholly inside the slice MADV_HUGEPAGE before anything touches them. Elsewhere Alloc is make.
+// (Get and Put, in offheap.go, are the other way: memory outside the Go heap.)
 package hugemem
 
-// Page is the transparent huge page size Alloc aligns to: 2 MiB, the PMD size of amd64 and of
-// arm64 with 4 KiB base pages (Alloc does nothing special where the kernel reports another).
+// Page is the transparent huge page size: 2 MiB, the PMD size of amd64 and of arm64 with 4 KiB
+// base pages (nothing is advised where the kernel reports another).
 const Page = 2 << 20
 
-// Alloc returns a zeroed slice of length and capacity n.
-//
-// When n is at least Page and huge pages are offered, the slice starts on a Page boundary and
-// its whole Pages are advised for huge pages. The allocation behind it is then up to Page
-// bytes larger than n; those bytes are never touched, so they are address space, not
-// resident memory.
+// Alloc returns a zeroed slice of length and capacity n from the Go heap, exactly n bytes (the
+// heap's accounting sees no more). The whole huge pages inside it are advised for huge pages:
+// for n of a few Pages, most of it (the rest, less than a Page at each end, is ordinary pages).
 func Alloc(n int) []byte {
-	if n < Page || !offered() {
-		return make([]byte, n)
+	b := make([]byte, n) // a large object: fresh from the OS, the runtime does not touch it
+	if n >= 2*Page && offered() {
+		advise(b)
 	}
-	return alloc(n)
+	return b
 }
 
-// Offered reports whether Alloc can back memory with huge pages here.
+// Offered reports whether huge pages are offered here.
 func Offered() bool { return offered() }

@@ -18,11 +18,13 @@ var offered = sync.OnceValue(func() bool {
 	return err == nil && string(bytes.TrimSpace(size)) == "2097152"
 })
 
-func alloc(n int) []byte {
-	m := make([]byte, n+Page) // a fresh large object: the runtime does not touch it
-	pad := int(-uintptr(unsafe.Pointer(unsafe.SliceData(m))) & (Page - 1))
-	b := m[pad : pad+n : pad+n]
-	// Only a hint: if the kernel refuses it, b is ordinary memory.
-	_ = unix.Madvise(b[:n&^(Page-1)], unix.MADV_HUGEPAGE)
-	return b
+// advise asks for huge pages on the whole huge pages inside b. Only a hint: if the kernel
+// refuses it, b is ordinary memory.
+func advise(b []byte) {
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	lo := int(-p & (Page - 1))
+	hi := lo + (len(b)-lo)&^(Page-1)
+	if hi > lo {
+		_ = unix.Madvise(b[lo:hi], unix.MADV_HUGEPAGE)
+	}
 }
