@@ -231,7 +231,7 @@ func (db *DB) open(o *options) error {
 		}))
 	}
 	ld := newLoaderFor(size)
-	ropts = append(ropts, recovery.WithPrepare(prepare))
+	ropts = append(ropts, recovery.WithPrepare(recovery.PrepareFunc(ld.prepare)))
 	res, err := recovery.Recover(o.ctx, &recFile{f: f, size: size}, ld, ropts...)
 	if err != nil {
 		return fmt.Errorf("db: open %s: %w", db.path, err)

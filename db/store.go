@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"hash/maphash"
+	"math"
 	"slices"
 	"sync"
 	"unsafe"
@@ -66,117 +69,48 @@ func ownedItem(key, value []byte) item {
 
 // ---- recovery's applier ----
 
-// slabSize is the arena's unit: keys and values replayed at open are copied into slabs of
-// 1 MiB, not one allocation per op (fresh memory is slow to touch on small VMs, and a 256 MiB
-// log of small records is millions of ops). The first slabs are smaller (64 KiB, doubling),
-// so that opening a small database does not cost a megabyte.
-const (
-	slabSize  = 1 << 20
-	firstSlab = 64 << 10
-)
-
 // bigItem: a pair at least this large gets its own allocation (it would waste a slab's tail).
-const bigItem = slabSize / 8
+const bigItem = 128 << 10
 
 // noBytes is the kv of an empty key with an empty value: non-nil, zero capacity.
 var noBytes = make([]byte, 0)
 
-// slab is one arena chunk. live counts the bytes of pairs in it that are still in the tree.
-type slab struct {
-	buf  []byte
-	off  int
-	live int
-}
-
-// arena hands out store-owned memory during Open: the replay's copies of its keys (taken back
-// when a key is deleted, so a slab whose live count reaches zero is reused), and the pairs
-// finish reads back. Afterwards no pair is ever recycled (snapshots may still see it), and
-// slabs are kept alive only by the pairs that point into them.
+// arena hands out the store's memory at open: the pairs finish reads back, carved one after
+// the other from slabs of up to bigSlab, cut to the bytes still expected (the read-back knows
+// exactly how many it will copy), so no slab has an unused tail to speak of. Slabs come from
+// hugemem.Alloc: a 4 KiB page of fresh memory costs a fault of ~10 us to touch on a small VM,
+// a huge page ~60 us per MiB instead of 2.5 ms. No pair is ever recycled (snapshots may still
+// see it); a slab lives as long as any pair in it.
 type arena struct {
-	size   int64 // bytes of every slab it holds, live or not
-	slabs  []slab
-	cur    int32   // slab being carved, -1 before the first
-	free   []int32 // empty slabs, not current
-	expect int64   // bytes still to come (newArenaFor): slabs are cut to fit them
+	slab   []byte // what is left of the slab being carved
+	expect int64  // bytes still to be asked for
+	size   int64  // bytes of every slab made
 }
 
-func newArena() *arena { return &arena{cur: -1} }
+// newArenaFor is an arena for total bytes to come.
+func newArenaFor(total int64) *arena { return &arena{expect: total} }
 
-// newArenaFor is an arena for total bytes known in advance (finish's read-back): its slabs are
-// up to bigSlab each, cut to the bytes still expected, so no slab has an unused tail to speak
-// of, and they come from hugemem.Alloc, whose huge pages make fresh memory cheap to touch.
-func newArenaFor(total int64) *arena { return &arena{cur: -1, expect: total} }
-
-// bigSlab is the largest slab of an arena sized in advance: a slab lives as long as any pair in
-// it, so a bigger one could pin more memory after later writes supersede most of its pairs.
+// bigSlab is the largest slab: a bigger one could pin more memory after later writes
+// supersede most of its pairs.
 const bigSlab = 8 << 20
 
-// alloc returns n bytes of store-owned memory and the slab they came from (-1: own allocation).
-func (a *arena) alloc(n int) ([]byte, int32) {
-	if n == 0 {
-		return noBytes, -1 // tracked nowhere: a zero-byte pair must not count as a slab's
+// alloc returns n bytes of store-owned memory, capacity capped.
+func (a *arena) alloc(n int) []byte {
+	switch {
+	case n == 0:
+		return noBytes
+	case n >= bigItem:
+		return make([]byte, n)
 	}
-	if n >= bigItem {
-		return make([]byte, n), -1
+	if len(a.slab) < n {
+		size := int(min(max(a.expect, int64(n)), bigSlab))
+		a.slab = hugemem.Alloc(size)
+		a.size += int64(size)
 	}
-	if a.cur < 0 || a.slabs[a.cur].off+n > len(a.slabs[a.cur].buf) {
-		a.next(n)
-	}
-	s := &a.slabs[a.cur]
-	b := s.buf[s.off : s.off+n : s.off+n]
-	s.off += n
-	s.live += n
-	return b, a.cur
-}
-
-// next makes a slab with room for n bytes current: the current one again if nothing in it is
-// live, else an empty one from the free list, else a new one.
-func (a *arena) next(n int) {
-	if a.cur >= 0 && a.slabs[a.cur].live == 0 && n <= len(a.slabs[a.cur].buf) {
-		a.slabs[a.cur].off = 0
-		return
-	}
-	for i := len(a.free) - 1; i >= 0; i-- {
-		if s := a.free[i]; n <= len(a.slabs[s].buf) {
-			a.free = append(a.free[:i], a.free[i+1:]...)
-			a.retire()
-			a.cur = s
-			a.slabs[s].off = 0
-			return
-		}
-	}
-	size := min(firstSlab<<len(a.slabs), slabSize)
-	if a.expect > 0 {
-		size = int(min(a.expect, bigSlab))
-		a.expect -= int64(size)
-	}
-	if size < n {
-		size = max(n, slabSize)
-	}
-	a.retire()
-	buf := hugemem.Alloc(size)
-	a.size += int64(len(buf))
-	a.slabs = append(a.slabs, slab{buf: buf})
-	a.cur = int32(len(a.slabs) - 1)
-}
-
-// retire leaves the current slab: if nothing in it is live, it goes to the free list.
-func (a *arena) retire() {
-	if a.cur >= 0 && a.slabs[a.cur].live == 0 {
-		a.free = append(a.free, a.cur)
-	}
-}
-
-// release says b, carved from slab i, is dead: nothing will ever read it again.
-func (a *arena) release(b []byte, i int32) {
-	if i < 0 {
-		return
-	}
-	s := &a.slabs[i]
-	s.live -= len(b)
-	if s.live == 0 && i != a.cur {
-		a.free = append(a.free, i)
-	}
+	b := a.slab[:n:n]
+	a.slab = a.slab[n:]
+	a.expect -= int64(n)
+	return b
 }
 
 // Replay at open is a location index, not a copy of the log. The ordered applier keeps, for
@@ -184,115 +118,146 @@ func (a *arena) release(b []byte, i int32) {
 // CRC; superseded values are never copied anywhere and no memory is touched for them. Only
 // when the log has been replayed does finish read the surviving values back, once each, in
 // file order through a small window, check each against the CRC taken when its record was
-// verified, and build the tree in key order. The per-op work that needs no store (the value
-// CRCs) runs in recovery's parallel stage, through a Preparer; the applier does one map
-// lookup per op. Open's memory is then the live data plus the index, not the log.
-
-// prepare is the Preparer of a replay: one word per op, the CRC of a set's value (0 for a
-// delete), computed on recovery's workers.
-var prepare = recovery.PrepareFunc(func(r recovery.Record, dst []uint64) []uint64 {
-	it := r.Ops()
-	for it.Next() {
-		var c uint32
-		if it.Kind() == format.OpSet {
-			c = format.Checksum(it.Value())
-		}
-		dst = append(dst, uint64(c))
-	}
-	return dst
-})
+// verified, and build the tree in key order. The per-op work that needs no store (the key's
+// hash, the value's CRC) runs in recovery's parallel stage, through a Preparer; the applier
+// touches one cache line of the index per op (index.go). Open's memory is then the live data
+// plus the index, not the log.
 
 // loader is the recovery.Applier that replays a log into the location index.
 type loader struct {
-	idx   map[string]int32 // key -> slot; the string aliases the slot's copy of the key
-	slots []slot
-	free  []int32 // unused slots
-	keys  *arena  // the keys' copies (recycled when a key is deleted)
-	live  int64   // bytes of the live pairs, keys and values
+	ix      *index
+	seed    maphash.Seed // the keys' hashes, taken by prepare
+	live    int64        // bytes of the live pairs, keys and values
+	touched uint32       // what touch loaded, kept so that the loads are not optimized away
 }
 
-// slot is a live key and where its latest value is.
-type slot struct {
-	key   []byte // in keys
-	kslab int32
-	vlen  uint32
-	voff  int64 // file offset of the value
-	vcrc  uint32
+// prepare is the Preparer of a replay. It runs on recovery's workers, on the core that has
+// just read and checked the record, and hands the ordered applier everything it needs so that
+// the applier never reads the payload again (its bytes are in another core's cache by then:
+// reading an op's header there was a cache miss per op, 14% of Open). Per op:
+//
+//	word 0: the key's hash << 32 | the CRC of a set's value
+//	word 1: the value's offset in the payload << 32 | its length (noValue for a delete)
+//	word 2: the key's length << 32 | its offset in the payload
+//	then, for a key of up to preparedKey bytes, the key itself in ceil(len/8) words
+func (l *loader) prepare(r recovery.Record, dst []uint64) []uint64 {
+	it := r.Ops()
+	for it.Next() {
+		key := it.Key()
+		h := uint32(maphash.Bytes(l.seed, key))
+		var c uint32
+		vlen := uint64(noValue)
+		if it.Kind() == format.OpSet {
+			v := it.Value()
+			c, vlen = format.Checksum(v), uint64(len(v))
+		}
+		dst = append(dst, uint64(h)<<32|uint64(c), uint64(it.ValueOffset())<<32|vlen, uint64(len(key))<<32|uint64(it.KeyOffset()))
+		if len(key) <= preparedKey {
+			n := len(dst)
+			dst = append(dst, make([]uint64, (len(key)+7)/8)...)
+			copy(wordBytes(dst[n:]), key)
+		}
+	}
+	return dst
+}
+
+const (
+	// preparedKey is the longest key prepare copies into the words it hands the applier.
+	preparedKey = 24
+	// noValue is a delete's value length in the prepared words (no value in a payload of under
+	// 4 GiB can be this long).
+	noValue = math.MaxUint32
+)
+
+// wordBytes is w's memory as bytes.
+func wordBytes(w []uint64) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(w))), len(w)*8)
 }
 
 func newLoader() *loader { return newLoaderFor(0) }
 
 // newLoaderFor sizes the index for a log of size bytes: one key per 4 KiB of log, at most 64Ki
-// keys (about 2 MiB of index), so that a store of tens of thousands of keys is not rehashed
-// over and over as it fills, and a small or hugely overwritten store costs little.
+// keys (8 MiB of index), so that a store of tens of thousands of keys is not rehashed over and
+// over as it fills, and a small or hugely overwritten store costs little.
 func newLoaderFor(size int64) *loader {
-	hint := int(min(size/(4<<10), 1<<16))
-	return &loader{idx: make(map[string]int32, hint), slots: make([]slot, 0, hint), keys: newArena()}
+	return &loader{ix: newIndex(int(min(size/(4<<10), 1<<16))), seed: maphash.MakeSeed()}
 }
 
-// Apply replays one verified record. Its payload aliases a pooled buffer: the index keeps a
-// copy of each new key and only the location of values.
+// Apply replays one verified record from the words prepare made for it (the payload is read
+// only for a key longer than preparedKey). The index keeps a copy of each new key and only the
+// location of values.
 func (l *loader) Apply(r recovery.Record) error {
+	l.touch(r)
 	words := r.Prepared
-	it := r.Ops()
-	for n := 0; it.Next(); n++ {
-		key := it.Key()
-		i, had := l.idx[string(key)]
-		if it.Kind() == format.OpDelete {
-			if had {
-				sl := &l.slots[i]
-				l.live -= int64(len(sl.key)) + int64(sl.vlen)
-				delete(l.idx, string(key)) // before the key's copy can be reused
-				l.keys.release(sl.key, sl.kslab)
-				*sl = slot{}
-				l.free = append(l.free, i)
+	for range r.NumOps() {
+		if len(words) < 3 {
+			return errNotPrepared
+		}
+		hc, val, k := words[0], words[1], words[2]
+		words = words[3:]
+		klen, koff := int(k>>32), int(uint32(k))
+		var key []byte
+		if klen <= preparedKey {
+			n := (klen + 7) / 8
+			if len(words) < n {
+				return errNotPrepared
+			}
+			key = wordBytes(words[:n])[:klen:klen]
+			words = words[n:]
+		} else if koff+klen <= len(r.Payload) {
+			key = r.Payload[koff : koff+klen : koff+klen]
+		} else {
+			return errNotPrepared
+		}
+		h, vlen := uint32(hc>>32), uint32(val)
+		if vlen == noValue { // a delete
+			if e := l.ix.find(h, key); e != nil {
+				l.live -= int64(e.klen) + int64(e.vlen)
+				l.ix.remove(e)
 			}
 			continue
 		}
-		if n >= len(words) {
-			return fmt.Errorf("db: replay needs the record's value checksums (recovery.WithPrepare(prepare))")
-		}
-		if !had {
-			i = l.newSlot(key)
-			l.live += int64(len(key))
+		e, added := l.ix.upsert(h, key)
+		if added {
+			l.live += int64(klen)
 		} else {
-			l.live -= int64(l.slots[i].vlen)
+			l.live -= int64(e.vlen)
 		}
-		vlen := len(it.Value())
-		sl := &l.slots[i]
-		sl.voff = r.PayloadOffset() + int64(it.ValueOffset())
-		sl.vlen = uint32(vlen)
-		sl.vcrc = uint32(words[n])
+		e.voff = r.PayloadOffset() + int64(val>>32)
+		e.vlen = vlen
+		e.vcrc = uint32(hc)
 		l.live += int64(vlen)
 	}
 	return nil
 }
 
-// newSlot gives a new key a slot, a copy and an entry in the index.
-func (l *loader) newSlot(key []byte) int32 {
-	k, ks := l.keys.alloc(len(key))
-	copy(k, key)
-	var i int32
-	if n := len(l.free); n > 0 {
-		i = l.free[n-1]
-		l.free = l.free[:n-1]
-	} else {
-		i = int32(len(l.slots))
-		l.slots = append(l.slots, slot{})
+// touch loads the index entry each op of r will probe, all of them before any is used: the
+// loads are independent, so the CPU has them all in flight at once instead of waiting for one
+// cache miss per op in turn (a prefetch, in plain Go).
+func (l *loader) touch(r recovery.Record) {
+	words, tab, mask := r.Prepared, l.ix.tab, l.ix.mask
+	var acc uint32
+	for len(words) >= 3 {
+		acc += tab[tagOf(uint32(words[0]>>32))&mask].tag
+		if klen := int(words[2] >> 32); klen <= preparedKey {
+			words = words[min(len(words), 3+(klen+7)/8):]
+		} else {
+			words = words[3:]
+		}
 	}
-	l.slots[i] = slot{key: k, kslab: ks}
-	l.idx[unsafe.String(unsafe.SliceData(k), len(k))] = i
-	return i
+	l.touched += acc
 }
 
-// readBack fills items[i] with the pair of slot order[i]: its key, and its value read from f
+var errNotPrepared = errors.New("db: replay needs the words loader.prepare makes for each record (recovery.WithPrepare)")
+
+// readBack fills items[i] with the pair of entry order[i]: its key, and its value read from f
 // (through a window, in file order) and checked against the value's CRC.
 func (l *loader) readBack(ctx context.Context, f interface {
 	ReadAt([]byte, int64) (int, error)
 }, size int64, order []int32, items []item) error {
 	var total int64 // what the pairs arena will hold: pairs of at least bigItem are allocated alone
 	for _, i := range order {
-		if n := len(l.slots[i].key) + int(l.slots[i].vlen); n < bigItem {
+		if n := int(l.ix.tab[i].klen) + int(l.ix.tab[i].vlen); n < bigItem {
 			total += int64(n)
 		}
 	}
@@ -300,39 +265,42 @@ func (l *loader) readBack(ctx context.Context, f interface {
 	var win []byte
 	var wstart int64 // file offset of win[0]
 	for n, i := range order {
-		sl := &l.slots[i]
-		kv, _ := pairs.alloc(len(sl.key) + int(sl.vlen)) // never released: the store keeps it
-		copy(kv, sl.key)
-		v := kv[len(sl.key):]
-		switch end := sl.voff + int64(sl.vlen); {
+		e := &l.ix.tab[i]
+		key := l.ix.keyOf(e)
+		kv := pairs.alloc(len(key) + int(e.vlen)) // the store keeps it
+		copy(kv, key)
+		v := kv[len(key):]
+		switch end := e.voff + int64(e.vlen); {
 		case len(v) == 0:
-		case sl.voff >= wstart && end <= wstart+int64(len(win)):
-			copy(v, win[sl.voff-wstart:])
+		case e.voff >= wstart && end <= wstart+int64(len(win)):
+			copy(v, win[e.voff-wstart:])
 		case len(v) >= readWindow/2:
-			if err := walerr.ReadFull(f, v, sl.voff); err != nil {
+			if err := walerr.ReadFull(f, v, e.voff); err != nil {
 				return err
 			}
 		default:
 			if err := ctx.Err(); err != nil { // once per window: a cancel stops the read-back
-				return walerr.Wrap(walerr.Canceled, sl.voff, err, "open stopped while reading the store back")
+				return walerr.Wrap(walerr.Canceled, e.voff, err, "open stopped while reading the store back")
 			}
 			if win == nil {
 				win = make([]byte, readWindow)
 			}
-			win = win[:min(int64(readWindow), size-sl.voff)]
-			wstart = sl.voff
+			win = win[:min(int64(readWindow), size-e.voff)]
+			wstart = e.voff
 			if err := walerr.ReadFull(f, win, wstart); err != nil {
 				return err
 			}
 			copy(v, win)
 		}
-		if format.Checksum(v) != sl.vcrc {
-			return walerr.New(walerr.IO, sl.voff, fmt.Sprintf(
+		if format.Checksum(v) != e.vcrc {
+			return walerr.New(walerr.IO, e.voff, fmt.Sprintf(
 				"a %d-byte value read back at open does not match the checksum taken when its record was verified: the file changed during open", len(v))).
 				WithHint("reopen; a cut recovery had already made stays, its bytes in the sidecar")
 		}
-		items[n] = item{kv: kv, klen: uint32(len(sl.key))}
+		items[n] = item{kv: kv, klen: uint32(len(key))}
 	}
+	// Each part sorts its own pairs by key, in parallel; finish merges the sorted parts.
+	slices.SortFunc(items, func(a, b item) int { return bytes.Compare(a.key(), b.key()) })
 	return nil
 }
 
@@ -347,17 +315,32 @@ const readWindow = 256 << 10
 func (l *loader) finish(ctx context.Context, f interface {
 	ReadAt([]byte, int64) (int, error)
 }, size int64, par int) (*tree, error) {
-	order := make([]int32, 0, len(l.idx))
-	for _, i := range l.idx {
-		order = append(order, i)
+	// The live entries in file order: sorted by offset as (offset, entry) pairs side by side,
+	// not through the table (a comparison there is two cache misses).
+	type at struct {
+		voff int64
+		i    int32
 	}
-	slices.SortFunc(order, func(a, b int32) int { return cmp.Compare(l.slots[a].voff, l.slots[b].voff) })
+	byOff := make([]at, 0, l.ix.n)
+	for i := range l.ix.tab {
+		if e := &l.ix.tab[i]; e.tag >= 2 {
+			byOff = append(byOff, at{e.voff, int32(i)})
+		}
+	}
+	slices.SortFunc(byOff, func(a, b at) int { return cmp.Compare(a.voff, b.voff) })
+	order := make([]int32, len(byOff))
+	for n, a := range byOff {
+		order[n] = a.i
+	}
+	byOff = nil
 	items := make([]item, len(order))
 	parts := max(1, min(par, int(l.live>>22))) // a part per 4 MiB at least
 	errs := make([]error, parts)
+	bounds := make([]int, parts+1)
 	var wg sync.WaitGroup
 	for p := range parts {
 		lo, hi := p*len(order)/parts, (p+1)*len(order)/parts
+		bounds[p+1] = hi
 		wg.Go(func() { errs[p] = l.readBack(ctx, f, size, order[lo:hi], items[lo:hi]) })
 	}
 	wg.Wait()
@@ -366,11 +349,27 @@ func (l *loader) finish(ctx context.Context, f interface {
 			return nil, err
 		}
 	}
-	l.idx, l.slots, l.free, l.keys = nil, nil, nil, nil
-	slices.SortFunc(items, func(a, b item) int { return bytes.Compare(a.key(), b.key()) })
+	l.ix = nil
 	t := newTree()
-	for _, it := range items {
-		t.ReplaceOrInsert(it)
-	}
+	mergeParts(items, bounds, func(it item) { t.ReplaceOrInsert(it) })
 	return t, nil
+}
+
+// mergeParts calls fn on every item of the sorted runs items[bounds[i]:bounds[i+1]] in key
+// order (a key is in one run only: the index holds each key once).
+func mergeParts(items []item, bounds []int, fn func(item)) {
+	heads := slices.Clone(bounds[:len(bounds)-1])
+	for {
+		best := -1
+		for r, h := range heads {
+			if h < bounds[r+1] && (best < 0 || less(items[h], items[heads[best]])) {
+				best = r
+			}
+		}
+		if best < 0 {
+			return
+		}
+		fn(items[heads[best]])
+		heads[best]++
+	}
 }

@@ -29,14 +29,14 @@ func setOp(k, v string) format.Op {
 }
 func delOp(k string) format.Op { return format.Op{Kind: format.OpDelete, Key: []byte(k)} }
 
-// record is p as recovery hands it to the loader, prepared, at file offset off.
-func record(p []byte, off int64) recovery.Record {
+// record is p as recovery hands it to l, prepared, at file offset off.
+func record(l *loader, p []byte, off int64) recovery.Record {
 	n, err := format.CountOps(p)
 	if err != nil {
 		panic(err)
 	}
 	r := recovery.NewRecord(off, format.V1HeaderSize, p, n, nil)
-	r.Prepared = prepare.Prepare(r, nil)
+	r.Prepared = l.prepare(r, nil)
 	return r
 }
 
@@ -51,7 +51,7 @@ func replay(t *testing.T, par int, payloads ...[]byte) (*tree, []byte) {
 		err := l.Apply(r)
 		clear(r.Payload)
 		return err
-	}), recovery.WithParallelism(par), recovery.WithReadSize(4<<10), recovery.WithPrepare(prepare), recovery.ReadOnly())
+	}), recovery.WithParallelism(par), recovery.WithReadSize(4<<10), recovery.WithPrepare(recovery.PrepareFunc(l.prepare)), recovery.ReadOnly())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,8 +101,11 @@ func TestLoaderAgreesWithAMap(t *testing.T) {
 			var ops []format.Op
 			for range 1 + rng.IntN(6) {
 				k := fmt.Sprintf("k%d", rng.IntN(nkeys))
-				if rng.IntN(7) == 0 {
+				switch rng.IntN(7) {
+				case 0:
 					k = "" // the empty key
+				case 1: // keys around the index's inline limit, and longer ones held apart
+					k = fmt.Sprintf("%0*d", inlineKey-1+rng.IntN(3)+rng.IntN(2)*rng.IntN(60), rng.IntN(nkeys))
 				}
 				if rng.IntN(4) == 0 {
 					ops = append(ops, delOp(k))
@@ -145,7 +148,7 @@ func TestLoaderSteadyStateAllocatesNothing(t *testing.T) {
 			ops = append(ops, setOp(fmt.Sprintf("key-%04d", (i*8+j)%200), string(bytes.Repeat([]byte{byte(i)}, 100+i))))
 		}
 		ops = append(ops, delOp(fmt.Sprintf("key-%04d", i%200)))
-		recs[i] = record(payloadOf(ops...), int64(8+i*4096))
+		recs[i] = record(l, payloadOf(ops...), int64(8+i*4096))
 	}
 	apply := func() {
 		for _, r := range recs {
@@ -160,8 +163,8 @@ func TestLoaderSteadyStateAllocatesNothing(t *testing.T) {
 	if allocs := testing.AllocsPerRun(50, apply); allocs != 0 {
 		t.Fatalf("%v allocations per %d records in steady state, want 0", allocs, len(recs))
 	}
-	if l.keys.size > 1<<20 {
-		t.Fatalf("the key copies hold %d bytes for 200 small keys", l.keys.size)
+	if len(l.ix.tab) > 512 {
+		t.Fatalf("the index has %d entries for 200 keys", len(l.ix.tab))
 	}
 }
 
@@ -182,7 +185,7 @@ func TestFinishRefusesAChangedValue(t *testing.T) {
 	p := payloadOf(setOp("a", "first"), setOp("b", "kept value"))
 	log := testlog.Build(format.LayoutV1, p, payloadOf(setOp("a", "second")))
 	l := newLoader()
-	if _, err := recovery.Recover(context.Background(), bytes.NewReader(log.Bytes), l, recovery.WithPrepare(prepare), recovery.ReadOnly()); err != nil {
+	if _, err := recovery.Recover(context.Background(), bytes.NewReader(log.Bytes), l, recovery.WithPrepare(recovery.PrepareFunc(l.prepare)), recovery.ReadOnly()); err != nil {
 		t.Fatal(err)
 	}
 	changed := bytes.Clone(log.Bytes)
@@ -193,58 +196,40 @@ func TestFinishRefusesAChangedValue(t *testing.T) {
 	}
 }
 
-// A randomized check of the arena's bookkeeping: live pairs are never overwritten, and the
-// free list holds exactly the empty slabs that are not current, each once.
-func TestArenaNeverReusesLiveBytes(t *testing.T) {
+// The arena hands out capped, disjoint slices that keep their bytes, and its slabs add up to
+// about what was asked for.
+func TestArenaCarvesDisjointSlices(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 9))
-	a := newArena()
-	pattern := make([]byte, 150000+256)
-	for i := range pattern {
-		pattern[i] = byte(i * 7)
-	}
-	type held struct {
-		kv   []byte
-		slab int32
-		pat  []byte // what its bytes must still be
-	}
-	var live []held
-	for step := range 200000 {
-		if len(live) > 0 && rng.IntN(2) == 0 {
-			i := rng.IntN(len(live))
-			h := live[i]
-			if !bytes.Equal(h.kv, h.pat) {
-				t.Fatalf("step %d: live bytes overwritten", step)
-			}
-			a.release(h.kv, h.slab)
-			live[i] = live[len(live)-1]
-			live = live[:len(live)-1]
+	sizes := make([]int, 20000)
+	var total int64
+	for i := range sizes {
+		sizes[i] = rng.IntN(3000) * rng.IntN(2)
+		if rng.IntN(500) == 0 {
+			sizes[i] = bigItem + rng.IntN(1000) // allocated alone, not from the expected bytes
 		} else {
-			n := rng.IntN(3000)
-			if rng.IntN(50) == 0 {
-				n = 100000 + rng.IntN(50000)
-			}
-			kv, s := a.alloc(n)
-			pat := pattern[step%256 : step%256+n]
-			copy(kv, pat)
-			live = append(live, held{kv, s, pat})
+			total += int64(sizes[i])
 		}
-		if step%1000 == 0 {
-			want := map[int32]bool{}
-			for i := range a.slabs {
-				if a.slabs[i].live == 0 && int32(i) != a.cur {
-					want[int32(i)] = true
-				}
-			}
-			got := map[int32]bool{}
-			for _, s := range a.free {
-				if got[s] {
-					t.Fatalf("step %d: slab %d on the free list twice", step, s)
-				}
-				got[s] = true
-			}
-			if !maps.Equal(got, want) {
-				t.Fatalf("step %d: free list %v, want %v", step, got, want)
+	}
+	a := newArenaFor(total)
+	got := make([][]byte, len(sizes))
+	for i, n := range sizes {
+		b := a.alloc(n)
+		if len(b) != n || cap(b) != n {
+			t.Fatalf("alloc(%d): len %d cap %d", n, len(b), cap(b))
+		}
+		for j := range b {
+			b[j] = byte(i)
+		}
+		got[i] = b
+	}
+	for i, b := range got {
+		for _, c := range b {
+			if c != byte(i) {
+				t.Fatalf("slice %d was overwritten by a later one", i)
 			}
 		}
+	}
+	if a.size < total || a.size > total+total/50 {
+		t.Fatalf("slabs of %d bytes for %d asked", a.size, total)
 	}
 }

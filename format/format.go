@@ -356,6 +356,14 @@ func (it *OpIter) Value() []byte {
 	return c[9+int(binary.BigEndian.Uint32(c[1:])):]
 }
 
+// KeyOffset is the offset in the payload of the key of the op decoded by the last call to Next.
+func (it *OpIter) KeyOffset() int {
+	if len(it.cur()) < 5 {
+		return 0
+	}
+	return int(it.at>>32) + 5
+}
+
 // ValueOffset is the offset in the payload of the value of the op decoded by the last call to
 // Next (a set: where a store can find it again in the file).
 func (it *OpIter) ValueOffset() int {

@@ -134,6 +134,9 @@ func TestOpIterAgreesWithTheOps(t *testing.T) {
 			if cap(it.Key()) != len(it.Key()) || cap(it.Value()) != len(it.Value()) {
 				t.Fatalf("op %d: key or value not capped", i)
 			}
+			if !bytes.Equal(p[it.KeyOffset():it.KeyOffset()+len(w.Key)], w.Key) {
+				t.Fatalf("op %d: KeyOffset %d does not point at the key", i, it.KeyOffset())
+			}
 			if w.Kind == format.OpSet && !bytes.Equal(p[it.ValueOffset():it.ValueOffset()+len(w.Value)], w.Value) {
 				t.Fatalf("op %d: ValueOffset %d does not point at the value", i, it.ValueOffset())
 			}
