@@ -10,7 +10,8 @@ import (
 // index is the replay's location index: for each key seen, where its latest value lies in the
 // file. It is an open-addressing hash table (linear probing) whose entries are one 64-byte
 // cache line each and hold everything the ordered applier touches for a key: the key itself
-// (inline up to 32 bytes, the demo's keys are 11-16), the value's offset, length and CRC.
+// (inline up to 32 bytes, the demo's keys are 11-16), where the value is and the extent of
+// its record.
 // The key's hash comes from the Preparer, computed on recovery's workers, so the applier
 // neither hashes nor follows a pointer: one op costs one cache line. (A Go map cost three:
 // its control word, its slot, and the key the slot points to; that was a third of Open.)
@@ -36,10 +37,10 @@ type entry struct {
 	tag  uint32
 	klen uint32
 	vlen uint32
-	vcrc uint32
-	voff int64
+	vpos uint32 // the value's offset in its record's payload
+	voff int64  // the value's offset in the file
 	long uint32 // when klen > inlineKey: the key is long[long]
-	_    uint32
+	plen uint32 // the length of the value's record's payload
 	key  [inlineKey]byte
 }
 

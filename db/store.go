@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -114,19 +115,21 @@ func (a *arena) alloc(n int) []byte {
 }
 
 // Replay at open is a location index, not a copy of the log. The ordered applier keeps, for
-// each live key, where its latest value lies in the file (offset, length) and the value's
-// CRC; superseded values are never copied anywhere and no memory is touched for them. Only
-// when the log has been replayed does finish read the surviving values back, once each, in
-// file order through a small window, check each against the CRC taken when its record was
-// verified, and build the tree in key order. The per-op work that needs no store (the key's
-// hash, the value's CRC) runs in recovery's parallel stage, through a Preparer; the applier
-// touches one cache line of the index per op (index.go). Open's memory is then the live data
-// plus the index, not the log.
+// each live key, where its latest value lies in the file and the extent of the record holding
+// it; superseded values are never copied anywhere, checksummed again or touched. Only when the
+// log has been replayed does finish read the surviving values back, once each, in file order
+// through a small window: it reads each record that holds one whole and checks it against its
+// header's CRC again (the file must not have changed since it was verified), then builds the
+// tree in key order. The per-op work that needs no store (the key's hash, the op's layout)
+// runs in recovery's parallel stage, through a Preparer; the applier touches one cache line
+// of the index per op (index.go). Open's memory is then the live data plus the index, not the
+// log.
 
 // loader is the recovery.Applier that replays a log into the location index.
 type loader struct {
 	ix      *index
 	seed    maphash.Seed // the keys' hashes, taken by prepare
+	hdr     int          // record header size of the log (set by Apply)
 	live    int64        // bytes of the live pairs, keys and values
 	touched uint32       // what touch loaded, kept so that the loads are not optimized away
 }
@@ -136,22 +139,19 @@ type loader struct {
 // the applier never reads the payload again (its bytes are in another core's cache by then:
 // reading an op's header there was a cache miss per op, 14% of Open). Per op:
 //
-//	word 0: the key's hash << 32 | the CRC of a set's value
-//	word 1: the value's offset in the payload << 32 | its length (noValue for a delete)
-//	word 2: the key's length << 32 | its offset in the payload
+//	word 0: the key's hash << 32 | the value's length (noValue for a delete)
+//	word 1: the key's length << 32 | its offset in the payload (a set's value follows it)
 //	then, for a key of up to preparedKey bytes, the key itself in ceil(len/8) words
 func (l *loader) prepare(r recovery.Record, dst []uint64) []uint64 {
 	it := r.Ops()
 	for it.Next() {
 		key := it.Key()
 		h := uint32(maphash.Bytes(l.seed, key))
-		var c uint32
 		vlen := uint64(noValue)
 		if it.Kind() == format.OpSet {
-			v := it.Value()
-			c, vlen = format.Checksum(v), uint64(len(v))
+			vlen = uint64(len(it.Value()))
 		}
-		dst = append(dst, uint64(h)<<32|uint64(c), uint64(it.ValueOffset())<<32|vlen, uint64(len(key))<<32|uint64(it.KeyOffset()))
+		dst = append(dst, uint64(h)<<32|vlen, uint64(len(key))<<32|uint64(it.KeyOffset()))
 		if len(key) <= preparedKey {
 			n := len(dst)
 			dst = append(dst, make([]uint64, (len(key)+7)/8)...)
@@ -188,13 +188,14 @@ func newLoaderFor(size int64) *loader {
 // location of values.
 func (l *loader) Apply(r recovery.Record) error {
 	l.touch(r)
+	l.hdr = int(r.PayloadOffset() - r.Offset)
 	words := r.Prepared
 	for range r.NumOps() {
-		if len(words) < 3 {
+		if len(words) < 2 {
 			return errNotPrepared
 		}
-		hc, val, k := words[0], words[1], words[2]
-		words = words[3:]
+		hv, k := words[0], words[1]
+		words = words[2:]
 		klen, koff := int(k>>32), int(uint32(k))
 		var key []byte
 		if klen <= preparedKey {
@@ -209,7 +210,7 @@ func (l *loader) Apply(r recovery.Record) error {
 		} else {
 			return errNotPrepared
 		}
-		h, vlen := uint32(hc>>32), uint32(val)
+		h, vlen := uint32(hv>>32), uint32(hv)
 		if vlen == noValue { // a delete
 			if e := l.ix.find(h, key); e != nil {
 				l.live -= int64(e.klen) + int64(e.vlen)
@@ -217,15 +218,18 @@ func (l *loader) Apply(r recovery.Record) error {
 			}
 			continue
 		}
+		vpos := koff + klen + 4
+		if vpos+int(vlen) > len(r.Payload) {
+			return errNotPrepared
+		}
 		e, added := l.ix.upsert(h, key)
 		if added {
 			l.live += int64(klen)
 		} else {
 			l.live -= int64(e.vlen)
 		}
-		e.voff = r.PayloadOffset() + int64(val>>32)
-		e.vlen = vlen
-		e.vcrc = uint32(hc)
+		e.voff = r.PayloadOffset() + int64(vpos)
+		e.vlen, e.vpos, e.plen = vlen, uint32(vpos), uint32(len(r.Payload))
 		l.live += int64(vlen)
 	}
 	return nil
@@ -237,12 +241,12 @@ func (l *loader) Apply(r recovery.Record) error {
 func (l *loader) touch(r recovery.Record) {
 	words, tab, mask := r.Prepared, l.ix.tab, l.ix.mask
 	var acc uint32
-	for len(words) >= 3 {
+	for len(words) >= 2 {
 		acc += tab[tagOf(uint32(words[0]>>32))&mask].tag
-		if klen := int(words[2] >> 32); klen <= preparedKey {
-			words = words[min(len(words), 3+(klen+7)/8):]
+		if klen := int(words[1] >> 32); klen <= preparedKey {
+			words = words[min(len(words), 2+(klen+7)/8):]
 		} else {
-			words = words[3:]
+			words = words[2:]
 		}
 	}
 	l.touched += acc
@@ -250,8 +254,9 @@ func (l *loader) touch(r recovery.Record) {
 
 var errNotPrepared = errors.New("db: replay needs the words loader.prepare makes for each record (recovery.WithPrepare)")
 
-// readBack fills items[i] with the pair of entry order[i]: its key, and its value read from f
-// (through a window, in file order) and checked against the value's CRC.
+// readBack fills items[i] with the pair of entry order[i] (entries in file order): its key,
+// and its value, read from f through a window. Each record holding a value is read whole and
+// checked against its header (length and CRC) again, once however many of its values it gives.
 func (l *loader) readBack(ctx context.Context, f interface {
 	ReadAt([]byte, int64) (int, error)
 }, size int64, order []int32, items []item) error {
@@ -262,45 +267,116 @@ func (l *loader) readBack(ctx context.Context, f interface {
 		}
 	}
 	pairs := newArenaFor(total)
-	var win []byte
-	var wstart int64 // file offset of win[0]
-	for n, i := range order {
-		e := &l.ix.tab[i]
-		key := l.ix.keyOf(e)
-		kv := pairs.alloc(len(key) + int(e.vlen)) // the store keeps it
-		copy(kv, key)
-		v := kv[len(key):]
-		switch end := e.voff + int64(e.vlen); {
-		case len(v) == 0:
-		case e.voff >= wstart && end <= wstart+int64(len(win)):
-			copy(v, win[e.voff-wstart:])
-		case len(v) >= readWindow/2:
-			if err := walerr.ReadFull(f, v, e.voff); err != nil {
-				return err
-			}
-		default:
-			if err := ctx.Err(); err != nil { // once per window: a cancel stops the read-back
-				return walerr.Wrap(walerr.Canceled, e.voff, err, "open stopped while reading the store back")
-			}
-			if win == nil {
-				win = make([]byte, readWindow)
-			}
-			win = win[:min(int64(readWindow), size-e.voff)]
-			wstart = e.voff
-			if err := walerr.ReadFull(f, win, wstart); err != nil {
-				return err
-			}
-			copy(v, win)
+	rb := recordReader{f: f, size: size, hdr: l.hdr}
+	for n := 0; n < len(order); {
+		e := &l.ix.tab[order[n]]
+		start := l.recordOf(e)
+		end := start + int64(l.hdr) + int64(e.plen)
+		m := n // the entries of this record: [n, m)
+		for ; m < len(order) && l.recordOf(&l.ix.tab[order[m]]) == start; m++ {
+			e := &l.ix.tab[order[m]]
+			key := l.ix.keyOf(e)
+			kv := pairs.alloc(len(key) + int(e.vlen)) // the store keeps it
+			copy(kv, key)
+			items[m] = item{kv: kv, klen: uint32(len(key))}
 		}
-		if format.Checksum(v) != e.vcrc {
-			return walerr.New(walerr.IO, e.voff, fmt.Sprintf(
-				"a %d-byte value read back at open does not match the checksum taken when its record was verified: the file changed during open", len(v))).
-				WithHint("reopen; a cut recovery had already made stays, its bytes in the sidecar")
+		if err := rb.read(ctx, start, end, func(off int64, b []byte) { // b: the file's bytes at off
+			for i := n; i < m; i++ {
+				e, v := &l.ix.tab[order[i]], items[i].value()
+				if lo, hi := max(off, e.voff), min(off+int64(len(b)), e.voff+int64(len(v))); lo < hi {
+					copy(v[lo-e.voff:], b[lo-off:hi-off])
+				}
+			}
+		}); err != nil {
+			return err
 		}
-		items[n] = item{kv: kv, klen: uint32(len(key))}
+		n = m
 	}
 	// Each part sorts its own pairs by key, in parallel; finish merges the sorted parts.
 	slices.SortFunc(items, func(a, b item) int { return bytes.Compare(a.key(), b.key()) })
+	return nil
+}
+
+// recordOf is the file offset of the record holding e's value.
+func (l *loader) recordOf(e *entry) int64 { return e.voff - int64(e.vpos) - int64(l.hdr) }
+
+// recordReader reads records back through a window, checking each against its header.
+type recordReader struct {
+	f interface {
+		ReadAt([]byte, int64) (int, error)
+	}
+	size   int64
+	hdr    int
+	win    []byte
+	wstart int64 // file offset of win[0]
+}
+
+// read reads the record at [start, end) (header included), hands its payload's bytes to use
+// (in one or more pieces, in order, each with its file offset) and checks that the header
+// still gives the payload's length and CRC, as when the record was verified.
+func (rb *recordReader) read(ctx context.Context, start, end int64, use func(off int64, b []byte)) error {
+	hdr := int64(rb.hdr)
+	changed := func(what string) error {
+		return walerr.New(walerr.IO, start, fmt.Sprintf(
+			"a record read back at open no longer matches its %s as verified during replay: the file changed during open", what)).
+			WithHint("reopen; a cut recovery had already made stays, its bytes in the sidecar")
+	}
+	if rb.win == nil {
+		rb.win = make([]byte, 0, readWindow) // holds nothing yet
+	}
+	if end-start <= int64(cap(rb.win)) { // the usual case: the record fits in the window
+		if start < rb.wstart || end > rb.wstart+int64(len(rb.win)) {
+			if err := ctx.Err(); err != nil { // once per window: a cancel stops the read-back
+				return walerr.Wrap(walerr.Canceled, start, err, "open stopped while reading the store back")
+			}
+			if end > rb.size {
+				return changed("extent")
+			}
+			rb.wstart, rb.win = start, rb.win[:min(int64(cap(rb.win)), rb.size-start)]
+			if err := walerr.ReadFull(rb.f, rb.win, start); err != nil {
+				return err
+			}
+		}
+		rec := rb.win[start-rb.wstart : end-rb.wstart]
+		if int64(binary.BigEndian.Uint32(rec)) != end-start-hdr {
+			return changed("length")
+		}
+		if format.Checksum(rec[hdr:]) != binary.BigEndian.Uint32(rec[hdr-4:]) {
+			return changed("checksum")
+		}
+		use(start+hdr, rec[hdr:])
+		return nil
+	}
+	// A record larger than the window: streamed through it, checksummed piece by piece, each
+	// piece handed on as it is read (so what is kept is exactly what was checked).
+	if end > rb.size {
+		return changed("extent")
+	}
+	head := rb.win[:hdr]
+	if err := walerr.ReadFull(rb.f, head, start); err != nil {
+		return err
+	}
+	want := binary.BigEndian.Uint32(head[hdr-4:])
+	if int64(binary.BigEndian.Uint32(head)) != end-start-hdr {
+		return changed("length")
+	}
+	var crc uint32
+	for off := start + hdr; off < end; {
+		if err := ctx.Err(); err != nil {
+			return walerr.Wrap(walerr.Canceled, off, err, "open stopped while reading the store back")
+		}
+		piece := rb.win[:min(int64(cap(rb.win)), end-off)]
+		if err := walerr.ReadFull(rb.f, piece, off); err != nil {
+			return err
+		}
+		crc = format.UpdateChecksum(crc, piece)
+		use(off, piece)
+		off += int64(len(piece))
+	}
+	rb.wstart, rb.win = 0, rb.win[:0] // the window holds none of the file now
+	if crc != want {
+		return changed("checksum")
+	}
 	return nil
 }
 
