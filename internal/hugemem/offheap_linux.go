@@ -86,18 +86,20 @@ func put(b []byte) bool {
 
 // mapAligned maps n bytes (a multiple of Page) at a huge-page boundary, advised for huge pages.
 func mapAligned(n int) ([]byte, error) {
-	m, err := unix.Mmap(-1, 0, n+Page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON)
+	// MmapPtr and MunmapPtr, not Mmap and Munmap: Munmap unmaps only a whole mapping that Mmap
+	// returned (a piece of one is EINVAL), so the padding would stay mapped.
+	p, err := unix.MmapPtr(-1, 0, nil, uintptr(n+Page), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON)
 	if err != nil {
 		return nil, err
 	}
-	pad := int(-base(m) & (Page - 1))
+	pad := -uintptr(p) & (Page - 1)
 	if pad > 0 {
-		_ = unix.Munmap(m[:pad]) // never handed out: nothing can refer to it
+		_ = unix.MunmapPtr(p, pad) // never handed out: nothing can refer to it
 	}
-	if tail := m[pad+n:]; len(tail) > 0 {
-		_ = unix.Munmap(tail)
+	if tail := Page - pad; tail > 0 {
+		_ = unix.MunmapPtr(unsafe.Add(p, pad+uintptr(n)), tail)
 	}
-	mem := m[pad : pad+n : pad+n]
+	mem := unsafe.Slice((*byte)(unsafe.Add(p, pad)), n)
 	_ = unix.Madvise(mem, unix.MADV_HUGEPAGE) // a hint: refused, the memory is ordinary pages
 	return mem, nil
 }

@@ -4,6 +4,9 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // withOffHeap turns off-heap buffers on for a test, also in race builds (whose other packages
@@ -135,4 +138,18 @@ func TestCollectionsReturnIdleMemory(t *testing.T) {
 		}
 	}
 	t.Fatal("100 collections did not return an idle piece")
+}
+
+// mapAligned keeps only the n bytes it hands out: the padding it mapped to find a huge-page
+// boundary is unmapped again (the byte just past the memory is no longer mapped).
+func TestMapAlignedUnmapsItsPadding(t *testing.T) {
+	mem, err := mapAligned(Page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vec [1]byte
+	_, _, e := unix.Syscall(unix.SYS_MINCORE, base(mem)+Page, 4096, uintptr(unsafe.Pointer(&vec[0])))
+	if e != unix.ENOMEM {
+		t.Fatalf("mincore of the page after the aligned mapping: %v, want ENOMEM (its padding is still mapped)", err)
+	}
 }
