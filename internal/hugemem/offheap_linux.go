@@ -24,6 +24,7 @@ func (u *unit) allFree() bool { return u.free == 1<<u.pieces()-1 }
 var heap struct {
 	mu    sync.Mutex
 	units map[uintptr]*unit // by base address
+	pages map[uintptr]*unit // by the address of each huge page in it: what Put looks up
 	free  map[int][]*unit   // by piece size: units with at least one free piece
 	armed bool
 }
@@ -33,7 +34,7 @@ func get(n int) ([]byte, bool) {
 	defer heap.mu.Unlock()
 	if !heap.armed {
 		heap.armed = true
-		heap.units, heap.free = map[uintptr]*unit{}, map[int][]*unit{}
+		heap.units, heap.pages, heap.free = map[uintptr]*unit{}, map[uintptr]*unit{}, map[int][]*unit{}
 		armGC()
 	}
 	var u *unit
@@ -47,6 +48,9 @@ func get(n int) ([]byte, bool) {
 		u = &unit{mem: mem, size: n}
 		u.free = 1<<u.pieces() - 1
 		heap.units[base(mem)] = u
+		for off := 0; off < len(mem); off += Page {
+			heap.pages[base(mem)+uintptr(off)] = u
+		}
 		heap.free[n] = append(heap.free[n], u)
 	}
 	i := 0
@@ -66,7 +70,7 @@ func put(b []byte) bool {
 	p := base(b)
 	heap.mu.Lock()
 	defer heap.mu.Unlock()
-	u := heap.units[p&^(Page-1)]
+	u := heap.pages[p&^(Page-1)]
 	if u == nil {
 		return false
 	}

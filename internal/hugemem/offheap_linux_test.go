@@ -82,6 +82,19 @@ func TestPutOwnershipBugsPanic(t *testing.T) {
 	mustPanic(t, "a second Put", func() { Put(b) })
 }
 
+// An interior piece of a buffer larger than a huge page is caught too (not taken for memory from
+// elsewhere, which a caller such as bufpool would then cache as its own).
+func TestPutOfAnInteriorPieceOfALargeBufferPanics(t *testing.T) {
+	withOffHeap(t)
+	b, ok := Get(4 * Page)
+	if !ok {
+		t.Fatal("Get refused")
+	}
+	defer Put(b)
+	mustPanic(t, "a huge page inside a larger buffer", func() { Put(b[Page:]) })
+	mustPanic(t, "the last huge page of a larger buffer", func() { Put(b[3*Page:]) })
+}
+
 func mustPanic(t *testing.T, what string, f func()) {
 	t.Helper()
 	defer func() {
