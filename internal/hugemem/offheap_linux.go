@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -116,8 +117,17 @@ type gcTick struct{ _ *int }
 
 func armGC() {
 	t := &gcTick{}
-	runtime.AddCleanup(t, func(struct{}) { releaseIdle(); armGC() }, struct{}{})
+	runtime.AddCleanup(t, func(struct{}) {
+		if !collectorPaused.Load() {
+			releaseIdle()
+		}
+		armGC()
+	}, struct{}{})
 }
+
+// collectorPaused stops the collections from calling releaseIdle (for a test that calls it
+// itself and counts).
+var collectorPaused atomic.Bool
 
 // releaseIdle returns to the kernel the pages of every unit that has had all its pieces back
 // through two garbage collections: like sync.Pool, memory nobody asked for again goes.
