@@ -427,44 +427,82 @@ func (rb *recordReader) read(ctx context.Context, start, end, reach int64, use f
 // does copying 16 KiB).
 const readGap = 16 << 10
 
+// partBytes is the live data that makes finish worth another part (a var for the tests).
+var partBytes = int64(4 << 20)
+
 // readWindow is how much of the file finish reads at once to collect the values it keeps.
 const readWindow = 256 << 10
 
 // finish reads the live values back from f (whose first size bytes hold the replayed log),
-// checks each against the CRC taken when it was verified, and returns the store's tree. The
-// values are read in file order, by up to par goroutines (recovery's parallelism) each taking a
-// contiguous run of them (fresh memory is slow to touch on a small VM, and that is most of the
-// cost here).
+// checking every record that holds one against its header again, and returns the store's
+// tree. It runs in up to par parts (recovery's parallelism), each a contiguous stretch of the
+// file: the part reads its values back in file order and sorts its pairs by key, and the
+// sorted parts are merged into the tree.
 func (l *loader) finish(ctx context.Context, f interface {
 	ReadAt([]byte, int64) (int, error)
 }, size int64, par int) (*tree, error) {
-	// The live entries in file order: sorted by offset as (offset, entry) pairs side by side,
-	// not through the table (a comparison there is two cache misses).
+	parts := max(1, min(par, int(l.live/partBytes)))
+	// The live entries in file order, found in parallel: each part sorts one stripe of the
+	// table by offset, as (offset, entry) pairs side by side (a comparison through the table
+	// is two cache misses). A stripe of a hash table is a random sample of its keys, so the
+	// first stripe's quantiles split the file into parts of about equal counts; each part then
+	// merges the stripes' entries in its stretch of the file.
 	type at struct {
 		voff int64
 		i    int32
 	}
-	byOff := make([]at, 0, l.ix.n)
-	for i := range l.ix.tab {
-		if e := &l.ix.tab[i]; e.tag >= 2 {
-			byOff = append(byOff, at{e.voff, int32(i)})
-		}
-	}
-	slices.SortFunc(byOff, func(a, b at) int { return cmp.Compare(a.voff, b.voff) })
-	order := make([]int32, len(byOff))
-	for n, a := range byOff {
-		order[n] = a.i
-	}
-	byOff = nil
-	items := make([]item, len(order))
-	parts := max(1, min(par, int(l.live>>22))) // a part per 4 MiB at least
-	errs := make([]error, parts)
-	bounds := make([]int, parts+1)
+	stripes := make([][]at, parts)
 	var wg sync.WaitGroup
 	for p := range parts {
-		lo, hi := p*len(order)/parts, (p+1)*len(order)/parts
-		bounds[p+1] = hi
-		wg.Go(func() { errs[p] = l.readBack(ctx, f, size, order[lo:hi], items[lo:hi]) })
+		wg.Go(func() {
+			lo, hi := p*len(l.ix.tab)/parts, (p+1)*len(l.ix.tab)/parts
+			s := make([]at, 0, l.ix.n/parts+64)
+			for i := lo; i < hi; i++ {
+				if e := &l.ix.tab[i]; e.tag >= 2 {
+					s = append(s, at{e.voff, int32(i)})
+				}
+			}
+			slices.SortFunc(s, func(a, b at) int { return cmp.Compare(a.voff, b.voff) })
+			stripes[p] = s
+		})
+	}
+	wg.Wait()
+	cuts := make([]int64, parts+1) // part p: cuts[p] <= offset < cuts[p+1]
+	cuts[0], cuts[parts] = math.MinInt64, math.MaxInt64
+	for p := 1; p < parts; p++ {
+		cuts[p] = cuts[p-1]
+		if s := stripes[0]; len(s) > 0 {
+			cuts[p] = max(cuts[p-1], s[p*len(s)/parts].voff)
+		}
+	}
+	sorted := make([][]item, parts)
+	errs := make([]error, parts)
+	for p := range parts {
+		wg.Go(func() {
+			heads, ends := make([]int, parts), make([]int, parts)
+			n := 0
+			for r, s := range stripes {
+				heads[r], _ = slices.BinarySearchFunc(s, cuts[p], func(a at, v int64) int { return cmp.Compare(a.voff, v) })
+				ends[r], _ = slices.BinarySearchFunc(s, cuts[p+1], func(a at, v int64) int { return cmp.Compare(a.voff, v) })
+				n += ends[r] - heads[r]
+			}
+			order := make([]int32, 0, n)
+			for {
+				best := -1
+				for r, s := range stripes {
+					if heads[r] < ends[r] && (best < 0 || s[heads[r]].voff < stripes[best][heads[best]].voff) {
+						best = r
+					}
+				}
+				if best < 0 {
+					break
+				}
+				order = append(order, stripes[best][heads[best]].i)
+				heads[best]++
+			}
+			sorted[p] = make([]item, len(order))
+			errs[p] = l.readBack(ctx, f, size, order, sorted[p])
+		})
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -474,25 +512,25 @@ func (l *loader) finish(ctx context.Context, f interface {
 	}
 	l.ix = nil
 	t := newTree()
-	mergeParts(items, bounds, t.load) // in key order
+	mergeParts(sorted, t.load) // in key order
 	return t, nil
 }
 
-// mergeParts calls fn on every item of the sorted runs items[bounds[i]:bounds[i+1]] in key
-// order (a key is in one run only: the index holds each key once).
-func mergeParts(items []item, bounds []int, fn func(item)) {
-	heads := slices.Clone(bounds[:len(bounds)-1])
+// mergeParts calls fn on every item of the sorted runs in key order (a key is in one run only:
+// the index holds each key once).
+func mergeParts(runs [][]item, fn func(item)) {
+	heads := make([]int, len(runs))
 	for {
 		best := -1
 		for r, h := range heads {
-			if h < bounds[r+1] && (best < 0 || less(items[h], items[heads[best]])) {
+			if h < len(runs[r]) && (best < 0 || less(runs[r][h], runs[best][heads[best]])) {
 				best = r
 			}
 		}
 		if best < 0 {
 			return
 		}
-		fn(items[heads[best]])
+		fn(runs[best][heads[best]])
 		heads[best]++
 	}
 }

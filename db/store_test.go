@@ -238,6 +238,38 @@ func TestFinishChecksRecordsAgain(t *testing.T) {
 	}
 }
 
+// finish in several parts (each a stretch of the file, cut at the first stripe's quantiles)
+// builds the same store as in one, whatever the parts get: values clustered at one end of the
+// file, parts with nothing to read, more parts than keys, records cut between two parts.
+func TestFinishInPartsAgreesWithOnePart(t *testing.T) {
+	defer func(b int64) { partBytes = b }(partBytes)
+	partBytes = 1
+	rng := rand.New(rand.NewPCG(11, 11))
+	for seed := range 40 {
+		var recs [][]byte
+		nkeys := 1 + rng.IntN([]int{3, 50, 2000}[seed%3])
+		for range 1 + rng.IntN(400) {
+			var ops []format.Op
+			for range 1 + rng.IntN(5) {
+				k := fmt.Sprintf("key%d", rng.IntN(nkeys))
+				if rng.IntN(5) == 0 {
+					ops = append(ops, delOp(k))
+				} else {
+					ops = append(ops, setOp(k, string(bytes.Repeat([]byte{byte(rng.Uint32())}, rng.IntN(300)))))
+				}
+			}
+			recs = append(recs, payloadOf(ops...))
+		}
+		one, _ := replay(t, 1, recs...)
+		for _, par := range []int{2, 3, 5, 16} {
+			got, _ := replay(t, par, recs...)
+			if dump(got) != dump(one) || got.Len() != one.Len() {
+				t.Fatalf("seed %d, %d parts: the store differs from one part's", seed, par)
+			}
+		}
+	}
+}
+
 // The arena hands out capped, disjoint slices that keep their bytes, and its slabs add up to
 // about what was asked for.
 func TestArenaCarvesDisjointSlices(t *testing.T) {
