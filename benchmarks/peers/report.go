@@ -187,14 +187,12 @@ func renderMarkdown(rep *Report) string {
 		}
 	}
 	p("\n")
-	for _, sys := range systems[1:] {
-		if !hasSystem(rep, sys.Name) {
-			continue
-		}
-		p("| %s |", sys.Label)
+	// One summary row: a system's MB/s per size and mode, with this project's best over it.
+	row := func(label, system string) {
+		p("| %s |", label)
 		for _, s := range sizes {
 			for _, mode := range []Mode{Discard, Map} {
-				r := find(rep, s, sys.Name, 0, mode)
+				r := find(rep, s, system, 0, mode)
 				if r == nil || r.Err != "" || r.MBps == 0 {
 					p(" %s |", mbps(r))
 					continue
@@ -208,23 +206,13 @@ func renderMarkdown(rep *Report) string {
 		}
 		p("\n")
 	}
-	if hasSystem(rep, "sink") {
-		p("| _ceiling: the sink alone_ |")
-		for _, s := range sizes {
-			for _, mode := range []Mode{Discard, Map} {
-				r := find(rep, s, "sink", 0, mode)
-				if r == nil || r.Err != "" || r.MBps == 0 {
-					p(" %s |", mbps(r))
-					continue
-				}
-				var ratio string
-				if best := bestRecovery(rep, s, mode); best != nil {
-					ratio = fmt.Sprintf(" (%.2f×)", best.MBps/r.MBps)
-				}
-				p(" %s%s |", mbps(r), ratio)
-			}
+	for _, sys := range systems[1:] {
+		if hasSystem(rep, sys.Name) {
+			row(sys.Label, sys.Name)
 		}
-		p("\n")
+	}
+	if hasSystem(rep, "sink") {
+		row("_ceiling: the sink alone_", "sink")
 	}
 	p("\n(×: this project's best MB/s divided by the peer's; above 1 means this project is faster. On the ceiling's row: the share of the ceiling this project reaches. The ceiling is the sink's own work with the payloads already in memory: every system replays into the same single-threaded, order-sensitive sink, so no replay can be faster, and no ratio against a peer can exceed the ceiling divided by that peer.)\n\n")
 	p("![MB/s per system and record size](results.svg)\n")
