@@ -227,36 +227,36 @@ func CountOps(payload []byte) (int, error) {
 	if uint64(len(payload)) > math.MaxUint32 {
 		return 0, &MalformedError{At: 0, Detail: "payload of 4 GiB or more (a record's length is a uint32)"}
 	}
+	it := Iter(payload)
 	n := 0
-	for q := 0; q < len(payload); n++ {
-		next, detail := skipOp(payload, q)
-		if detail != "" {
-			return n, &MalformedError{At: q, Detail: detail}
-		}
-		q = next
+	for it.Next() {
+		n++
+	}
+	if q := int(it.at >> 32); q < len(payload) { // Next stopped at a malformed op
+		return n, &MalformedError{At: q, Detail: whyMalformed(payload, q)}
 	}
 	return n, nil
 }
 
-// skipOp validates the op at q and returns the offset after it, or a reason it is malformed.
-func skipOp(p []byte, q int) (int, string) {
+// whyMalformed says what is wrong with the op at q, which OpIter.Next refused.
+func whyMalformed(p []byte, q int) string {
 	tag := p[q]
 	if tag > byte(OpSet) {
-		return 0, fmt.Sprintf("unknown op tag 0x%02x", tag)
+		return fmt.Sprintf("unknown op tag 0x%02x", tag)
 	}
 	q++
 	for field := 0; field <= int(tag); field++ {
 		if len(p)-q < 4 {
-			return 0, "length field cut off by the end of the payload"
+			return "length field cut off by the end of the payload"
 		}
 		l := binary.BigEndian.Uint32(p[q:])
 		q += 4
 		if uint64(l) > uint64(len(p)-q) {
-			return 0, fmt.Sprintf("length %d runs past the end of the payload", l)
+			return fmt.Sprintf("length %d runs past the end of the payload", l)
 		}
 		q += int(l)
 	}
-	return q, ""
+	return "malformed op" // not reached: Next refused it
 }
 
 // OpIter decodes the ops of a payload that CountOps accepted, without allocating.
@@ -288,37 +288,39 @@ func Iter(payload []byte) OpIter {
 	return OpIter{p: payload}
 }
 
-// Next decodes the next op in one pass; it returns false at the end (or, defensively, at
-// anything malformed, which a verified payload never has).
+// Next decodes the next op in one pass, the one check of an op's framing there is (CountOps
+// counts with it); it returns false at the end, or at a malformed op (a tag that is not an op's,
+// a length field cut off or running past the end), where it stays: no op is current, and Next
+// keeps returning false.
 func (it *OpIter) Next() bool {
 	cur := int(it.at & math.MaxUint32)
 	p := it.p[cur:]
 	base := it.at>>32 + uint64(cur)
-	if len(p) < 5 || p[0] > byte(OpSet) {
-		it.p, it.at = p[len(p):], (base+uint64(len(p)))<<32
-		return false
-	}
+	var kl, vl uint32
 	n := 5
-	kl := binary.BigEndian.Uint32(p[1:])
+	if len(p) < 5 || p[0] > byte(OpSet) {
+		goto stop
+	}
+	kl = binary.BigEndian.Uint32(p[1:])
 	if uint64(kl) > uint64(len(p)-n) {
-		it.p, it.at = p[len(p):], (base+uint64(len(p)))<<32
-		return false
+		goto stop
 	}
 	n += int(kl)
 	if p[0] == byte(OpSet) {
 		if len(p)-n < 4 {
-			it.p, it.at = p[len(p):], (base+uint64(len(p)))<<32
-			return false
+			goto stop
 		}
-		vl := binary.BigEndian.Uint32(p[n:])
+		vl = binary.BigEndian.Uint32(p[n:])
 		if uint64(vl) > uint64(len(p)-n-4) {
-			it.p, it.at = p[len(p):], (base+uint64(len(p)))<<32
-			return false
+			goto stop
 		}
 		n += 4 + int(vl)
 	}
 	it.p, it.at = p, base<<32|uint64(n)
 	return true
+stop:
+	it.p, it.at = p, base<<32
+	return false
 }
 
 // cur is the current op's bytes, nil before the first Next and after the last.
