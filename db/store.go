@@ -177,11 +177,9 @@ func (l *loader) prepare(r recovery.Record, dst []uint64) []uint64 {
 			vlen = uint64(len(it.Value()))
 		}
 		dst = append(dst, uint64(h)<<32|vlen, uint64(len(key))<<32|uint64(it.KeyOffset()))
-		if len(key) <= preparedKey {
-			n := len(dst)
-			dst = append(dst, make([]uint64, (len(key)+7)/8)...)
-			copy(wordBytes(dst[n:]), key)
-		}
+		n := len(dst)
+		dst = append(dst, make([]uint64, keyWords(len(key)))...)
+		copy(wordBytes(dst[n:]), key)
 	}
 	return dst
 }
@@ -193,6 +191,15 @@ const (
 	// 4 GiB can be this long).
 	noValue = math.MaxUint32
 )
+
+// keyWords is how many words prepare gives a key of klen bytes: ceil(klen/8), or none for a key
+// longer than preparedKey (the applier reads that one from the payload).
+func keyWords(klen int) int {
+	if klen > preparedKey {
+		return 0
+	}
+	return (klen + 7) / 8
+}
 
 // wordBytes is w's memory as bytes.
 func wordBytes(w []uint64) []byte {
@@ -224,7 +231,7 @@ func (l *loader) Apply(r recovery.Record) error {
 		klen, koff := int(k>>32), int(uint32(k))
 		var key []byte
 		if klen <= preparedKey {
-			n := (klen + 7) / 8
+			n := keyWords(klen)
 			if len(words) < n {
 				return errNotPrepared
 			}
@@ -268,11 +275,7 @@ func (l *loader) touch(r recovery.Record) {
 	var acc uint32
 	for len(words) >= 2 {
 		acc += tab[tagOf(uint32(words[0]>>32))&mask].tag
-		if klen := int(words[1] >> 32); klen <= preparedKey {
-			words = words[min(len(words), 2+(klen+7)/8):]
-		} else {
-			words = words[2:]
-		}
+		words = words[min(len(words), 2+keyWords(int(words[1]>>32))):]
 	}
 	l.touched += acc
 }
@@ -479,27 +482,14 @@ func (l *loader) finish(ctx context.Context, f interface {
 	errs := make([]error, parts)
 	for p := range parts {
 		wg.Go(func() {
-			heads, ends := make([]int, parts), make([]int, parts)
-			n := 0
+			mine, n := make([][]at, parts), 0 // each stripe's entries in this part's stretch
 			for r, s := range stripes {
-				heads[r], _ = slices.BinarySearchFunc(s, cuts[p], func(a at, v int64) int { return cmp.Compare(a.voff, v) })
-				ends[r], _ = slices.BinarySearchFunc(s, cuts[p+1], func(a at, v int64) int { return cmp.Compare(a.voff, v) })
-				n += ends[r] - heads[r]
+				lo, _ := slices.BinarySearchFunc(s, cuts[p], func(a at, v int64) int { return cmp.Compare(a.voff, v) })
+				hi, _ := slices.BinarySearchFunc(s, cuts[p+1], func(a at, v int64) int { return cmp.Compare(a.voff, v) })
+				mine[r], n = s[lo:hi], n+hi-lo
 			}
 			order := make([]int32, 0, n)
-			for {
-				best := -1
-				for r, s := range stripes {
-					if heads[r] < ends[r] && (best < 0 || s[heads[r]].voff < stripes[best][heads[best]].voff) {
-						best = r
-					}
-				}
-				if best < 0 {
-					break
-				}
-				order = append(order, stripes[best][heads[best]].i)
-				heads[best]++
-			}
+			merge(mine, func(a, b at) bool { return a.voff < b.voff }, func(a at) { order = append(order, a.i) })
 			sorted[p] = make([]item, len(order))
 			errs[p] = l.readBack(ctx, f, size, order, sorted[p])
 		})
@@ -512,13 +502,12 @@ func (l *loader) finish(ctx context.Context, f interface {
 	}
 	l.ix = nil
 	t := newTree()
-	mergeParts(sorted, t.load) // in key order
+	merge(sorted, less, t.load) // in key order (a key is in one part only: the index holds it once)
 	return t, nil
 }
 
-// mergeParts calls fn on every item of the sorted runs in key order (a key is in one run only:
-// the index holds each key once).
-func mergeParts(runs [][]item, fn func(item)) {
+// merge calls fn on every element of the sorted runs, in order.
+func merge[T any](runs [][]T, less func(a, b T) bool, fn func(T)) {
 	heads := make([]int, len(runs))
 	for {
 		best := -1
