@@ -24,7 +24,7 @@ func (u *unit) allFree() bool { return u.free == 1<<u.pieces()-1 }
 
 var heap struct {
 	mu    sync.Mutex
-	units map[uintptr]*unit // by base address
+	units []*unit           // every mapping: what releaseIdle goes over
 	pages map[uintptr]*unit // by the address of each huge page in it: what Put looks up
 	free  map[int][]*unit   // by piece size: units with at least one free piece
 	armed bool
@@ -35,7 +35,7 @@ func get(n int) ([]byte, bool) {
 	defer heap.mu.Unlock()
 	if !heap.armed {
 		heap.armed = true
-		heap.units, heap.pages, heap.free = map[uintptr]*unit{}, map[uintptr]*unit{}, map[int][]*unit{}
+		heap.pages, heap.free = map[uintptr]*unit{}, map[int][]*unit{}
 		armGC()
 	}
 	var u *unit
@@ -48,7 +48,7 @@ func get(n int) ([]byte, bool) {
 		}
 		u = &unit{mem: mem, size: n}
 		u.free = 1<<u.pieces() - 1
-		heap.units[base(mem)] = u
+		heap.units = append(heap.units, u)
 		for off := 0; off < len(mem); off += Page {
 			heap.pages[base(mem)+uintptr(off)] = u
 		}
