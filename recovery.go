@@ -186,8 +186,8 @@ type Option func(*options)
 func WithParallelism(n int) Option { return func(o *options) { o.parallelism = n } }
 
 // WithPoolDepth sets how many buffers the pool holds (parallel only); default parallelism + 3.
-// Each buffer holds a read, the record that runs past it (up to a read), 4 bytes per record and
-// the words a Preparer returns (WithPrepare);
+// Each buffer holds a read, the record that runs past it (up to a read), 4 bytes per record and,
+// with a Preparer (WithPrepare), the words it returns and 4 more bytes per record;
 // a record larger than a read is held once, in one shared buffer. With records much smaller
 // than a read, peak recovery memory is about depth x read size (docs/design.md, "The memory
 // bound", has the exact bound).

@@ -190,6 +190,11 @@ const (
 	// noValue is a delete's value length in the prepared words (no value in a payload of under
 	// 4 GiB can be this long).
 	noValue = math.MaxUint32
+	// maxPreparedPerByte bounds prepare's words, in bytes per payload byte: an op of a k-byte
+	// key takes at least 5+k payload bytes and gets 2+ceil(k/8) words (2 for a key over
+	// preparedKey), so the densest op, a delete of a 1-byte key, turns 6 bytes into 24. The pool
+	// counts these words; docs/design.md's memory bound for an open rests on this.
+	maxPreparedPerByte = 4
 )
 
 // keyWords is how many words prepare gives a key of klen bytes: ceil(klen/8), or none for a key
