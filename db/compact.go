@@ -192,24 +192,8 @@ func writeSnapshot(ctx context.Context, f File, t *tree, layout format.Layout, c
 		if payload == 0 {
 			return nil
 		}
-		pieces := big[:0]
-		at := hs
-		for _, sg := range segs {
-			pieces = append(pieces, buf[at:sg.at], sg.val)
-			at = sg.at
-		}
-		pieces = append(pieces, buf[at:])
-		var crc uint32
-		for _, p := range pieces {
-			crc = format.UpdateChecksum(crc, p)
-		}
-		binary.BigEndian.PutUint32(buf, uint32(payload))
-		if layout == format.LayoutLegacy {
-			binary.BigEndian.PutUint32(buf[4:], crc)
-		} else {
-			binary.BigEndian.PutUint32(buf[4:], format.LengthChecksum(uint32(payload)))
-			binary.BigEndian.PutUint32(buf[8:], crc)
-		}
+		pieces, crc := gather(big[:0], buf, hs, segs)
+		format.PutHeader(buf, layout, uint32(payload), crc)
 		pieces[0] = buf[:hs+len(pieces[0])]
 		if err := f.Append(pieces...); err != nil {
 			return err

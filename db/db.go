@@ -28,7 +28,6 @@ package db
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -456,29 +455,12 @@ func (db *DB) failedErr() error {
 func (db *DB) frame(tx *Tx, bp *[]byte) *pending {
 	b := tx.buf
 	n := uint32(tx.size)
-	pieces := make([][]byte, 0, 1+2*len(tx.segs))
-	at := hdrRoom
-	for _, sg := range tx.segs {
-		pieces = append(pieces, b[at:sg.at], sg.val)
-		at = sg.at
-	}
-	pieces = append(pieces, b[at:])
-	var crc uint32
-	for _, p := range pieces {
-		crc = format.UpdateChecksum(crc, p)
-	}
+	pieces, crc := gather(make([][]byte, 0, 1+2*len(tx.segs)), b, hdrRoom, tx.segs)
 	start := hdrRoom - db.layout.HeaderSize()
-	h := b[start:hdrRoom]
-	binary.BigEndian.PutUint32(h, n)
-	if db.layout == format.LayoutLegacy {
-		binary.BigEndian.PutUint32(h[4:], crc)
-	} else {
-		binary.BigEndian.PutUint32(h[4:], format.LengthChecksum(n))
-		binary.BigEndian.PutUint32(h[8:], crc)
-		if db.end == 0 {
-			start = 0
-			copy(b, format.FileHeader[:])
-		}
+	format.PutHeader(b[start:hdrRoom], db.layout, n, crc)
+	if db.layout != format.LayoutLegacy && db.end == 0 {
+		start = 0
+		copy(b, format.FileHeader[:])
 	}
 	pieces[0] = b[start : hdrRoom+len(pieces[0])]
 	*bp = b

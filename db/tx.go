@@ -35,6 +35,23 @@ type seg struct {
 	val []byte
 }
 
+// gather appends to dst the payload that starts at buf[from:], in pieces: buf's stretches
+// between the big values and the values themselves (segs, in order), and returns them with
+// the payload's checksum.
+func gather(dst [][]byte, buf []byte, from int, segs []seg) ([][]byte, uint32) {
+	at := from
+	for _, sg := range segs {
+		dst = append(dst, buf[at:sg.at], sg.val)
+		at = sg.at
+	}
+	dst = append(dst, buf[at:])
+	var crc uint32
+	for _, p := range dst {
+		crc = format.UpdateChecksum(crc, p)
+	}
+	return dst, crc
+}
+
 // bigValue: a value at least this large is not copied into the transaction's buffer; the
 // commit writes it from the store's copy (one copy of a 64 MiB value, not two).
 const bigValue = 32 << 10

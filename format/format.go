@@ -149,13 +149,22 @@ func DecodeLegacyHeader(b []byte) LegacyHeader {
 // AppendRecord appends one record holding payload, in the given layout, to dst.
 // It does not write the file header; see FileHeader.
 func AppendRecord(dst []byte, layout Layout, payload []byte) []byte {
-	n := uint32(len(payload))
-	dst = binary.BigEndian.AppendUint32(dst, n)
-	if layout != LayoutLegacy {
-		dst = binary.BigEndian.AppendUint32(dst, LengthChecksum(n))
-	}
-	dst = binary.BigEndian.AppendUint32(dst, Checksum(payload))
+	n := len(dst)
+	dst = append(dst, make([]byte, layout.HeaderSize())...)
+	PutHeader(dst[n:], layout, uint32(len(payload)), Checksum(payload))
 	return append(dst, payload...)
+}
+
+// PutHeader writes the header of a record whose payload is n bytes with checksum crc into
+// h[:layout.HeaderSize()] (for a writer that gathers the payload in pieces).
+func PutHeader(h []byte, layout Layout, n, crc uint32) {
+	binary.BigEndian.PutUint32(h, n)
+	if layout == LayoutLegacy {
+		binary.BigEndian.PutUint32(h[4:], crc)
+		return
+	}
+	binary.BigEndian.PutUint32(h[4:], LengthChecksum(n))
+	binary.BigEndian.PutUint32(h[8:], crc)
 }
 
 // OpKind is an op's tag byte.

@@ -357,13 +357,8 @@ func (g *payloadGen) record(w *genWriter, flip, torn bool) error {
 	if err != nil {
 		return err
 	}
-	var hdr []byte
-	hdr = format.AppendRecord(hdr, s.layout, nil) // the framing of an empty payload...
-	binary.BigEndian.PutUint32(hdr[0:], uint32(payloadLen))
-	if s.layout == format.LayoutV1 {
-		binary.BigEndian.PutUint32(hdr[4:], format.LengthChecksum(uint32(payloadLen)))
-	}
-	binary.BigEndian.PutUint32(hdr[len(hdr)-4:], crc) // ...with this payload's length and checksum
+	hdr := make([]byte, s.layout.HeaderSize())
+	format.PutHeader(hdr, s.layout, uint32(payloadLen), crc)
 	if err := w.write(hdr); err != nil {
 		return err
 	}
