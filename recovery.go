@@ -144,7 +144,7 @@ type Result struct {
 	Bytes         int64 // record bytes replayed, headers included
 	LargestRecord int64 // largest payload replayed
 	End           int64 // offset just past the last replayed record
-	Parallelism   int   // workers used (1: the sequential loop, also for a log of one chunk)
+	Parallelism   int   // workers that ran (1: the sequential loop, also for a log of one chunk; at most one per chunk; 0 when no record was read: an empty file, a torn file header, a refused prefix)
 	PeakBuffered  int64 // most bytes the buffer pool ever held (its own accounting)
 
 	// Truncation is the cut recovery decided, nil if none. Truncated says it was carried out
@@ -280,7 +280,7 @@ func Recover(ctx context.Context, f File, app Applier, opts ...Option) (Result, 
 		o.depth = o.parallelism + 3
 	}
 	size := f.Size()
-	res := Result{Size: size, Parallelism: o.parallelism}
+	res := Result{Size: size}
 	if size < 0 {
 		return res, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("file reports size %d", size))
 	}
@@ -313,10 +313,8 @@ func Recover(ctx context.Context, f File, app Applier, opts ...Option) (Result, 
 		Stats:    apply.Stats{End: pre.Layout.FirstRecord()},
 	}
 	cfg := pipeline.Config{Parallelism: o.parallelism, Depth: o.depth, ReadSize: o.readSize, MaxRecord: uint32(o.maxRecord)}
-	if size-pre.Layout.FirstRecord() <= int64(o.readSize) {
-		res.Parallelism = 1 // one chunk: the pipeline runs the plain loop
-	}
 	pst, err := pipeline.Run(ctx, f, size, cfg, st)
+	res.Parallelism = pst.Workers
 	res.Records, res.Ops, res.Bytes = st.Stats.Records, st.Stats.Ops, st.Stats.Bytes
 	res.LargestRecord, res.End = st.Stats.LargestRecord, st.Stats.End
 	res.PeakBuffered = pst.Allocated

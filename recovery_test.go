@@ -153,3 +153,28 @@ func TestPrepareReachesTheApplier(t *testing.T) {
 		})
 	}
 }
+
+// TestParallelismReportsTheWorkersThatRan: Result.Parallelism is the number of workers that
+// ran, which a log of few chunks caps (one worker per chunk), not the number asked for.
+func TestParallelismReportsTheWorkersThatRan(t *testing.T) {
+	payload := format.AppendDelete(nil, bytes.Repeat([]byte("k"), 4<<10-5))
+	l := testlog.Build(format.LayoutV1)
+	for range 3 { // three records of 4 KiB + 12: with 8 KiB reads, two chunks
+		l.Append(payload)
+	}
+	for _, c := range []struct{ par, read, want int }{
+		{8, 8 << 10, 2},  // two chunks: two workers
+		{8, 64 << 10, 1}, // one chunk: the plain loop
+		{1, 4 << 10, 1},
+		{3, 4 << 10, 3},
+	} {
+		res, err := recovery.Recover(context.Background(), bytes.NewReader(l.Bytes), nil,
+			recovery.WithParallelism(c.par), recovery.WithReadSize(c.read), recovery.ReadOnly())
+		if err != nil || res.Records != 3 {
+			t.Fatalf("%+v: %v %+v", c, err, res)
+		}
+		if res.Parallelism != c.want {
+			t.Errorf("parallelism %d, %d-byte reads of a %d-byte log: Result.Parallelism %d, want %d", c.par, c.read, len(l.Bytes), res.Parallelism, c.want)
+		}
+	}
+}

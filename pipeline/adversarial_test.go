@@ -21,7 +21,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/streamwal/recovery/apply"
-	"github.com/streamwal/recovery/bufpool"
 	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
 	"github.com/streamwal/recovery/internal/testlog"
@@ -34,7 +33,7 @@ type readerAt interface {
 }
 
 // runL drives pipeline.Run for either layout, the way recovery.Recover sets up the Stage.
-func runL(ctx context.Context, size int64, layout format.Layout, r readerAt, cfg pipeline.Config, app apply.Applier) (*apply.Stage, bufpool.Stats, error) {
+func runL(ctx context.Context, size int64, layout format.Layout, r readerAt, cfg pipeline.Config, app apply.Applier) (*apply.Stage, pipeline.Stats, error) {
 	if cfg.MaxRecord == 0 {
 		cfg.MaxRecord = classify.DefaultMaxRecord
 	}

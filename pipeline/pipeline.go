@@ -77,15 +77,15 @@ type buffer = bufpool.Buffer[job]
 // the point where the stream is decided) is dropped with that read. A runtime.Goexit in that
 // code cannot be kept for later: it ends the recovery (and, re-raised, the caller's goroutine)
 // wherever it happens, read-ahead included.
-func Run(ctx context.Context, r io.ReaderAt, size int64, cfg Config, st *apply.Stage) (bufpool.Stats, error) {
+func Run(ctx context.Context, r io.ReaderAt, size int64, cfg Config, st *apply.Stage) (Stats, error) {
 	if err := cfg.check(); err != nil {
-		return bufpool.Stats{}, err
+		return Stats{}, err
 	}
 	if r == nil || st == nil || st.Applier == nil {
-		return bufpool.Stats{}, walerr.New(walerr.InvalidArgument, -1, "pipeline: nil reader, stage or applier")
+		return Stats{}, walerr.New(walerr.InvalidArgument, -1, "pipeline: nil reader, stage or applier")
 	}
 	if size < st.Layout.FirstRecord() {
-		return bufpool.Stats{}, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: size %d is before the first record of a %v log", size, st.Layout))
+		return Stats{}, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: size %d is before the first record of a %v log", size, st.Layout))
 	}
 	src := source.New(r, size, st.Layout, cfg.ReadSize, cfg.MaxRecord)
 	if cfg.Parallelism == 1 || src.Chunks() == 1 { // one chunk: nothing to do in parallel
@@ -107,15 +107,22 @@ func auxOf(src *source.Reader, b *buffer) []byte {
 	return b.Aux
 }
 
-func stats(src *source.Reader, pool *bufpool.Pool[job]) bufpool.Stats {
+// Stats is what a run reports: the pool's accounting (the shared buffer for large records
+// included) and how many workers ran.
+type Stats struct {
+	bufpool.Stats
+	Workers int // 1: the sequential loop (parallelism 1, or a log of one chunk)
+}
+
+func stats(src *source.Reader, pool *bufpool.Pool[job], workers int) Stats {
 	s := pool.Stats()
 	s.Allocated += int64(src.BigHeld())
 	s.PeakOut += int64(src.BigHeld())
-	return s
+	return Stats{Stats: s, Workers: workers}
 }
 
 // sequential is the reference: read, carve, verify, apply, chunk after chunk.
-func sequential(ctx context.Context, src *source.Reader, st *apply.Stage) (_ bufpool.Stats, err error) {
+func sequential(ctx context.Context, src *source.Reader, st *apply.Stage) (_ Stats, err error) {
 	pool := bufpool.New[job](1)
 	var held *buffer
 	defer func() { // also when the Applier or ReadAt panics: the pool is closed clean
@@ -127,7 +134,7 @@ func sequential(ctx context.Context, src *source.Reader, st *apply.Stage) (_ buf
 	c := src.Start()
 	for k := range src.Chunks() {
 		if err := ctx.Err(); err != nil {
-			return stats(src, pool), canceled(st, err)
+			return stats(src, pool, 1), canceled(st, err)
 		}
 		held, _ = pool.Get(ctx) // never blocks: the one buffer is back
 		var readErr error
@@ -144,10 +151,10 @@ func sequential(ctx context.Context, src *source.Reader, st *apply.Stage) (_ buf
 		release(src, pool, held)
 		held = nil
 		if done {
-			return stats(src, pool), err
+			return stats(src, pool, 1), err
 		}
 	}
-	return stats(src, pool), errNoDecision
+	return stats(src, pool, 1), errNoDecision
 }
 
 var (
@@ -172,7 +179,7 @@ func (f *fault) record(v any, goexit bool) {
 	}
 }
 
-func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Stage) (bufpool.Stats, error) {
+func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Stage) (Stats, error) {
 	r := &run{
 		src:   src,
 		st:    st,
@@ -208,7 +215,7 @@ func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Sta
 			release(src, r.pool, b)
 		}
 	}
-	stats := stats(src, r.pool)
+	stats := stats(src, r.pool, n)
 	r.pool.Close()
 	if r.flt.set {
 		if r.flt.goexit {

@@ -33,7 +33,7 @@ var bigLog = testlog.RandomLog(99, format.LayoutV1, 20000, 3, 40)
 // run drives pipeline.Run directly, so the test sees the pool's own accounting.
 func run(ctx context.Context, data []byte, r interface {
 	ReadAt([]byte, int64) (int, error)
-}, cfg pipeline.Config, app apply.Applier) (*apply.Stage, bufpool.Stats, error) {
+}, cfg pipeline.Config, app apply.Applier) (*apply.Stage, pipeline.Stats, error) {
 	cfg.MaxRecord = classify.DefaultMaxRecord
 	st := &apply.Stage{
 		Applier: app, Layout: format.LayoutV1, File: r, Size: int64(len(data)),
@@ -44,7 +44,7 @@ func run(ctx context.Context, data []byte, r interface {
 }
 
 // settled checks the two promises every exit keeps: every buffer is back, every goroutine gone.
-func settled(t *testing.T, what string, stats bufpool.Stats) {
+func settled(t *testing.T, what string, stats pipeline.Stats) {
 	t.Helper()
 	if stats.Out != 0 {
 		t.Fatalf("%s: %d buffer(s) still out of the pool", what, stats.Out)
