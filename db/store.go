@@ -324,13 +324,10 @@ func (l *loader) readBack(ctx context.Context, f interface {
 				reach = max(reach, nextEnd)
 			}
 		}
-		if err := rb.read(ctx, start, end, reach, func(off int64, b []byte) { // b: the file's bytes at off
-			for i := n; i < m; i++ {
-				e, v := &l.ix.tab[order[i]], items[i].value()
-				if lo, hi := max(off, e.voff), min(off+int64(len(b)), e.voff+int64(len(v))); lo < hi {
-					copy(v[lo-e.voff:], b[lo-off:hi-off])
-				}
-			}
+		// b: the file's bytes at off; from: the first value of the record not yet complete
+		from := n
+		if err := rb.read(ctx, start, end, reach, func(off int64, b []byte) {
+			from += fillValues(l.ix.tab, order[from:m], items[from:m], off, b)
 		}); err != nil {
 			return err
 		}
@@ -339,6 +336,27 @@ func (l *loader) readBack(ctx context.Context, f interface {
 	// Each part sorts its own pairs by key, in parallel; finish merges the sorted parts.
 	slices.SortFunc(items, func(a, b item) int { return bytes.Compare(a.key(), b.key()) })
 	return nil
+}
+
+// fillValues copies b, the file's bytes at off, into the values of the entries order[i]
+// (items[i].value()), which are in file order, and returns how many of them, from the first,
+// are complete once b is copied. The pieces of a record come in file order, so the caller
+// starts the next piece at the first value not complete: each piece visits only the values it
+// reaches, and a record of v values streamed in p pieces costs v+p visits, not v*p (a 22 MiB
+// record of 400,000 values took 1.4 s to read back, quadratically more as it grew).
+func fillValues(tab []entry, order []int32, items []item, off int64, b []byte) (done int) {
+	end := off + int64(len(b))
+	for i, j := range order {
+		e, v := &tab[j], items[i].value()
+		if lo, hi := max(off, e.voff), min(end, e.voff+int64(len(v))); lo < hi {
+			copy(v[lo-e.voff:], b[lo-off:hi-off])
+		}
+		if e.voff+int64(len(v)) > end { // it goes on past b (and the values after it start past b)
+			break
+		}
+		done = i + 1
+	}
+	return done
 }
 
 // recordOf is the file offset of the record holding e's value.
