@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
 	"unsafe"
@@ -478,21 +479,19 @@ func (l *loader) finish(ctx context.Context, f interface {
 		i    int32
 	}
 	stripes := make([][]at, parts)
-	var wg sync.WaitGroup
-	for p := range parts {
-		wg.Go(func() {
-			lo, hi := p*len(l.ix.tab)/parts, (p+1)*len(l.ix.tab)/parts
-			s := make([]at, 0, l.ix.n/parts+64)
-			for i := lo; i < hi; i++ {
-				if e := &l.ix.tab[i]; e.tag >= 2 {
-					s = append(s, at{e.voff, int32(i)})
-				}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	runParts(parts, cancel, func(p int) {
+		lo, hi := p*len(l.ix.tab)/parts, (p+1)*len(l.ix.tab)/parts
+		s := make([]at, 0, l.ix.n/parts+64)
+		for i := lo; i < hi; i++ {
+			if e := &l.ix.tab[i]; e.tag >= 2 {
+				s = append(s, at{e.voff, int32(i)})
 			}
-			slices.SortFunc(s, func(a, b at) int { return cmp.Compare(a.voff, b.voff) })
-			stripes[p] = s
-		})
-	}
-	wg.Wait()
+		}
+		slices.SortFunc(s, func(a, b at) int { return cmp.Compare(a.voff, b.voff) })
+		stripes[p] = s
+	})
 	cuts := make([]int64, parts+1) // part p: cuts[p] <= offset < cuts[p+1]
 	cuts[0], cuts[parts] = math.MinInt64, math.MaxInt64
 	for p := 1; p < parts; p++ {
@@ -502,31 +501,77 @@ func (l *loader) finish(ctx context.Context, f interface {
 		}
 	}
 	sorted := make([][]item, parts)
-	errs := make([]error, parts)
-	for p := range parts {
-		wg.Go(func() {
-			mine, n := make([][]at, parts), 0 // each stripe's entries in this part's stretch
-			for r, s := range stripes {
-				lo, _ := slices.BinarySearchFunc(s, cuts[p], func(a at, v int64) int { return cmp.Compare(a.voff, v) })
-				hi, _ := slices.BinarySearchFunc(s, cuts[p+1], func(a at, v int64) int { return cmp.Compare(a.voff, v) })
-				mine[r], n = s[lo:hi], n+hi-lo
-			}
-			order := make([]int32, 0, n)
-			merge(mine, func(a, b at) bool { return a.voff < b.voff }, func(a at) { order = append(order, a.i) })
-			sorted[p] = make([]item, len(order))
-			errs[p] = l.readBack(ctx, f, size, order, sorted[p])
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
+	var failed error // the first part's error: the others may only have seen the cancel it made
+	var failedMu sync.Mutex
+	runParts(parts, cancel, func(p int) {
+		mine, n := make([][]at, parts), 0 // each stripe's entries in this part's stretch
+		for r, s := range stripes {
+			lo, _ := slices.BinarySearchFunc(s, cuts[p], func(a at, v int64) int { return cmp.Compare(a.voff, v) })
+			hi, _ := slices.BinarySearchFunc(s, cuts[p+1], func(a at, v int64) int { return cmp.Compare(a.voff, v) })
+			mine[r], n = s[lo:hi], n+hi-lo
 		}
+		order := make([]int32, 0, n)
+		merge(mine, func(a, b at) bool { return a.voff < b.voff }, func(a at) { order = append(order, a.i) })
+		sorted[p] = make([]item, len(order))
+		if err := l.readBack(ctx, f, size, order, sorted[p]); err != nil {
+			failedMu.Lock()
+			if failed == nil {
+				failed = err
+			}
+			failedMu.Unlock()
+			cancel() // the other parts stop at their next window
+		}
+	})
+	if failed != nil {
+		return nil, failed
 	}
 	l.ix = nil
 	t := newTree()
 	merge(sorted, less, t.load) // in key order (a key is in one part only: the index holds it once)
 	return t, nil
+}
+
+// runParts runs fn(0) to fn(n-1) on goroutines of their own and returns once all have
+// returned. A panic or runtime.Goexit in one (the caller's ReadAt runs there) calls cancel, so
+// that the others stop early, and is raised again on runParts' caller once every part has
+// stopped, as recovery does with its workers': the caller's deferred cleanup runs (Open closes
+// the file and releases its lock) instead of the process dying, and a part that never
+// finished is never taken for one that found nothing.
+func runParts(n int, cancel func(), fn func(p int)) {
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		fault  bool
+		value  any
+		goexit bool
+	)
+	for p := range n {
+		wg.Add(1)
+		go func() {
+			normal := false
+			defer func() {
+				if !normal {
+					v := recover() // nil for a runtime.Goexit
+					mu.Lock()
+					if !fault {
+						fault, value, goexit = true, v, v == nil
+					}
+					mu.Unlock()
+					cancel()
+				}
+				wg.Done()
+			}()
+			fn(p)
+			normal = true
+		}()
+	}
+	wg.Wait()
+	if fault {
+		if goexit {
+			runtime.Goexit()
+		}
+		panic(value)
+	}
 }
 
 // merge calls fn on every element of the sorted runs, in order.
