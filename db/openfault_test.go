@@ -1,8 +1,11 @@
 package db_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -88,5 +91,33 @@ func TestOpenClosesTheFileWhenTheReadBackPanics(t *testing.T) {
 		if err := d.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// An Open canceled once the replay is done (while finish reads the store back, in one part or
+// several) fails with CANCELED, leaves no goroutine (TestMain's goleak) and releases the lock.
+func TestOpenCanceledDuringTheReadBack(t *testing.T) {
+	defer db.SetPartBytes(1 << 10)()
+	path := filepath.Join(t.TempDir(), "x.db")
+	d := mustOpen(t, path)
+	for i := range 300 {
+		set(t, d, fmt.Sprintf("key%04d", i), fmt.Sprintf("value %d", i))
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, par := range []int{1, 4} {
+		ctx, cancel := context.WithCancel(context.Background())
+		stop := recovery.WithProgress(func(applied, total int64) {
+			if applied >= total {
+				cancel()
+			}
+		})
+		_, err := db.Open(path, db.WithContext(ctx), db.WithRecovery(recovery.WithParallelism(par), stop))
+		cancel()
+		if !errors.Is(err, recovery.ErrCanceled) || !strings.Contains(err.Error(), "reading the store back") {
+			t.Fatalf("par %d: %v, want CANCELED while reading the store back", par, err)
+		}
+		mustOpen(t, path).Close() // the lock was released
 	}
 }
