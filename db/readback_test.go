@@ -118,3 +118,37 @@ func TestFinishLargeRecordOfManyValues(t *testing.T) {
 		})
 	}
 }
+
+// merge yields every element of the sorted runs in order (empty runs, one run, many), taking
+// about 2*log2(runs) comparisons per element: it is finish's one serial step, and finish has
+// as many runs as parts, up to the parallelism. (It scanned every run's head for each
+// element: runs-1 comparisons, 63 per element at 64 runs.)
+func TestMergeIsInOrderInFewComparisons(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	for _, nruns := range []int{0, 1, 2, 3, 7, 16, 64, 100} {
+		runs := make([][]int, nruns)
+		var all []int
+		for r := range runs {
+			n := rng.IntN(3) * rng.IntN(400) // some runs empty
+			for range n {
+				runs[r] = append(runs[r], rng.IntN(1000))
+			}
+			slices.Sort(runs[r])
+			all = append(all, runs[r]...)
+		}
+		slices.Sort(all)
+		var got []int
+		compares := 0
+		merge(runs, func(a, b int) bool { compares++; return a < b }, func(v int) { got = append(got, v) })
+		if !slices.Equal(got, all) {
+			t.Fatalf("%d runs: merged %d elements out of order or missing (want %d)", nruns, len(got), len(all))
+		}
+		levels := 0
+		for 1<<levels < nruns {
+			levels++
+		}
+		if bound := len(all)*2*levels + 2*nruns; compares > bound {
+			t.Fatalf("%d runs of %d elements: %d comparisons, more than %d", nruns, len(all), compares, bound)
+		}
+	}
+}
