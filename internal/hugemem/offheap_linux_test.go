@@ -2,6 +2,7 @@ package hugemem
 
 import (
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -246,4 +247,44 @@ func TestConcurrentGetPutAndRelease(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	releaser.Wait()
+}
+
+// inCleanup reports whether a goroutine is running the collections' cleanup (armGC's).
+func inCleanup() bool {
+	buf := make([]byte, 1<<20)
+	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "hugemem.armGC.func1")
+}
+
+// A collection whose cleanup is already under way when a test pauses the collector releases
+// nothing afterwards: the pause is checked under the lock, so a test that pauses and then counts
+// the calls itself (TestIdleMemoryIsReturned) never sees an extra one. Before, the cleanup read
+// the flag and only then waited for the lock, and its late call counted as one of the test's.
+func TestPauseStopsACleanupAlreadyUnderWay(t *testing.T) {
+	withOffHeap(t)
+	defer collectorPaused.Store(false)
+	b, _ := Get(Page)
+	b[0] = 0xAB
+	Put(b) // idle: no collection seen yet
+	u := heap.pages[base(b)]
+
+	heap.mu.Lock() // a collection's cleanup now waits for the lock
+	for i := 0; !inCleanup(); i++ {
+		if i == 1000 {
+			heap.mu.Unlock()
+			t.Skip("no goroutine dump shows the collections' cleanup: cannot catch one under way")
+		}
+		runtime.GC()
+		runtime.Gosched()
+	}
+	collectorPaused.Store(true)
+	heap.mu.Unlock()
+	for inCleanup() {
+		runtime.Gosched()
+	}
+	heap.mu.Lock()
+	idle := u.idle
+	heap.mu.Unlock()
+	if idle != 0 {
+		t.Fatalf("a cleanup that waited for the lock counted a collection after the pause (idle %d)", idle)
+	}
 }
