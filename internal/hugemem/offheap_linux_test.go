@@ -1,7 +1,10 @@
 package hugemem
 
 import (
+	"os"
+	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -287,4 +290,72 @@ func TestPauseStopsACleanupAlreadyUnderWay(t *testing.T) {
 	if idle != 0 {
 		t.Fatalf("a cleanup that waited for the lock counted a collection after the pause (idle %d)", idle)
 	}
+}
+
+// When the kernel refuses a mapping (here: an address-space limit, as a container or ulimit -v
+// sets), Get says no and the caller allocates as usual: no panic, nothing half-recorded, and
+// the sizes that still fit are served. Run in a child process: the limit is the whole process's.
+func TestGetRefusesWhenMappingFails(t *testing.T) {
+	if os.Getenv("HUGEMEM_RLIMIT_CHILD") == "1" {
+		getUnderAddressSpaceLimit(t)
+		return
+	}
+	if !offered() {
+		t.Skip("no transparent huge pages offered here: Get serves nothing")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Skip(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^TestGetRefusesWhenMappingFails$", "-test.v")
+	cmd.Env = append(os.Environ(), "HUGEMEM_RLIMIT_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestGetRefusesWhenMappingFails") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
+
+func getUnderAddressSpaceLimit(t *testing.T) {
+	withOffHeap(t)
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip(err)
+	}
+	var size uint64 // VmSize, in KiB
+	for line := range strings.Lines(string(status)) {
+		if rest, ok := strings.CutPrefix(line, "VmSize:"); ok {
+			size, _ = strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		}
+	}
+	if size == 0 {
+		t.Skip("no VmSize in /proc/self/status")
+	}
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_AS, &old); err != nil {
+		t.Skip(err)
+	}
+	// Room for the runtime to grow a little (and for one small unit), not for the largest.
+	lim := unix.Rlimit{Cur: size<<10 + 160<<20, Max: old.Max}
+	if err := unix.Setrlimit(unix.RLIMIT_AS, &lim); err != nil {
+		t.Skip("cannot limit the address space:", err)
+	}
+	defer unix.Setrlimit(unix.RLIMIT_AS, &old)
+	heap.mu.Lock()
+	units := len(heap.units)
+	heap.mu.Unlock()
+	if b, ok := Get(MaxOffHeap); ok {
+		t.Fatalf("Get(%d) served %d bytes past an address-space limit", MaxOffHeap, len(b))
+	}
+	heap.mu.Lock()
+	after, listed := len(heap.units), len(heap.free[MaxOffHeap])
+	heap.mu.Unlock()
+	if after != units || listed != 0 {
+		t.Fatalf("a refused mapping was recorded: %d units (was %d), %d on the free list", after, units, listed)
+	}
+	b, ok := Get(MinOffHeap)
+	if !ok {
+		t.Fatal("Get of a size that fits refused")
+	}
+	b[0], b[len(b)-1] = 1, 2
+	Put(b)
 }
