@@ -28,13 +28,36 @@ func withOffHeap(t *testing.T) {
 
 func TestGetServesOnlyItsSizes(t *testing.T) {
 	withOffHeap(t)
-	for _, n := range []int{0, 1, 4 << 10, MinOffHeap / 2, MinOffHeap + 1, 3 << 20, MaxOffHeap * 2} {
+	for _, n := range []int{-MinOffHeap, -1, 0, 1, 4 << 10, MinOffHeap / 2, MinOffHeap - 1, MinOffHeap + 1, 3 << 20, MaxOffHeap - 1, MaxOffHeap + 1, MaxOffHeap * 2} {
 		if b, ok := Get(n); ok {
 			t.Fatalf("Get(%d) served %d bytes; only powers of two in [%d, %d]", n, len(b), MinOffHeap, MaxOffHeap)
 		}
 	}
 	if Put(make([]byte, MinOffHeap)) {
 		t.Fatal("Put took memory Get did not return")
+	}
+}
+
+// The edges it serves: exactly MinOffHeap and exactly MaxOffHeap (only the two pages touched).
+func TestGetServesItsEdges(t *testing.T) {
+	withOffHeap(t)
+	for _, n := range []int{MinOffHeap, MaxOffHeap} {
+		b, ok := Get(n)
+		if !ok {
+			t.Fatalf("Get(%d) refused", n)
+		}
+		if p := base(b); len(b) != n || cap(b) != n || p%uintptr(min(n, Page)) != 0 {
+			t.Fatalf("Get(%d): len %d cap %d at %#x", n, len(b), cap(b), p)
+		}
+		b[0], b[n-1] = 1, 2
+		if !Put(b) {
+			t.Fatalf("Put refused Get(%d)'s memory", n)
+		}
+		again, _ := Get(n)
+		if base(again) != base(b) {
+			t.Fatalf("Get(%d) after Put mapped new memory", n)
+		}
+		Put(again)
 	}
 }
 
