@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 	"time"
+	"unsafe"
 
 	"go.uber.org/goleak"
 
@@ -102,4 +103,71 @@ func TestReleasedBuffersArePoisoned(t *testing.T) {
 		}
 	}
 	p.Close()
+}
+
+// Buffers of the sizes that come from the shared caches (powers of two of 1 MiB and more come
+// from internal/hugemem on Linux, outside race builds) are never shared between live buffers:
+// not between two pools at once, nor with the next pool after a Close. Each buffer's bytes are
+// marked and must read back unchanged while it is out; the accounting is every capacity held.
+func TestCachedBuffersAreNeverShared(t *testing.T) {
+	ctx := context.Background()
+	type region struct {
+		s    []byte
+		mark byte
+	}
+	var live []region
+	mark := byte(0)
+	fill := func(p *bufpool.Pool[int], depth int) []*bufpool.Buffer[int] {
+		var bs []*bufpool.Buffer[int]
+		for i := range depth {
+			b, err := p.Get(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range [][]byte{p.Grow(b, 1<<20<<(i%2)), p.GrowAux(b, 1<<20)} {
+				mark++
+				s[0], s[len(s)/2], s[len(s)-1] = mark, mark, mark
+				live = append(live, region{s, mark})
+			}
+			bs = append(bs, b)
+		}
+		if s, want := p.Stats(), int64(depth/2*(3<<20)+(depth-depth/2)*(2<<20)); s.Allocated != want || s.PeakOut != want || s.Out != depth {
+			t.Fatalf("stats %+v, want Allocated = PeakOut = %d, Out %d", s, want, depth)
+		}
+		return bs
+	}
+	check := func() {
+		t.Helper()
+		for i, r := range live {
+			if r.s[0] != r.mark || r.s[len(r.s)/2] != r.mark || r.s[len(r.s)-1] != r.mark {
+				t.Fatalf("a buffer still out was overwritten (region %d)", i)
+			}
+			for j, q := range live[:i] {
+				lo, hi := &r.s[0], &r.s[len(r.s)-1]
+				if ql, qh := &q.s[0], &q.s[len(q.s)-1]; uintptr(unsafe.Pointer(lo)) <= uintptr(unsafe.Pointer(qh)) && uintptr(unsafe.Pointer(ql)) <= uintptr(unsafe.Pointer(hi)) {
+					t.Fatalf("two buffers out at once share memory (regions %d and %d)", j, i)
+				}
+			}
+		}
+	}
+	a, b := bufpool.New[int](3), bufpool.New[int](4)
+	as := fill(a, 3)
+	bs := fill(b, 4)
+	check()
+	for _, x := range as {
+		a.Put(x)
+	}
+	a.Close()
+	live = live[2*3:] // a's regions are gone; b's are still out
+	c := bufpool.New[int](3)
+	cs := fill(c, 3)
+	check()
+	for _, x := range bs {
+		b.Put(x)
+	}
+	for _, x := range cs {
+		c.Put(x)
+	}
+	b.Close()
+	c.Close()
 }
