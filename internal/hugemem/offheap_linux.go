@@ -120,8 +120,13 @@ func armGC() {
 	runtime.AddCleanup(t, func(struct{}) {
 		collected()
 		armGC()
+		cleanups.Add(1)
 	}, struct{}{})
 }
+
+// cleanups counts the collections whose cleanup has run and re-armed (for a test that waits for
+// them: a collection after the count moved is one that the next cleanup follows).
+var cleanups atomic.Uint64
 
 // collectorPaused stops the collections from calling releaseIdle (for a test that calls it
 // itself and counts). It is read under heap.mu, so a collection whose cleanup was already
