@@ -50,11 +50,7 @@ func (b *Buffer[M]) SetMetaBytes(n int64) {
 	if n == b.metaBytes {
 		return
 	}
-	p.mu.Lock()
-	p.allocated += n - b.metaBytes
-	p.outBytes += n - b.metaBytes
-	p.peakOut = max(p.peakOut, p.outBytes)
-	p.mu.Unlock()
+	p.count(n - b.metaBytes)
 	b.metaBytes = n
 }
 
@@ -130,29 +126,39 @@ func (p *Pool[M]) Get(ctx context.Context) (*Buffer[M], error) {
 // b.B[:n]. The caller must own b and must have bounded n: the pool trusts it.
 func (p *Pool[M]) Grow(b *Buffer[M], n int) []byte {
 	p.mustOwn(b, "Grow")
-	b.B = p.grow(b.B, n)
+	p.grow(&b.B, n)
 	return b.B
 }
 
 // GrowAux is Grow for b.Aux.
 func (p *Pool[M]) GrowAux(b *Buffer[M], n int) []byte {
 	p.mustOwn(b, "GrowAux")
-	b.Aux = p.grow(b.Aux, n)
+	p.grow(&b.Aux, n)
 	return b.Aux
 }
 
-func (p *Pool[M]) grow(s []byte, n int) []byte {
-	if cap(s) < n {
-		old := int64(cap(s))
-		recycle(s)
-		s = fresh(n)
-		p.mu.Lock()
-		p.allocated += int64(n) - old
-		p.outBytes += int64(n) - old
-		p.peakOut = max(p.peakOut, p.outBytes)
-		p.mu.Unlock()
+// grow makes the region *s (b.B or b.Aux) hold n bytes. The old memory goes back to its cache
+// before the new is made, and the buffer lets go of it first: if the allocation panics (a size
+// no slice can have), the buffer holds nothing it gave back, and the accounting says so.
+func (p *Pool[M]) grow(s *[]byte, n int) {
+	if cap(*s) < n {
+		old := *s
+		*s = nil
+		p.count(-int64(cap(old)))
+		recycle(old)
+		*s = fresh(n)
+		p.count(int64(n))
 	}
-	return s[:n]
+	*s = (*s)[:n]
+}
+
+// count adds d bytes to what the pool holds, all of it checked out.
+func (p *Pool[M]) count(d int64) {
+	p.mu.Lock()
+	p.allocated += d
+	p.outBytes += d
+	p.peakOut = max(p.peakOut, p.outBytes)
+	p.mu.Unlock()
 }
 
 // PoisonBytes fills all of s's capacity with Poison when Debug is on (a released region's bytes

@@ -2,6 +2,8 @@ package bufpool_test
 
 import (
 	"context"
+	"math"
+	"strconv"
 	"testing"
 	"time"
 	"unsafe"
@@ -170,4 +172,34 @@ func TestCachedBuffersAreNeverShared(t *testing.T) {
 	}
 	b.Close()
 	c.Close()
+}
+
+// A Grow whose allocation panics (a size no slice can have: the caller's bug, but one a caller
+// may recover from, as the pipeline recovers a panic in a chunk's read) leaves the buffer holding
+// nothing it gave back: its old memory went to the shared cache before the allocation, and a
+// buffer still holding it would share it with whoever the cache hands it to next (and give it
+// back a second time on Close). Its accounting stays what it holds.
+func TestGrowThatPanicsHoldsNothingItGaveBack(t *testing.T) {
+	if strconv.IntSize < 64 {
+		t.Skip("no size here makes make panic rather than run out of memory")
+	}
+	ctx := context.Background()
+	p := bufpool.New[int](1)
+	b, _ := p.Get(ctx)
+	p.Grow(b, 1<<20)
+	mustPanic(t, "Grow to math.MaxInt bytes", func() { p.Grow(b, math.MaxInt) })
+	mustPanic(t, "GrowAux to math.MaxInt bytes", func() { p.GrowAux(b, math.MaxInt) })
+	if s, held := p.Stats(), int64(cap(b.B)+cap(b.Aux)); s.Allocated != held {
+		t.Fatalf("after the panics the pool counts %d bytes; the buffer holds %d", s.Allocated, held)
+	}
+	q := bufpool.New[int](1)
+	c, _ := q.Get(ctx)
+	q.Grow(c, 1<<20)
+	if cap(b.B) > 0 && unsafe.SliceData(b.B[:1]) == unsafe.SliceData(c.B) {
+		t.Fatal("a buffer whose Grow panicked still holds memory the cache handed to another pool's buffer")
+	}
+	p.Put(b)
+	p.Close()
+	q.Put(c)
+	q.Close()
 }
