@@ -203,3 +203,46 @@ func TestGrowThatPanicsHoldsNothingItGaveBack(t *testing.T) {
 	q.Put(c)
 	q.Close()
 }
+
+// B and Aux are exported fields, so a caller can replace them (an append past the capacity
+// does). The pool still recycles and counts only the memory it gave: a replaced region is never
+// handed to the shared cache (where the next Grow anywhere would share it with the caller, who
+// may still use it), and Put of a buffer whose region was replaced panics, an ownership bug like
+// a second Put (before, the pool's memory was lost, off the Go heap for good, and its
+// accounting took the replacement's capacity for its own).
+func TestReplacedRegionsAreNotThePools(t *testing.T) {
+	ctx := context.Background()
+	p := bufpool.New[int](1)
+	b, _ := p.Get(ctx)
+	mine := make([]byte, 8<<10) // a caller's own memory, of a cached size
+	b.B = mine
+	got := p.Grow(b, 16<<10) // from the pool, whatever b.B was
+	if unsafe.SliceData(got) == unsafe.SliceData(mine) {
+		t.Fatal("Grow returned the caller's memory")
+	}
+	q := bufpool.New[int](1)
+	c, _ := q.Get(ctx)
+	if other := q.Grow(c, 8<<10); unsafe.SliceData(other) == unsafe.SliceData(mine) {
+		t.Fatal("the caller's memory, put in b.B, was handed to another pool's buffer")
+	}
+	q.Put(c)
+	q.Close()
+
+	ours := b.B
+	b.B = append(b.B, 1) // past its capacity: a new slice
+	mustPanic(t, "Put of a buffer whose B was replaced", func() { p.Put(b) })
+	b.B = ours
+	b.Aux = make([]byte, 4<<10)
+	mustPanic(t, "Put of a buffer whose Aux was replaced", func() { p.Put(b) })
+	b.Aux = nil
+	p.Put(b)
+	if s := p.Stats(); s.Allocated != 16<<10 {
+		t.Fatalf("allocated %d, want the %d bytes the pool gave", s.Allocated, 16<<10)
+	}
+	b, _ = p.Get(ctx)
+	if unsafe.SliceData(b.B[:1]) != unsafe.SliceData(ours) || cap(b.B) != 16<<10 {
+		t.Fatal("the buffer came back without the memory the pool gave it")
+	}
+	p.Put(b)
+	p.Close()
+}
