@@ -197,7 +197,7 @@ func TestMapAlignedUnmapsItsPadding(t *testing.T) {
 	var vec [1]byte
 	_, _, e := unix.Syscall(unix.SYS_MINCORE, base(mem)+Page, 4096, uintptr(unsafe.Pointer(&vec[0])))
 	if e != unix.ENOMEM {
-		t.Fatalf("mincore of the page after the aligned mapping: %v, want ENOMEM (its padding is still mapped)", err)
+		t.Fatalf("mincore of the page after the aligned mapping: %v, want ENOMEM (its padding is still mapped)", e)
 	}
 }
 
