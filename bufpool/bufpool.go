@@ -26,6 +26,11 @@ const Poison = 0xDB
 // Buffer is one pooled buffer. The memory it holds is the capacity of B, the capacity of Aux
 // (a second region, for bytes that do not belong after B's), and the bytes its Meta says it
 // holds (SetMetaBytes): the pool counts all three.
+//
+// B and Aux are the regions Grow and GrowAux gave (Get hands them out at length 0). The owner
+// may change their length within their capacity (B = B[:n]), but not their start or capacity
+// (an append past the capacity replaces B): the pool recycles and counts only the memory it
+// gave, and Put panics on a buffer whose B or Aux is other memory.
 type Buffer[M any] struct {
 	B    []byte
 	Aux  []byte
@@ -34,6 +39,7 @@ type Buffer[M any] struct {
 	pool      *Pool[M]
 	out       bool
 	metaBytes int64
+	mem, aux  []byte // the regions the pool gave B and Aux, whole
 }
 
 // Grow is p.Grow(b, n) for b's own pool.
@@ -50,15 +56,11 @@ func (b *Buffer[M]) SetMetaBytes(n int64) {
 	if n == b.metaBytes {
 		return
 	}
-	p.mu.Lock()
-	p.allocated += n - b.metaBytes
-	p.outBytes += n - b.metaBytes
-	p.peakOut = max(p.peakOut, p.outBytes)
-	p.mu.Unlock()
+	p.count(n - b.metaBytes)
 	b.metaBytes = n
 }
 
-func (b *Buffer[M]) held() int64 { return int64(cap(b.B)) + int64(cap(b.Aux)) + b.metaBytes }
+func (b *Buffer[M]) held() int64 { return int64(cap(b.mem)) + int64(cap(b.aux)) + b.metaBytes }
 
 // Stats is the pool's accounting.
 type Stats struct {
@@ -122,37 +124,49 @@ func (p *Pool[M]) Get(ctx context.Context) (*Buffer[M], error) {
 	p.outBytes += b.held()
 	p.peakOut = max(p.peakOut, p.outBytes)
 	p.mu.Unlock()
-	b.B, b.Aux = b.B[:0], b.Aux[:0]
+	b.B, b.Aux = b.mem[:0], b.aux[:0]
 	return b, nil
 }
 
-// Grow makes b.B hold n bytes (contents not preserved when it must reallocate) and returns
-// b.B[:n]. The caller must own b and must have bounded n: the pool trusts it.
+// Grow makes b.B hold n bytes of the pool's memory (contents not preserved when it must
+// reallocate) and returns b.B, of length n. The caller must own b and must have bounded n: the
+// pool trusts it.
 func (p *Pool[M]) Grow(b *Buffer[M], n int) []byte {
 	p.mustOwn(b, "Grow")
-	b.B = p.grow(b.B, n)
+	b.B = p.grow(&b.mem, &b.B, n)
 	return b.B
 }
 
 // GrowAux is Grow for b.Aux.
 func (p *Pool[M]) GrowAux(b *Buffer[M], n int) []byte {
 	p.mustOwn(b, "GrowAux")
-	b.Aux = p.grow(b.Aux, n)
+	b.Aux = p.grow(&b.aux, &b.Aux, n)
 	return b.Aux
 }
 
-func (p *Pool[M]) grow(s []byte, n int) []byte {
-	if cap(s) < n {
-		old := int64(cap(s))
-		recycle(s)
-		s = fresh(n)
-		p.mu.Lock()
-		p.allocated += int64(n) - old
-		p.outBytes += int64(n) - old
-		p.peakOut = max(p.peakOut, p.outBytes)
-		p.mu.Unlock()
+// grow makes the region *r (b.mem or b.aux; *s is B or Aux, on it) hold n bytes and returns
+// its first n. The old memory goes back to its cache before the new is made, and the buffer
+// lets go of it first: if the allocation panics (a size no slice can have), the buffer holds
+// nothing it gave back, and the accounting says so.
+func (p *Pool[M]) grow(r, s *[]byte, n int) []byte {
+	if cap(*r) < n {
+		old := *r
+		*r, *s = nil, nil
+		p.count(-int64(cap(old)))
+		recycle(old)
+		*r = fresh(n)
+		p.count(int64(n))
 	}
-	return s[:n]
+	return (*r)[:n]
+}
+
+// count adds d bytes to what the pool holds, all of it checked out.
+func (p *Pool[M]) count(d int64) {
+	p.mu.Lock()
+	p.allocated += d
+	p.outBytes += d
+	p.peakOut = max(p.peakOut, p.outBytes)
+	p.mu.Unlock()
 }
 
 // PoisonBytes fills all of s's capacity with Poison when Debug is on (a released region's bytes
@@ -172,15 +186,23 @@ func PoisonBytes(s []byte) {
 // Put returns b. After Put the caller must not touch b or any slice of b.B.
 func (p *Pool[M]) Put(b *Buffer[M]) {
 	p.mustOwn(b, "Put")
+	if !on(b.B, b.mem) || !on(b.Aux, b.aux) {
+		panic("bufpool: Put of a buffer whose B or Aux is not the memory the pool gave it (replaced, or appended past its capacity)")
+	}
 	b.out = false
-	PoisonBytes(b.B)
-	PoisonBytes(b.Aux)
+	PoisonBytes(b.mem)
+	PoisonBytes(b.aux)
 	p.mu.Lock()
 	p.out--
 	p.outBytes -= b.held()
 	p.stack = append(p.stack, b)
 	p.mu.Unlock()
 	p.tokens <- struct{}{} // never blocks: at most depth tokens exist
+}
+
+// on reports whether s is region r resliced within its capacity (or holds no memory at all).
+func on(s, r []byte) bool {
+	return cap(s) == 0 || cap(s) == cap(r) && &s[:1][0] == &r[:1][0]
 }
 
 func (p *Pool[M]) mustOwn(b *Buffer[M], op string) {
@@ -209,9 +231,9 @@ func (p *Pool[M]) Close() {
 	}
 	p.closed = true
 	for _, b := range p.stack { // every buffer is in: hand their memory on to the next pool
-		recycle(b.B)
-		recycle(b.Aux)
-		b.B, b.Aux = nil, nil
+		recycle(b.mem)
+		recycle(b.aux)
+		b.mem, b.aux, b.B, b.Aux = nil, nil, nil, nil
 	}
 }
 

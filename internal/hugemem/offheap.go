@@ -17,7 +17,10 @@ package hugemem
 const (
 	// MinOffHeap and MaxOffHeap bound the sizes Get serves: powers of two. Below 1 MiB a
 	// buffer shares its huge page with others, and a huge page is resident whole: the pool
-	// would hold memory it does not count (at 1 MiB, at most one unused half page per size).
+	// would hold memory it does not count. At 1 MiB a piece shares its huge page with one
+	// other, which may sit back, unused and resident (not returned while its partner is out):
+	// at most one uncounted MiB per 1 MiB piece out, not one per size (two pieces out, each
+	// the partner of one given back, leave two such halves).
 	MinOffHeap = 1 << 20
 	MaxOffHeap = 256 << 20
 )

@@ -118,22 +118,39 @@ type gcTick struct{ _ *int }
 func armGC() {
 	t := &gcTick{}
 	runtime.AddCleanup(t, func(struct{}) {
-		if !collectorPaused.Load() {
-			releaseIdle()
-		}
+		collected()
 		armGC()
+		cleanups.Add(1)
 	}, struct{}{})
 }
 
+// cleanups counts the collections whose cleanup has run and re-armed (for a test that waits for
+// them: a collection after the count moved is one that the next cleanup follows).
+var cleanups atomic.Uint64
+
 // collectorPaused stops the collections from calling releaseIdle (for a test that calls it
-// itself and counts).
+// itself and counts). It is read under heap.mu, so a collection whose cleanup was already
+// waiting for the lock when a test paused does nothing either.
 var collectorPaused atomic.Bool
+
+// collected is a garbage collection's call of releaseIdle.
+func collected() {
+	heap.mu.Lock()
+	defer heap.mu.Unlock()
+	if !collectorPaused.Load() {
+		releaseIdleLocked()
+	}
+}
 
 // releaseIdle returns to the kernel the pages of every unit that has had all its pieces back
 // through two garbage collections: like sync.Pool, memory nobody asked for again goes.
 func releaseIdle() {
 	heap.mu.Lock()
 	defer heap.mu.Unlock()
+	releaseIdleLocked()
+}
+
+func releaseIdleLocked() {
 	for _, u := range heap.units {
 		if !u.allFree() || !u.resident {
 			continue
