@@ -23,13 +23,18 @@ func TestFillValuesVisitsOnlyTheValuesAPieceReaches(t *testing.T) {
 		var tab []entry
 		var items []item
 		for range 1 + rng.IntN(60) {
-			src = append(src, bytes.Repeat([]byte{'-'}, rng.IntN(3)*rng.IntN(20))...) // a gap: a key, a dead op
+			src = append(src, bytes.Repeat([]byte{'-'}, rng.IntN(3)*rng.IntN(20))...) // a gap: a dead op
 			n := rng.IntN(3) * rng.IntN(40)                                           // empty values too
-			tab = append(tab, entry{voff: base + int64(len(src)), vlen: uint32(n)})
-			for range n {
-				src = append(src, byte(rng.Uint32()))
+			key := make([]byte, rng.IntN(3)*rng.IntN(20))
+			for i := range key {
+				key[i] = byte(rng.Uint32())
 			}
-			items = append(items, item{kv: make([]byte, n)})
+			src = format.AppendSet(src, key, make([]byte, n)) // the op that set it, value zeroed...
+			tab = append(tab, entry{voff: base + int64(len(src)-n), vlen: uint32(n)})
+			for i := range n {
+				src[len(src)-n+i] = byte(rng.Uint32()) // ...then filled
+			}
+			items = append(items, item{kv: append(slices.Clone(key), make([]byte, n)...), klen: uint32(len(key))})
 		}
 		src = append(src, bytes.Repeat([]byte{'-'}, rng.IntN(10))...)
 		order := make([]int32, len(tab))
@@ -54,7 +59,11 @@ func TestFillValuesVisitsOnlyTheValuesAPieceReaches(t *testing.T) {
 						t.Fatalf("round %d, piece at %d: visited a value past the first one it leaves incomplete (%v)", round, off, p)
 					}
 				}()
-				return fillValues(tab, visible, items[from:], int64(base+off), b)
+				done, ok := fillValues(tab, visible, items[from:], int64(base+off), b)
+				if !ok {
+					t.Fatalf("round %d, piece at %d: the ops before the values do not match", round, off)
+				}
+				return done
 			}()
 			if from+done != want {
 				t.Fatalf("round %d, piece at %d: %d values complete, want %d", round, off, from+done, want)

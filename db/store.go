@@ -326,11 +326,18 @@ func (l *loader) readBack(ctx context.Context, f interface {
 			}
 		}
 		// b: the file's bytes at off; from: the first value of the record not yet complete
-		from := n
+		from, same := n, true
 		if err := rb.read(ctx, start, end, reach, func(off int64, b []byte) {
-			from += fillValues(l.ix.tab, order[from:m], items[from:m], off, b)
+			if same {
+				var done int
+				done, same = fillValues(l.ix.tab, order[from:m], items[from:m], off, b)
+				from += done
+			}
 		}); err != nil {
 			return err
+		}
+		if !same {
+			return fileChanged(start, "ops")
 		}
 		n = m
 	}
@@ -345,10 +352,20 @@ func (l *loader) readBack(ctx context.Context, f interface {
 // starts the next piece at the first value not complete: each piece visits only the values it
 // reaches, and a record of v values streamed in p pieces costs v+p visits, not v*p (a 22 MiB
 // record of 400,000 values took 1.4 s to read back, quadratically more as it grew).
-func fillValues(tab []entry, order []int32, items []item, off int64, b []byte) (done int) {
+//
+// It also checks, in the bytes of b, that each value is still preceded by the op that set it
+// (a set's tag, the key's length, the key, the value's length), and reports false when one is
+// not: the record was rewritten since replay with one of the same length and a valid checksum
+// (a writer that cut a failed append and wrote another in its place while a read-only open was
+// between replay and read-back), and the value would be served under another op's key.
+func fillValues(tab []entry, order []int32, items []item, off int64, b []byte) (done int, ok bool) {
 	end := off + int64(len(b))
 	for i, j := range order {
-		e, v := &tab[j], items[i].value()
+		e, it := &tab[j], items[i]
+		v := it.value()
+		if !opBefore(e.voff, it.key(), len(v), off, b) {
+			return done, false
+		}
 		if lo, hi := max(off, e.voff), min(end, e.voff+int64(len(v))); lo < hi {
 			copy(v[lo-e.voff:], b[lo-off:hi-off])
 		}
@@ -357,7 +374,34 @@ func fillValues(tab []entry, order []int32, items []item, off int64, b []byte) (
 		}
 		done = i + 1
 	}
-	return done
+	return done, true
+}
+
+// opBefore reports whether b, the file's bytes at off, agree with a set op of key whose value
+// of vlen bytes starts at file offset voff, wherever the two overlap (the op's framing and key
+// come just before its value: tag 1, the key's length, the key, the value's length).
+func opBefore(voff int64, key []byte, vlen int, off int64, b []byte) bool {
+	var frame [9]byte
+	frame[0] = byte(format.OpSet)
+	binary.BigEndian.PutUint32(frame[1:], uint32(len(key)))
+	binary.BigEndian.PutUint32(frame[5:], uint32(vlen))
+	kat := voff - 4 - int64(len(key)) // where the key starts
+	return agree(b, off, kat-5, frame[:5]) && agree(b, off, kat, key) && agree(b, off, voff-4, frame[5:])
+}
+
+// agree reports whether b (the file's bytes at off) and want (the bytes expected at file
+// offset at) are equal where they overlap.
+func agree(b []byte, off, at int64, want []byte) bool {
+	lo, hi := max(off, at), min(off+int64(len(b)), at+int64(len(want)))
+	return lo >= hi || bytes.Equal(b[lo-off:hi-off], want[lo-at:hi-at])
+}
+
+// fileChanged is the error of a record at start that no longer matches, in what, the record
+// replay verified there.
+func fileChanged(start int64, what string) error {
+	return walerr.New(walerr.IO, start, fmt.Sprintf(
+		"a record read back at open no longer matches its %s as verified during replay: the file changed during open", what)).
+		WithHint("reopen; a cut recovery had already made stays, its bytes in the sidecar")
 }
 
 // recordOf is the file offset of the record holding e's value.
@@ -385,11 +429,7 @@ func (rb *recordReader) covers(start, end int64) bool {
 // must move, it reads [start, reach): the records after this one that the caller will ask for.
 func (rb *recordReader) read(ctx context.Context, start, end, reach int64, use func(off int64, b []byte)) error {
 	hdr := int64(rb.hdr)
-	changed := func(what string) error {
-		return walerr.New(walerr.IO, start, fmt.Sprintf(
-			"a record read back at open no longer matches its %s as verified during replay: the file changed during open", what)).
-			WithHint("reopen; a cut recovery had already made stays, its bytes in the sidecar")
-	}
+	changed := func(what string) error { return fileChanged(start, what) }
 	if rb.win == nil {
 		rb.win = make([]byte, 0, readWindow) // holds nothing yet
 	}

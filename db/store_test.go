@@ -9,6 +9,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/streamwal/recovery"
@@ -233,6 +234,42 @@ func TestFinishChecksRecordsAgain(t *testing.T) {
 			_, err := replayed().finish(context.Background(), bytes.NewReader(changed), int64(len(changed)), 2)
 			if c.reject && !errors.Is(err, recovery.ErrIO) || !c.reject && err != nil {
 				t.Fatalf("value size %d, a change in %s: %v (want refused: %v)", size, c.what, err, c.reject)
+			}
+		}
+	}
+}
+
+// A record rewritten after replay with another of the same length and a valid checksum (a
+// writer that cut a failed append and wrote another transaction in its place while a
+// read-only open was between replay and read-back) is refused at read-back, IO_ERROR, when its
+// ops no longer put the live values where replay found them under the same keys: keys
+// renamed, values moved. Values small, half a window and larger than the window (streamed).
+func TestFinishRefusesARewrittenRecord(t *testing.T) {
+	big := func(c byte, n int) string { return string(bytes.Repeat([]byte{c}, n)) }
+	for _, size := range []int{100, readWindow/2 + 7, readWindow + 12345} {
+		p1 := payloadOf(setOp("a", big('1', size)), setOp("dead", "first"), setOp("b", big('2', size)), setOp("c", big('3', 10)))
+		p2 := payloadOf(setOp("dead", "second"))
+		orig := testlog.Build(format.LayoutV1, p1, p2).Bytes
+		for _, c := range []struct {
+			what string
+			p1   []byte
+		}{
+			{"a key renamed", payloadOf(setOp("a", big('1', size)), setOp("dead", "first"), setOp("B", big('2', size)), setOp("c", big('3', 10)))},
+			{"the last key renamed", payloadOf(setOp("a", big('1', size)), setOp("dead", "first"), setOp("b", big('2', size)), setOp("C", big('3', 10)))},
+			{"a value moved by a dead op's", payloadOf(setOp("a", big('1', size)), setOp("dead", "firs"), setOp("b", big('2', size+1)), setOp("c", big('3', 10)))},
+			{"other ops entirely", payloadOf(setOp("zz", big('9', 2*size+len("dead")+len("first")+len("c")+10+3*9)))},
+		} {
+			if len(c.p1) != len(p1) {
+				t.Fatalf("%s: the rewritten payload is %d bytes, want %d", c.what, len(c.p1), len(p1))
+			}
+			rewritten := testlog.Build(format.LayoutV1, c.p1, p2).Bytes
+			l := newLoader()
+			if _, err := recovery.Recover(context.Background(), bytes.NewReader(orig), l, recovery.WithPrepare(recovery.PrepareFunc(l.prepare)), recovery.ReadOnly()); err != nil {
+				t.Fatal(err)
+			}
+			_, err := l.finish(context.Background(), bytes.NewReader(rewritten), int64(len(rewritten)), 2)
+			if !errors.Is(err, recovery.ErrIO) || !strings.Contains(err.Error(), "file changed during open") {
+				t.Fatalf("value size %d, %s: %v, want IO_ERROR (the file changed)", size, c.what, err)
 			}
 		}
 	}
