@@ -238,3 +238,60 @@ func TestRunRefusesReadSizePastTheOffsets(t *testing.T) {
 		}
 	}
 }
+
+// panicAt panics, with a value that names only the byte, in every read that touches byte X.
+type panicAt struct {
+	b []byte
+	X int64
+}
+
+func (r panicAt) ReadAt(p []byte, off int64) (int, error) {
+	if off <= r.X && r.X < off+int64(len(p)) {
+		panic(fmt.Sprintf("byte %d unreadable", r.X))
+	}
+	return bytes.NewReader(r.b).ReadAt(p, off)
+}
+
+// outcomeOf runs cfg over r and says what came back: the panic's value, or the decision.
+func outcomeOf(t *testing.T, data []byte, layout format.Layout, r readerAt, cfg pipeline.Config) (out string) {
+	t.Helper()
+	defer func() {
+		if p := recover(); p != nil {
+			out = fmt.Sprint("panic: ", p)
+		}
+		goleak.VerifyNone(t)
+	}()
+	return runFull(t, data, layout, r, cfg).String()
+}
+
+// TestReaderPanicByOffsetSameEverywhere: a ReadAt that panics on every read touching one
+// byte (a chunk read, a header split across chunks, a straddler, a record larger than a read,
+// the streamed CRC of a legacy length, the evidence search after damage) gives, at every
+// parallelism and depth, what the sequential loop gives at the same read size: the same panic
+// where the loop reads that byte, the same decision where it never does (the read-ahead met it
+// and dropped it). Damage sits a little past the middle, so the evidence search reads after it.
+func TestReaderPanicByOffsetSameEverywhere(t *testing.T) {
+	for _, layout := range []format.Layout{format.LayoutV1, format.LayoutLegacy} {
+		const rs = 512
+		l := bigRecordLog(31, layout, rs, 64) // about 60 KiB: the search's windows (16-48 KiB) end well before it does
+		data := bytes.Clone(l.Bytes)
+		data[l.Offsets[15]+int64(layout.HeaderSize())+3] ^= 0x10 // a payload flip: damage, then the search
+		kinds := map[bool]int{}
+		for x := layout.FirstRecord(); x < int64(len(data)); x += 211 {
+			r := panicAt{data, x}
+			ref := outcomeOf(t, data, layout, r, pipeline.Config{Parallelism: 1, ReadSize: rs})
+			kinds[len(ref) > 6 && ref[:6] == "panic:"]++
+			for _, cfg := range []pipeline.Config{{Parallelism: 2, Depth: 2, ReadSize: rs}, {Parallelism: 3, Depth: 7, ReadSize: rs}, {Parallelism: 8, Depth: 16, ReadSize: rs}} {
+				for range 2 {
+					if g := outcomeOf(t, data, layout, r, cfg); g != ref {
+						t.Fatalf("%v byte %d %+v:\n got  %s\n want %s", layout, x, cfg, g, ref)
+					}
+				}
+			}
+		}
+		if kinds[true] == 0 || kinds[false] == 0 {
+			t.Fatalf("%v: the offsets reach only one kind of outcome (panic: %d, decided: %d)", layout, kinds[true], kinds[false])
+		}
+		t.Logf("%v: %d offsets where the loop panics, %d where it decides first", layout, kinds[true], kinds[false])
+	}
+}
