@@ -295,3 +295,39 @@ func TestReaderPanicByOffsetSameEverywhere(t *testing.T) {
 		t.Logf("%v: %d offsets where the loop panics, %d where it decides first", layout, kinds[true], kinds[false])
 	}
 }
+
+// FuzzTinyReads holds the pipeline at any read size from 1 byte (so that the small inputs a
+// fuzzer makes still span many chunks: headers split, straddlers, big records) and any
+// parallelism and depth, with a Preparer and with a reader that dribbles, to the sequential
+// loop at 4 KiB and to the oracle. The layout is what classify.ReadPrefix finds, as Recover
+// does; inputs it refuses are skipped (the tests/ suites cover the prefix).
+func FuzzTinyReads(f *testing.F) {
+	rng := rand.New(rand.NewPCG(5, 50))
+	for _, layout := range []format.Layout{format.LayoutV1, format.LayoutLegacy} {
+		l := advLog(layout, uint64(layout)+40, 400)
+		for _, data := range mutations(l, rng) {
+			f.Add(data, uint8(rng.IntN(40)), uint8(rng.IntN(64)), uint16(0))
+			f.Add(data, uint8(rng.IntN(40)), uint8(rng.IntN(64)), uint16(300))
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte, readSize, par uint8, maxRec uint16) {
+		max := uint32(classify.DefaultMaxRecord)
+		if maxRec != 0 {
+			max = uint32(maxRec)
+		}
+		pre, err := classify.ReadPrefix(context.Background(), bytes.NewReader(data), int64(len(data)), max)
+		if err != nil || pre.Empty || pre.TornHeader {
+			return
+		}
+		ref := runFull(t, data, pre.Layout, bytes.NewReader(data), pipeline.Config{Parallelism: 1, ReadSize: 4 << 10, MaxRecord: max})
+		if diff, ok := agreesWithOracle(data, pre.Layout, max, ref); ok && diff != "" {
+			t.Fatalf("sequential %v, %s", ref, diff)
+		}
+		cfg := pipeline.Config{Parallelism: 1 + int(par%8), Depth: 2 + int(par/8), ReadSize: 1 + int(readSize), MaxRecord: max}
+		for _, r := range []readerAt{bytes.NewReader(data), dribbleReader{data}} {
+			if g := runFull(t, data, pre.Layout, r, cfg); g != ref {
+				t.Fatalf("%+v (%T):\n got  %v\n want %v", cfg, r, g, ref)
+			}
+		}
+	})
+}
