@@ -18,6 +18,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -330,4 +331,66 @@ func FuzzTinyReads(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCancelAmidTinyChunks: with reads of a few bytes (thousands of chunks, every worker
+// waiting on a carry most of the time, in the spin or parked) a cancellation at any read call
+// or any record ends every run with CANCELED or with the decision already made, never a hang,
+// a goroutine left or a buffer out; a run that returns no error replayed the whole log.
+func TestCancelAmidTinyChunks(t *testing.T) {
+	for _, layout := range []format.Layout{format.LayoutV1, format.LayoutLegacy} {
+		l := advLog(layout, uint64(layout)+61, 2500)
+		data := l.Bytes
+		rng := rand.New(rand.NewPCG(uint64(layout), 61))
+		outcomes := map[string]int{}
+		for i := range 60 {
+			cfg := pipeline.Config{Parallelism: 2 + rng.IntN(7), Depth: 2 + rng.IntN(15), ReadSize: 1 + rng.IntN(64)}
+			ctx, cancel := context.WithCancel(context.Background())
+			k := int64(1 + rng.IntN(300))
+			var r readerAt = bytes.NewReader(data)
+			var app apply.Applier = apply.Discard
+			if i%2 == 0 {
+				r = &cancelAtCall{b: data, K: k, cancel: cancel}
+			} else {
+				n := int64(0)
+				app = apply.Func(func(apply.Record) error {
+					if n++; n == k%int64(len(l.Offsets)) {
+						cancel()
+					}
+					return nil
+				})
+			}
+			done := make(chan struct{})
+			var (
+				st    *apply.Stage
+				stats pipeline.Stats
+				err   error
+			)
+			go func() {
+				defer close(done)
+				st, stats, err = runL(ctx, int64(len(data)), layout, r, cfg, app)
+			}()
+			select {
+			case <-done:
+			case <-time.After(time.Minute): // a hang detector, not a timing assertion
+				t.Fatalf("%v %+v cancel %d at %d: hang", layout, cfg, i%2, k)
+			}
+			cancel()
+			what := fmt.Sprintf("%v %+v cancel %d at %d", layout, cfg, i%2, k)
+			switch {
+			case err == nil && st.Stats.Records != int64(len(l.Offsets)):
+				t.Fatalf("%s: no error after %d of %d records", what, st.Stats.Records, len(l.Offsets))
+			case err != nil && walerr.CodeOf(err) != walerr.Canceled:
+				t.Fatalf("%s: %v", what, err)
+			case err != nil && !errors.Is(err, context.Canceled):
+				t.Fatalf("%s: a CANCELED error that is not context.Canceled: %v", what, err)
+			}
+			outcomes[string(walerr.CodeOf(err))]++
+			settled(t, what, stats)
+		}
+		if outcomes[string(walerr.Canceled)] == 0 {
+			t.Fatalf("%v: no run was canceled: %v", layout, outcomes)
+		}
+		t.Logf("%v: %v", layout, outcomes)
+	}
 }
