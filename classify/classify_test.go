@@ -238,3 +238,38 @@ func TestSearchReadsBoundedByWork(t *testing.T) {
 		t.Fatalf("the cases do not cover both endings: %d found, %d exhausted", found, exhausted)
 	}
 }
+
+// TestChecksumMatchesRefusesWhatCannotProgress: ChecksumMatches (exported, and called with a
+// read-sized scratch by the carver) refuses an empty scratch for a non-empty extent, and a
+// negative extent or offset, with INVALID_ARGUMENT; before, an empty scratch read zero bytes
+// forever (a hang under a context that is never canceled).
+func TestChecksumMatchesRefusesWhatCannotProgress(t *testing.T) {
+	data := v1Log(3)
+	r := &countingReader{b: data}
+	for _, c := range []struct {
+		scratch []byte
+		off, n  int64
+	}{{nil, 8, 10}, {[]byte{}, 8, 1}, {make([]byte, 4), 8, -1}, {make([]byte, 4), -1, 4}} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := ChecksumMatches(context.Background(), r, c.scratch, c.off, c.n, 0)
+			done <- err
+		}()
+		err := <-done // a hang here is the bug
+		if walerr.CodeOf(err) != walerr.InvalidArgument {
+			t.Fatalf("scratch %d bytes, [%d, +%d): want INVALID_ARGUMENT, got %v", len(c.scratch), c.off, c.n, err)
+		}
+	}
+	// The empty extent needs no scratch, and a one-byte scratch streams any extent.
+	for _, scratch := range [][]byte{nil, make([]byte, 1), make([]byte, 7)} {
+		n := int64(32)
+		if scratch == nil {
+			n = 0
+		}
+		want := format.Checksum(data[8 : 8+n])
+		ok, err := ChecksumMatches(context.Background(), r, scratch, 8, n, want)
+		if err != nil || !ok {
+			t.Fatalf("scratch %d bytes: ok=%v err=%v", len(scratch), ok, err)
+		}
+	}
+}

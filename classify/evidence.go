@@ -277,8 +277,13 @@ func (sc *scanner) crcMatches(start int64, n uint32, want uint32) (bool, error) 
 
 // ChecksumMatches streams CRC-32 IEEE over [off, off+n) of r through scratch, whatever n is,
 // and compares it with want. It is how a length that nothing vouches for yet (a legacy
-// header's, a damaged header's) gets checked without sizing any buffer by it.
+// header's, a damaged header's) gets checked without sizing any buffer by it. An empty scratch
+// (which could never make progress) or a negative extent is INVALID_ARGUMENT.
 func ChecksumMatches(ctx context.Context, r io.ReaderAt, scratch []byte, off, n int64, want uint32) (bool, error) {
+	if n < 0 || off < 0 || n > 0 && len(scratch) == 0 {
+		return false, walerr.New(walerr.InvalidArgument, off,
+			fmt.Sprintf("classify: checksum of %d bytes at %d through a %d-byte scratch", n, off, len(scratch)))
+	}
 	var crc uint32
 	for n > 0 {
 		if err := ctx.Err(); err != nil {

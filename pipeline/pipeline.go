@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -86,6 +87,11 @@ func Run(ctx context.Context, r io.ReaderAt, size int64, cfg Config, st *apply.S
 	}
 	if size < st.Layout.FirstRecord() {
 		return Stats{}, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: size %d is before the first record of a %v log", size, st.Layout))
+	}
+	if int64(cfg.ReadSize) > math.MaxInt64-size {
+		// A chunk's end (its start plus the read size) would overflow: every chunk would
+		// look empty and the stream would end undecided, with nothing replayed.
+		return Stats{}, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: read size %d overflows a %d-byte file's offsets", cfg.ReadSize, size))
 	}
 	src := source.New(r, size, st.Layout, cfg.ReadSize, cfg.MaxRecord)
 	if cfg.Parallelism == 1 || src.Chunks() == 1 { // one chunk: nothing to do in parallel

@@ -1,0 +1,396 @@
+package pipeline_test
+
+// Second-reader review of the pipeline: what the other suites leave out. Every configuration
+// is held to the sequential loop (and, where the layouts agree, to tests/oracle) with a
+// Preparer in the run, with readers that deliver fewer bytes than asked with a nil error, and
+// on every Result field the pipeline owns (Records, Ops, Bytes, End, LargestRecord, the
+// workers that ran and the buffers back), errors included.
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/streamwal/recovery/apply"
+	"github.com/streamwal/recovery/classify"
+	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/pipeline"
+	"github.com/streamwal/recovery/tests/oracle"
+	"github.com/streamwal/recovery/walerr"
+)
+
+// dribbleReader delivers a pseudo-random number of bytes (at least one) of every read with a
+// nil error, as io.ReaderAt allows only with an error but some readers do anyway; a read that
+// reaches the end of the file reports io.EOF with its last bytes (allowed: n == len(p) with
+// io.EOF is a full read). The count is a hash of the read, so every goroutine sees the same
+// behaviour for the same read and a failure reproduces.
+type dribbleReader struct{ b []byte }
+
+func (r dribbleReader) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(r.b)) {
+		return 0, io.EOF
+	}
+	h := uint64(off)*0x9E3779B97F4A7C15 ^ uint64(len(p))*0xBF58476D1CE4E5B9
+	h ^= h >> 29
+	want := 1 + int(h%uint64(max(1, len(p))))
+	n := copy(p[:want], r.b[off:])
+	if off+int64(n) == int64(len(r.b)) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// fullResult is everything a run decides, for comparisons between configurations.
+type fullResult struct {
+	code                 walerr.Code
+	off                  int64
+	msg                  string
+	records, ops, bytes_ int64
+	end, largest         int64
+	trunc                string
+	digest               uint32 // (offset, payload, prepared words) of every record applied, in order
+}
+
+func (s fullResult) String() string {
+	return fmt.Sprintf("{%s@%d %q rec=%d ops=%d bytes=%d end=%d largest=%d trunc=%s digest=%08x}",
+		s.code, s.off, s.msg, s.records, s.ops, s.bytes_, s.end, s.largest, s.trunc, s.digest)
+}
+
+// prepWords is what the test's Preparer returns for a record: its offset, payload length and
+// the CRC of its payload, so the Applier can check it got the words of its own record.
+func prepWords(r apply.Record) []uint64 {
+	return []uint64{uint64(r.Offset), uint64(len(r.Payload)), uint64(crc32.ChecksumIEEE(r.Payload)), uint64(r.NumOps())}
+}
+
+// runFull runs the pipeline with a Preparer and checks, on every exit, the invariants of the
+// Result fields against what the Applier received: Records, Ops, Bytes, End and LargestRecord
+// are exactly the sums over the records applied, every buffer is back, and the workers that
+// ran are 1 for the loop and min(parallelism, chunks) otherwise.
+func runFull(t *testing.T, data []byte, layout format.Layout, r readerAt, cfg pipeline.Config) fullResult {
+	t.Helper()
+	if cfg.MaxRecord == 0 {
+		cfg.MaxRecord = classify.DefaultMaxRecord
+	}
+	hdr := int64(layout.HeaderSize())
+	var s fullResult
+	d := crc32.NewIEEE()
+	var w [8]byte
+	var applied, ops, nbytes, largest int64
+	end := layout.FirstRecord()
+	st := &apply.Stage{
+		Preparer: apply.PrepareFunc(func(r apply.Record, dst []uint64) []uint64 { return append(dst, prepWords(r)...) }),
+		Applier: apply.Func(func(rec apply.Record) error {
+			want := data[rec.Offset+hdr:][:len(rec.Payload)]
+			if !bytes.Equal(rec.Payload, want) {
+				return fmt.Errorf("payload at %d differs from the file", rec.Offset)
+			}
+			if !slices.Equal(rec.Prepared, prepWords(rec)) {
+				return fmt.Errorf("record at %d: prepared %v, want %v", rec.Offset, rec.Prepared, prepWords(rec))
+			}
+			for _, x := range append([]uint64{uint64(rec.Offset)}, rec.Prepared...) {
+				binary.BigEndian.PutUint64(w[:], x)
+				d.Write(w[:])
+			}
+			d.Write(rec.Payload)
+			applied++
+			ops += int64(rec.NumOps())
+			nbytes += hdr + int64(len(rec.Payload))
+			largest = max(largest, int64(len(rec.Payload)))
+			end = rec.Offset + hdr + int64(len(rec.Payload))
+			return nil
+		}),
+		Layout: layout, File: r, Size: int64(len(data)),
+		Classify: classify.Config{Layout: layout, MaxRecord: cfg.MaxRecord},
+		Stats:    apply.Stats{End: layout.FirstRecord()},
+	}
+	stats, err := pipeline.Run(context.Background(), r, int64(len(data)), cfg, st)
+	what := fmt.Sprintf("%v %+v", layout, cfg)
+	if stats.Out != 0 {
+		t.Fatalf("%s: %d buffers still out", what, stats.Out)
+	}
+	chunks := (int64(len(data)) - layout.FirstRecord() + int64(cfg.ReadSize) - 1) / int64(cfg.ReadSize)
+	workers := 1
+	if cfg.Parallelism > 1 && chunks > 1 {
+		workers = int(min(int64(cfg.Parallelism), chunks))
+	}
+	if stats.Workers != workers {
+		t.Fatalf("%s: %d workers reported, %d ran", what, stats.Workers, workers)
+	}
+	if got := st.Stats; got.Records != applied || got.Ops != ops || got.Bytes != nbytes || got.LargestRecord != largest || got.End != end {
+		t.Fatalf("%s: stats %+v, the Applier saw records=%d ops=%d bytes=%d largest=%d end=%d (err %v)", what, got, applied, ops, nbytes, largest, end, err)
+	}
+	if err != nil {
+		var we *walerr.Error
+		if !errors.As(err, &we) {
+			t.Fatalf("%s: untyped error %v", what, err)
+		}
+		s.code, s.off, s.msg = we.Code, we.Offset, err.Error()
+	}
+	s.records, s.ops, s.bytes_, s.end, s.largest = applied, ops, nbytes, end, largest
+	if tr := st.Truncation; tr != nil {
+		s.trunc = fmt.Sprintf("%d+%d:%s", tr.Offset, tr.Bytes, tr.Reason)
+	}
+	s.digest = d.Sum32()
+	return s
+}
+
+// agreesWithOracle compares a run with the oracle's verdict on the same bytes (the pipeline is
+// given the layout; the oracle finds it, so only files whose prefix it accepts as that layout
+// are compared).
+func agreesWithOracle(data []byte, layout format.Layout, maxRec uint32, g fullResult) (string, bool) {
+	o := oracle.Recover(data, oracle.Options{MaxRecord: maxRec}, nil)
+	if o.Layout != map[format.Layout]string{format.LayoutV1: oracle.LayoutV1, format.LayoutLegacy: oracle.LayoutLegacy}[layout] || o.Code == oracle.CodeNotADatabase {
+		return "", false
+	}
+	trunc := ""
+	if o.Truncate {
+		trunc = fmt.Sprintf("%d+%d:%s", o.TruncOffset, o.TruncBytes, o.Reason)
+	}
+	off := o.ErrOffset
+	if o.Code == "" {
+		off = 0
+	}
+	if string(g.code) != o.Code || g.off != off || g.trunc != trunc || g.records != o.Records || g.ops != o.Ops || g.end != o.End {
+		return fmt.Sprintf("oracle: code=%q@%d trunc=%s records=%d ops=%d end=%d", o.Code, o.ErrOffset, trunc, o.Records, o.Ops, o.End), true
+	}
+	return "", true
+}
+
+// TestPreparedDribbledReadsEqualSequential: with a Preparer in the run and readers that
+// return short counts with a nil error, every parallelism, depth and read size (1 byte up:
+// headers split across chunks, records larger than a read, records ending on a chunk
+// boundary) decides what the sequential loop decides with a plain reader and what the oracle
+// decides, on clean, torn, flipped, lying, zero- and 0xFF-filled logs of both layouts; the
+// Applier gets each record's own prepared words; Bytes and LargestRecord are right too.
+func TestPreparedDribbledReadsEqualSequential(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 71))
+	sizes := []int{1, 5, 12, 13, 64, 300}
+	par := []struct{ p, d int }{{1, 1}, {2, 2}, {4, 3}, {8, 16}}
+	compared := 0
+	for _, layout := range []format.Layout{format.LayoutV1, format.LayoutLegacy} {
+		l := advLog(layout, uint64(layout)+21, 1200)
+		cases := mutations(l, rng)
+		cases["erased-tail"] = append(bytes.Clone(l.Bytes[:l.Offsets[len(l.Offsets)-3]]), bytes.Repeat([]byte{0xFF}, 500)...)
+		cases["zeroed-tail"] = append(bytes.Clone(l.Bytes[:l.Offsets[len(l.Offsets)-3]]), make([]byte, 500)...)
+		for name, data := range cases {
+			for _, maxRec := range []uint32{1 << 30, 600} {
+				ref := runFull(t, data, layout, bytes.NewReader(data), pipeline.Config{Parallelism: 1, ReadSize: 4 << 10, MaxRecord: maxRec})
+				if diff, ok := agreesWithOracle(data, layout, maxRec, ref); ok {
+					compared++
+					if diff != "" {
+						t.Fatalf("%v %s max %d: sequential %v, %s", layout, name, maxRec, ref, diff)
+					}
+				}
+				for _, rs := range sizes {
+					for _, pd := range par {
+						for _, dribble := range []bool{false, true} {
+							var r readerAt = bytes.NewReader(data)
+							if dribble {
+								r = dribbleReader{data}
+							}
+							cfg := pipeline.Config{Parallelism: pd.p, Depth: pd.d, ReadSize: rs, MaxRecord: maxRec}
+							if g := runFull(t, data, layout, r, cfg); g != ref {
+								t.Fatalf("%v %s max %d %+v dribble=%v:\n got  %v\n want %v", layout, name, maxRec, cfg, dribble, g, ref)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	if compared < 40 {
+		t.Fatalf("only %d cases compared with the oracle", compared)
+	}
+	goleak.VerifyNone(t)
+}
+
+// TestRunRefusesReadSizePastTheOffsets: a read size so large that a chunk's end overflows
+// (pipeline.Run is exported: its callers can pass anything) is INVALID_ARGUMENT at every
+// parallelism; before, every chunk looked empty and the run ended with the untyped "stream
+// ended without a decision", nothing replayed. A read size far larger than the file but
+// within the offsets still recovers the log in one chunk.
+func TestRunRefusesReadSizePastTheOffsets(t *testing.T) {
+	l := advLog(format.LayoutV1, 5, 600)
+	size := int64(len(l.Bytes))
+	for _, par := range []int{1, 3} {
+		for _, rs := range []int{math.MaxInt, int(math.MaxInt64 - size + 1)} {
+			st, stats, err := runL(context.Background(), size, format.LayoutV1, bytes.NewReader(l.Bytes), pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
+			if walerr.CodeOf(err) != walerr.InvalidArgument || st.Stats.Records != 0 {
+				t.Fatalf("par %d read size %d: want INVALID_ARGUMENT, got %v after %d records", par, rs, err, st.Stats.Records)
+			}
+			settled(t, "huge read size", stats)
+		}
+		for _, rs := range []int{int(math.MaxInt64 - size), 1 << 62} {
+			st, stats, err := runL(context.Background(), size, format.LayoutV1, bytes.NewReader(l.Bytes), pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
+			if err != nil || st.Stats.Records != int64(len(l.Offsets)) || stats.Workers != 1 {
+				t.Fatalf("par %d read size %d: %v after %d records, %d workers", par, rs, err, st.Stats.Records, stats.Workers)
+			}
+		}
+	}
+}
+
+// panicAt panics, with a value that names only the byte, in every read that touches byte X.
+type panicAt struct {
+	b []byte
+	X int64
+}
+
+func (r panicAt) ReadAt(p []byte, off int64) (int, error) {
+	if off <= r.X && r.X < off+int64(len(p)) {
+		panic(fmt.Sprintf("byte %d unreadable", r.X))
+	}
+	return bytes.NewReader(r.b).ReadAt(p, off)
+}
+
+// outcomeOf runs cfg over r and says what came back: the panic's value, or the decision.
+func outcomeOf(t *testing.T, data []byte, layout format.Layout, r readerAt, cfg pipeline.Config) (out string) {
+	t.Helper()
+	defer func() {
+		if p := recover(); p != nil {
+			out = fmt.Sprint("panic: ", p)
+		}
+		goleak.VerifyNone(t)
+	}()
+	return runFull(t, data, layout, r, cfg).String()
+}
+
+// TestReaderPanicByOffsetSameEverywhere: a ReadAt that panics on every read touching one
+// byte (a chunk read, a header split across chunks, a straddler, a record larger than a read,
+// the streamed CRC of a legacy length, the evidence search after damage) gives, at every
+// parallelism and depth, what the sequential loop gives at the same read size: the same panic
+// where the loop reads that byte, the same decision where it never does (the read-ahead met it
+// and dropped it). Damage sits a little past the middle, so the evidence search reads after it.
+func TestReaderPanicByOffsetSameEverywhere(t *testing.T) {
+	for _, layout := range []format.Layout{format.LayoutV1, format.LayoutLegacy} {
+		const rs = 512
+		l := bigRecordLog(31, layout, rs, 64) // about 60 KiB: the search's windows (16-48 KiB) end well before it does
+		data := bytes.Clone(l.Bytes)
+		data[l.Offsets[15]+int64(layout.HeaderSize())+3] ^= 0x10 // a payload flip: damage, then the search
+		kinds := map[bool]int{}
+		for x := layout.FirstRecord(); x < int64(len(data)); x += 211 {
+			r := panicAt{data, x}
+			ref := outcomeOf(t, data, layout, r, pipeline.Config{Parallelism: 1, ReadSize: rs})
+			kinds[len(ref) > 6 && ref[:6] == "panic:"]++
+			for _, cfg := range []pipeline.Config{{Parallelism: 2, Depth: 2, ReadSize: rs}, {Parallelism: 3, Depth: 7, ReadSize: rs}, {Parallelism: 8, Depth: 16, ReadSize: rs}} {
+				for range 2 {
+					if g := outcomeOf(t, data, layout, r, cfg); g != ref {
+						t.Fatalf("%v byte %d %+v:\n got  %s\n want %s", layout, x, cfg, g, ref)
+					}
+				}
+			}
+		}
+		if kinds[true] == 0 || kinds[false] == 0 {
+			t.Fatalf("%v: the offsets reach only one kind of outcome (panic: %d, decided: %d)", layout, kinds[true], kinds[false])
+		}
+		t.Logf("%v: %d offsets where the loop panics, %d where it decides first", layout, kinds[true], kinds[false])
+	}
+}
+
+// FuzzTinyReads holds the pipeline at any read size from 1 byte (so that the small inputs a
+// fuzzer makes still span many chunks: headers split, straddlers, big records) and any
+// parallelism and depth, with a Preparer and with a reader that dribbles, to the sequential
+// loop at 4 KiB and to the oracle. The layout is what classify.ReadPrefix finds, as Recover
+// does; inputs it refuses are skipped (the tests/ suites cover the prefix).
+func FuzzTinyReads(f *testing.F) {
+	rng := rand.New(rand.NewPCG(5, 50))
+	for _, layout := range []format.Layout{format.LayoutV1, format.LayoutLegacy} {
+		l := advLog(layout, uint64(layout)+40, 400)
+		for _, data := range mutations(l, rng) {
+			f.Add(data, uint8(rng.IntN(40)), uint8(rng.IntN(64)), uint16(0))
+			f.Add(data, uint8(rng.IntN(40)), uint8(rng.IntN(64)), uint16(300))
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte, readSize, par uint8, maxRec uint16) {
+		max := uint32(classify.DefaultMaxRecord)
+		if maxRec != 0 {
+			max = uint32(maxRec)
+		}
+		pre, err := classify.ReadPrefix(context.Background(), bytes.NewReader(data), int64(len(data)), max)
+		if err != nil || pre.Empty || pre.TornHeader {
+			return
+		}
+		ref := runFull(t, data, pre.Layout, bytes.NewReader(data), pipeline.Config{Parallelism: 1, ReadSize: 4 << 10, MaxRecord: max})
+		if diff, ok := agreesWithOracle(data, pre.Layout, max, ref); ok && diff != "" {
+			t.Fatalf("sequential %v, %s", ref, diff)
+		}
+		cfg := pipeline.Config{Parallelism: 1 + int(par%8), Depth: 2 + int(par/8), ReadSize: 1 + int(readSize), MaxRecord: max}
+		for _, r := range []readerAt{bytes.NewReader(data), dribbleReader{data}} {
+			if g := runFull(t, data, pre.Layout, r, cfg); g != ref {
+				t.Fatalf("%+v (%T):\n got  %v\n want %v", cfg, r, g, ref)
+			}
+		}
+	})
+}
+
+// TestCancelAmidTinyChunks: with reads of a few bytes (thousands of chunks, every worker
+// waiting on a carry most of the time, in the spin or parked) a cancellation at any read call
+// or any record ends every run with CANCELED or with the decision already made, never a hang,
+// a goroutine left or a buffer out; a run that returns no error replayed the whole log.
+func TestCancelAmidTinyChunks(t *testing.T) {
+	for _, layout := range []format.Layout{format.LayoutV1, format.LayoutLegacy} {
+		l := advLog(layout, uint64(layout)+61, 2500)
+		data := l.Bytes
+		rng := rand.New(rand.NewPCG(uint64(layout), 61))
+		outcomes := map[string]int{}
+		for i := range 60 {
+			cfg := pipeline.Config{Parallelism: 2 + rng.IntN(7), Depth: 2 + rng.IntN(15), ReadSize: 1 + rng.IntN(64)}
+			ctx, cancel := context.WithCancel(context.Background())
+			k := int64(1 + rng.IntN(300))
+			var r readerAt = bytes.NewReader(data)
+			var app apply.Applier = apply.Discard
+			if i%2 == 0 {
+				r = &cancelAtCall{b: data, K: k, cancel: cancel}
+			} else {
+				n := int64(0)
+				app = apply.Func(func(apply.Record) error {
+					if n++; n == k%int64(len(l.Offsets)) {
+						cancel()
+					}
+					return nil
+				})
+			}
+			done := make(chan struct{})
+			var (
+				st    *apply.Stage
+				stats pipeline.Stats
+				err   error
+			)
+			go func() {
+				defer close(done)
+				st, stats, err = runL(ctx, int64(len(data)), layout, r, cfg, app)
+			}()
+			select {
+			case <-done:
+			case <-time.After(time.Minute): // a hang detector, not a timing assertion
+				t.Fatalf("%v %+v cancel %d at %d: hang", layout, cfg, i%2, k)
+			}
+			cancel()
+			what := fmt.Sprintf("%v %+v cancel %d at %d", layout, cfg, i%2, k)
+			switch {
+			case err == nil && st.Stats.Records != int64(len(l.Offsets)):
+				t.Fatalf("%s: no error after %d of %d records", what, st.Stats.Records, len(l.Offsets))
+			case err != nil && walerr.CodeOf(err) != walerr.Canceled:
+				t.Fatalf("%s: %v", what, err)
+			case err != nil && !errors.Is(err, context.Canceled):
+				t.Fatalf("%s: a CANCELED error that is not context.Canceled: %v", what, err)
+			}
+			outcomes[string(walerr.CodeOf(err))]++
+			settled(t, what, stats)
+		}
+		if outcomes[string(walerr.Canceled)] == 0 {
+			t.Fatalf("%v: no run was canceled: %v", layout, outcomes)
+		}
+		t.Logf("%v: %v", layout, outcomes)
+	}
+}
