@@ -161,8 +161,8 @@ const (
 
 // Upper bounds on the knobs, so that a typo cannot allocate a billion buffers.
 const (
-	maxDepth       = 4096
-	maxParallelism = 1024
+	maxDepth       = pipeline.MaxDepth
+	maxParallelism = pipeline.MaxParallelism
 )
 
 type options struct {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"io"
 	"runtime"
 	"sync/atomic"
@@ -198,10 +199,17 @@ func TestTinyReadSizes(t *testing.T) {
 			settled(t, "tiny reads", stats)
 		}
 	}
-	for _, cfg := range []pipeline.Config{{Parallelism: 0, Depth: 1, ReadSize: 10}, {Parallelism: 2, Depth: 1, ReadSize: 10}, {Parallelism: 1, Depth: 1, ReadSize: 0}} {
+	for _, cfg := range []pipeline.Config{
+		{Parallelism: 0, Depth: 1, ReadSize: 10, MaxRecord: 100},
+		{Parallelism: 2, Depth: 1, ReadSize: 10, MaxRecord: 100},
+		{Parallelism: 1, Depth: 1, ReadSize: 0, MaxRecord: 100},
+		{Parallelism: pipeline.MaxParallelism + 1, Depth: 4, ReadSize: 10, MaxRecord: 100},
+		{Parallelism: 2, Depth: pipeline.MaxDepth + 1, ReadSize: 10, MaxRecord: 100},
+		{Parallelism: 1, Depth: 1, ReadSize: 10, MaxRecord: 0},
+		{Parallelism: 2, Depth: 4, ReadSize: 10, MaxRecord: math.MaxUint32}, // an erased header's length
+	} {
 		st := &apply.Stage{Applier: apply.Discard, Layout: format.LayoutV1, File: bytes.NewReader(data), Size: int64(len(data)),
 			Classify: classify.Config{Layout: format.LayoutV1, MaxRecord: 100}}
-		cfg.MaxRecord = 100
 		if _, err := pipeline.Run(context.Background(), bytes.NewReader(data), int64(len(data)), cfg, st); !errors.Is(err, recovery.ErrInvalidArgument) {
 			t.Fatalf("%+v: want INVALID_ARGUMENT, got %v", cfg, err)
 		}

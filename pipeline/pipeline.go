@@ -45,16 +45,26 @@ type Config struct {
 	MaxRecord   uint32 // largest payload a read may be sized for
 }
 
+// Upper bounds on Config, so that a typo cannot start a million goroutines or make a pool of a
+// million buffers (the pool makes every buffer's header up front) and runs out of memory
+// instead of being refused.
+const (
+	MaxParallelism = 1024
+	MaxDepth       = 4096
+)
+
 func (c Config) check() error {
 	switch {
-	case c.Parallelism < 1:
-		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: parallelism %d < 1", c.Parallelism))
-	case c.Parallelism > 1 && c.Depth < 2:
-		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: depth %d < 2", c.Depth))
+	case c.Parallelism < 1 || c.Parallelism > MaxParallelism:
+		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: parallelism %d outside [1, %d]", c.Parallelism, MaxParallelism))
+	case c.Parallelism > 1 && (c.Depth < 2 || c.Depth > MaxDepth):
+		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: depth %d outside [2, %d]", c.Depth, MaxDepth))
 	case c.ReadSize < 1:
 		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: read size %d < 1", c.ReadSize))
-	case c.MaxRecord < 1:
-		return walerr.New(walerr.InvalidArgument, -1, "pipeline: maximum record size 0")
+	case c.MaxRecord < 1 || c.MaxRecord == math.MaxUint32:
+		// 0xFFFFFFFF is the length an erased (0xFF) header checks out with: a maximum that
+		// admits it would cut an erased tail on its header alone, without the evidence search.
+		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: maximum record size %d outside [1, %d]", c.MaxRecord, uint32(math.MaxUint32-1)))
 	}
 	return nil
 }
