@@ -60,7 +60,7 @@ type childReport struct {
 // applied (and the log closed). The process is fresh, so its peak RSS is this replay's.
 func replayMain(args []string) error {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	system := fs.String("system", "", "system to replay (recovery, oracle, pebble, etcd, tidwall, rawread, sink, noop)")
+	system := fs.String("system", "", "system to replay (recovery, oracle, pebble, etcd, tidwall, rawread, split, sink, noop)")
 	path := fs.String("path", "", "the log (file or directory)")
 	par := fs.Int("par", 1, "parallelism (recovery only)")
 	mode := fs.String("mode", string(Discard), "discard or map")
@@ -97,6 +97,10 @@ func replayMain(args []string) error {
 			return err
 		}
 		rep.Bytes = n
+	case "split":
+		if err := splitRead(*path, sink); err != nil {
+			return err
+		}
 	case "sink":
 		w := Workload{Size: *size, Records: *records, Keys: *keys}
 		if err := w.check(); err != nil {

@@ -3,9 +3,12 @@ package main
 import (
 	"encoding/xml"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/streamwal/recovery/format"
 )
 
 // Every system's writer and reader round-trip the same 100 records: same count, same bytes,
@@ -23,6 +26,14 @@ func TestRoundTrip(t *testing.T) {
 						t.Fatalf("%s: write %d B: %v", sys.Name, size, err)
 					}
 				}
+			}
+			// The split reader (a reference, not a system) reads this project's log.
+			got := NewSink(mode)
+			if err := splitRead(filepath.Join(dir, "recovery.wal"), got); err != nil {
+				t.Fatalf("split: replay %d B: %v", size, err)
+			}
+			if err := want.Same(got); err != nil {
+				t.Errorf("split, %d B, %s: %v", size, mode, err)
 			}
 			for _, sys := range systems {
 				for _, par := range []int{1, 2, 4} {
@@ -62,6 +73,8 @@ func TestRender(t *testing.T) {
 				System: sys, Label: label, Parallelism: par, Mode: mode, Seconds: float64(10*size) / 1e6 / mbps, MBps: mbps, RecPerSec: 10, PeakRSSKiB: 20 << 10})
 		}
 		add("rawread", "raw", 0, Discard, 5000)
+		add("split", "split", 0, Discard, 4500)
+		add("split", "split", 0, Map, 2500)
 		for _, mode := range []Mode{Discard, Map} {
 			for _, p := range []int{1, 2, 4} {
 				add("recovery", "this project", p, mode, float64(1000*p))
@@ -71,7 +84,7 @@ func TestRender(t *testing.T) {
 		}
 	}
 	md := renderMarkdown(rep)
-	if !strings.Contains(md, "| pebble record |") || !strings.Contains(md, "**4000**") {
+	if !strings.Contains(md, "| pebble record |") || !strings.Contains(md, "**4000**") || !strings.Contains(md, "| _bound: split_ |") {
 		t.Errorf("markdown:\n%s", md)
 	}
 	d := xml.NewDecoder(strings.NewReader(renderSVG(rep)))
@@ -83,5 +96,17 @@ func TestRender(t *testing.T) {
 		if err != nil {
 			t.Fatalf("svg: %v", err)
 		}
+	}
+}
+
+// A log the split reader cannot cut (a record longer than its read) is an error, not a hang.
+func TestSplitRefusesWhatItCannotCut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.wal")
+	log := format.AppendRecord(append([]byte(nil), format.FileHeader[:]...), format.LayoutV1, make([]byte, 2<<20))
+	if err := os.WriteFile(path, log, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := splitRead(path, NewSink(Discard)); err == nil || !strings.Contains(err.Error(), "no whole record") {
+		t.Fatalf("split of a 2 MiB record: %v", err)
 	}
 }

@@ -189,7 +189,7 @@ func parseFlags(args []string) (*config, error) {
 // measurement is one configuration to replay.
 type measurement struct {
 	sys  *System // nil for a reference: ref says which
-	ref  string  // "rawread" or "sink"
+	ref  string  // "rawread", "split" or "sink"
 	par  int
 	mode Mode
 	res  *Result
@@ -296,6 +296,9 @@ func runAll(args []string) error {
 			case ref == "rawread":
 				r.System, r.Label = "rawread", "raw read (1 MiB reads, no parsing)"
 				r.LogBytes, _ = logBytes(filepath.Join(dir, "recovery.wal"))
+			case ref == "split":
+				r.System, r.Label = "split", "read on one goroutine, sink on another, no checksum"
+				r.LogBytes, _ = logBytes(filepath.Join(dir, "recovery.wal"))
 			case ref == "sink":
 				r.System, r.Label = "sink", "the sink alone (payloads already in memory, no log)"
 			default:
@@ -307,6 +310,11 @@ func runAll(args []string) error {
 		}
 		if written["recovery.wal"] {
 			ms = append(ms, &measurement{ref: "rawread", mode: Discard, res: newResult(nil, "rawread", 0, Discard)})
+		}
+		if written["recovery.wal"] { // the most two goroutines could give the sink
+			for _, mode := range c.modes {
+				ms = append(ms, &measurement{ref: "split", mode: mode, res: newResult(nil, "split", 0, mode)})
+			}
 		}
 		for _, mode := range c.modes { // the ceiling of every replay into the sink
 			ms = append(ms, &measurement{ref: "sink", mode: mode, res: newResult(nil, "sink", 0, mode)})
@@ -336,6 +344,8 @@ func runAll(args []string) error {
 				switch {
 				case m.ref == "rawread":
 					cargs = append(cargs, "-system", "rawread", "-path", filepath.Join(dir, "recovery.wal"))
+				case m.ref == "split":
+					cargs = append(cargs, "-system", "split", "-path", filepath.Join(dir, "recovery.wal"))
 				case m.ref == "sink":
 					cargs = append(cargs, "-system", "sink", "-size", strconv.Itoa(w.Size), "-records", strconv.Itoa(w.Records), "-keys", strconv.Itoa(w.Keys))
 				default:

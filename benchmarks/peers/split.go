@@ -1,0 +1,101 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/streamwal/recovery/format"
+)
+
+// splitRead is a reference, not a system: the most a reader that splits the work over two
+// goroutines could give this sink. One goroutine reads this project's log with 1 MiB reads,
+// cut at record boundaries (it walks the length fields and nothing else: no checksum, no
+// validation); the replay's goroutine walks the records of each read and feeds them to the
+// sink. Its buffers are like this project's pool: four of them, off the Go heap where the
+// platform allows (splitBuffers), so the row differs from this project's parallelism 2 in the
+// work it leaves out, not in the program's garbage-collection pacing. Any real reader on two
+// cores also checks its records, so none can beat this row by more than noise.
+func splitRead(path string, s *Sink) error {
+	const (
+		readSize = 1 << 20
+		depth    = 4
+	)
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	type chunk struct {
+		b   []byte // the buffer, whole
+		n   int    // whole records in b[:n]
+		err error
+	}
+	free, full := make(chan []byte, depth), make(chan chunk, depth)
+	bufs, release := splitBuffers(depth, readSize)
+	defer release()
+	for _, b := range bufs {
+		free <- b
+	}
+	stop := make(chan struct{})
+	go func() { // the reader; the replay's goroutine drains full until it is closed
+		defer close(full)
+		for off := int64(format.FileHeaderSize); off < st.Size(); {
+			var b []byte
+			select {
+			case b = <-free:
+			case <-stop:
+				return
+			}
+			n, err := f.ReadAt(b, off)
+			if err != nil && err != io.EOF {
+				full <- chunk{err: err}
+				return
+			}
+			end := 0
+			for end+12 <= n {
+				l := int(binary.BigEndian.Uint32(b[end:]))
+				if l > n-end-12 {
+					break
+				}
+				end += 12 + l
+			}
+			if end == 0 {
+				full <- chunk{err: fmt.Errorf("split: no whole record in %d bytes at offset %d", n, off)}
+				return
+			}
+			full <- chunk{b: b, n: end}
+			off += int64(end)
+		}
+	}()
+	var failed error
+	for c := range full {
+		if c.err != nil || failed != nil {
+			if failed == nil {
+				failed = c.err
+				close(stop)
+			}
+			continue
+		}
+		for p := 0; p < c.n; {
+			l := int(binary.BigEndian.Uint32(c.b[p:]))
+			s.Payload(c.b[p+12 : p+12+l : p+12+l])
+			p += 12 + l
+		}
+		free <- c.b
+	}
+	return failed
+}
+
+func heapBuffers(k, n int) [][]byte {
+	var bufs [][]byte
+	for range k {
+		bufs = append(bufs, make([]byte, n))
+	}
+	return bufs
+}
