@@ -84,7 +84,7 @@ func TestRender(t *testing.T) {
 		}
 	}
 	md := renderMarkdown(rep)
-	if !strings.Contains(md, "| pebble record |") || !strings.Contains(md, "**4000**") || !strings.Contains(md, "| _bound: split_ |") {
+	if !strings.Contains(md, "| pebble record |") || !strings.Contains(md, "**4000**") || !strings.Contains(md, "| _reference: split_ |") {
 		t.Errorf("markdown:\n%s", md)
 	}
 	d := xml.NewDecoder(strings.NewReader(renderSVG(rep)))

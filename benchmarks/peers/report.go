@@ -143,7 +143,7 @@ func renderMarkdown(rep *Report) string {
 			case "rawread":
 				label = "_reference: " + row.Label + "_"
 			case "split":
-				label = "_bound: " + row.Label + "_"
+				label = "_reference: " + row.Label + "_"
 			case "sink":
 				label, logSize = "_ceiling: "+row.Label+"_", "–"
 			}
@@ -214,12 +214,12 @@ func renderMarkdown(rep *Report) string {
 		}
 	}
 	if hasSystem(rep, "split") {
-		row("_bound: read on one goroutine, sink on another, no checksum_", "split")
+		row("_reference: read on one goroutine, sink on another, no checksum_", "split")
 	}
 	if hasSystem(rep, "sink") {
 		row("_ceiling: the sink alone_", "sink")
 	}
-	p("\n(×: this project's best MB/s divided by the peer's; above 1 means this project is faster. On the bound's and the ceiling's rows: the share of them this project reaches. The bound is a reader that does no checking at all, its reads on one goroutine and the sink on another, with buffers off the Go heap like this project's; every real reader on two cores does more, so it is the most parallelism could give this sink here. The ceiling is the sink's own work with the payloads already in memory: every system replays into the same single-threaded, order-sensitive sink, so no replay can be faster, and no ratio against a peer can exceed the ceiling divided by that peer.)\n\n")
+	p("\n(×: this project's best MB/s divided by the peer's; above 1 means this project is faster. On the two reference rows: the share of them this project reaches. The split reader checks nothing at all (no checksum, no validation), its reads on one goroutine and the sink on another, with buffers off the Go heap like this project's: what handing the reads to a second goroutine gives this sink when nothing is verified. Where this project reaches it, its checking costs the sink's goroutine nothing measurable and the rest is the sink's own work. The ceiling is the sink's own work with the payloads already in memory: every system replays into the same single-threaded, order-sensitive sink, so no replay can be faster, and no ratio against a peer can exceed the ceiling divided by that peer.)\n\n")
 	p("![MB/s per system and record size](results.svg)\n")
 	return b.String()
 }
@@ -300,7 +300,7 @@ func barsFor(rep *Report, size int, mode Mode) []bar {
 		}
 	}
 	if r := find(rep, size, "split", 0, mode); r != nil && r.Err == "" && r.MBps > 0 {
-		bars = append(bars, bar{"split", "bound: split reader, no checksum", r})
+		bars = append(bars, bar{"split", "reference: split reader, no checksum", r})
 	}
 	if r := find(rep, size, "sink", 0, mode); r != nil && r.Err == "" && r.MBps > 0 {
 		bars = append(bars, bar{"sink", "ceiling: the sink alone", r})

@@ -9,14 +9,13 @@ import (
 	"github.com/streamwal/recovery/format"
 )
 
-// splitRead is a reference, not a system: the most a reader that splits the work over two
-// goroutines could give this sink. One goroutine reads this project's log with 1 MiB reads,
-// cut at record boundaries (it walks the length fields and nothing else: no checksum, no
-// validation); the replay's goroutine walks the records of each read and feeds them to the
-// sink. Its buffers are like this project's pool: four of them, off the Go heap where the
-// platform allows (splitBuffers), so the row differs from this project's parallelism 2 in the
-// work it leaves out, not in the program's garbage-collection pacing. Any real reader on two
-// cores also checks its records, so none can beat this row by more than noise.
+// splitRead is a reference, not a system: the plain way to split a replay over two goroutines,
+// with nothing checked. One goroutine reads this project's log with 1 MiB reads, cut at record
+// boundaries (it walks the length fields and nothing else: no checksum, no validation); the
+// replay's goroutine walks the records of each read and feeds them to the sink. Its buffers are
+// like this project's pool: four of them, off the Go heap where the platform allows
+// (splitBuffers), so the row differs from this project's parallelism 2 in the work it leaves
+// out and in its shape, not in the program's garbage-collection pacing.
 func splitRead(path string, s *Sink) error {
 	const (
 		readSize = 1 << 20
