@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One measuring session for docs/benchmarks.md: every measurement in sequence, nothing else
-# should run meanwhile (the machine's noise is bad enough). About 7 minutes on the 2-core VM.
+# should run meanwhile (the machine's noise is bad enough). About 10 minutes on the 2-core VM.
 # Raw outputs go to $OUT (default: a new temporary directory, printed at the end); the peers
 # run rewrites benchmarks/peers/results.{md,json,svg}. Temporary logs: two 512 MiB files in
 # $TMPDIR, removed when the script ends (also on Ctrl-C).
@@ -33,5 +33,6 @@ st commits; go test -run '^$' -bench ConcurrentCommits -benchtime 3000x -count 3
 st compact; go test -run '^$' -bench CompactDemo -benchtime 3x -count 3 ./db/ > "$out/compact.txt" 2>&1
 st demo; (cd "$work" && ./walrec demo > "$out/demo.txt" 2>&1)
 st peers; (cd benchmarks/peers && go run . -sizes 256,4KiB -volume 256MiB,512MiB > "$out/peers.txt" 2>&1)
+st gcpacing; scripts/gc-pacing.sh > "$out/gcpacing.txt" 2>&1
 st done
 echo "outputs in $out"
