@@ -5,7 +5,7 @@
 # alternating rounds of fresh replay children: this project at parallelism 1 and 2 and pebble's
 # record reader, each at GOGC=100 (Go's default) and GOGC=200, and prints the median MB/s of
 # each with the ratios that issue 11 asks about. About 3 minutes on the 2-core VM; the logs
-# (about 1.6 GiB) are removed when it ends (also on Ctrl-C).
+# (about 1.6 GiB) are removed when it ends (also on Ctrl-C). Needs go and python3.
 #
 #   scripts/gc-pacing.sh
 #   ROUNDS=11 scripts/gc-pacing.sh
@@ -28,7 +28,7 @@ for _ in $(seq "$rounds"); do
 				name=${sys%%:*} par=${sys##*:} path=$dir/recovery.wal
 				[ "$name" = pebble ] && path=$dir/pebble.log
 				line=$(GOGC=$gogc "$work/peers" replay -system "$name" -par "$par" -mode map -path "$path")
-				mbps=$(echo "$line" | jq '.bytes / .seconds / 1e6 | floor')
+				mbps=$(echo "$line" | python3 -c 'import json, sys; r = json.load(sys.stdin); print(int(r["bytes"] / r["seconds"] / 1e6))')
 				label=$name
 				[ "$name" = recovery ] && label=p$par
 				echo "$size $gogc $label $mbps" >>"$work/times"

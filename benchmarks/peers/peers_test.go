@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/xml"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/streamwal/recovery/format"
+	"go.uber.org/goleak"
 )
 
 // Every system's writer and reader round-trip the same 100 records: same count, same bytes,
@@ -109,4 +111,26 @@ func TestSplitRefusesWhatItCannotCut(t *testing.T) {
 	if err := splitRead(path, NewSink(Discard)); err == nil || !strings.Contains(err.Error(), "no whole record") {
 		t.Fatalf("split of a 2 MiB record: %v", err)
 	}
+}
+
+// A sink that panics (here on a payload of two ops) leaves no reader behind: the panic reaches
+// the caller after the reader has stopped, and nothing writes into the buffers it unmaps.
+func TestSplitPanicLeavesNoReader(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	path := filepath.Join(t.TempDir(), "two-ops.wal")
+	log := append([]byte(nil), format.FileHeader[:]...)
+	for range 12000 { // 7.5 MB: more than the four buffers hold, so the reader waits for one back
+		p := format.AppendSet(nil, []byte("12345678"), make([]byte, 300))
+		p = format.AppendSet(p, []byte("12345678"), make([]byte, 300))
+		log = format.AppendRecord(log, format.LayoutV1, p)
+	}
+	if err := os.WriteFile(path, log, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "want 1") {
+			t.Fatalf("recovered %v, want the sink's panic", r)
+		}
+	}()
+	_ = splitRead(path, NewSink(Discard))
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/streamwal/recovery/format"
 )
@@ -42,6 +43,15 @@ func splitRead(path string, s *Sink) error {
 		free <- b
 	}
 	stop := make(chan struct{})
+	var stopOnce sync.Once
+	halt := func() { stopOnce.Do(func() { close(stop) }) }
+	// However this function ends (a sink that panics too), the reader has stopped and nothing
+	// reads into the buffers before release unmaps them: deferred after release, so run before.
+	defer func() {
+		halt()
+		for range full {
+		}
+	}()
 	go func() { // the reader; the replay's goroutine drains full until it is closed
 		defer close(full)
 		for off := int64(format.FileHeaderSize); off < st.Size(); {
@@ -77,7 +87,7 @@ func splitRead(path string, s *Sink) error {
 		if c.err != nil || failed != nil {
 			if failed == nil {
 				failed = c.err
-				close(stop)
+				halt()
 			}
 			continue
 		}
