@@ -311,7 +311,7 @@ func runAll(args []string) error {
 		if written["recovery.wal"] {
 			ms = append(ms, &measurement{ref: "rawread", mode: Discard, res: newResult(nil, "rawread", 0, Discard)})
 		}
-		if written["recovery.wal"] { // the most two goroutines could give the sink
+		if written["recovery.wal"] { // reads split from the sink onto two goroutines, nothing checked
 			for _, mode := range c.modes {
 				ms = append(ms, &measurement{ref: "split", mode: mode, res: newResult(nil, "split", 0, mode)})
 			}
