@@ -50,6 +50,12 @@ func pairSize(it item) int64 { return 1 + 4 + 4 + int64(len(it.kv)) }
 // one as "<path>.compact" and fsynced, then renamed over it, and the directory fsynced. A
 // crash at any instant leaves either the old log or the new one, each complete.
 //
+// The rewritten file is the same database to everyone else: it has the old file's permission
+// bits, owner and group (ErrIdentity, before anything is written, when this process cannot
+// give it them), it is locked before it is renamed into place (no other writer can take the
+// database at any instant of the switch), and through a symbolic link it is the file the link
+// names that is rewritten, in that file's directory, and the link stays.
+//
 // Readers are never blocked, and writers only while the commits made during the rewrite are
 // copied to the new file and the file is switched: the snapshot is the store's copy-on-write
 // view, streamed to the file through a bounded buffer (big values are written from the store's
@@ -86,11 +92,10 @@ func (db *DB) CompactContext(ctx context.Context) (CompactResult, error) {
 	db.mu.Unlock()
 
 	res := CompactResult{Before: from}
-	tmp := db.path + compactSuffix
-	if err := db.fs.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return res, fmt.Errorf("db: compact %s: remove a stale %s: %w", db.path, tmp, err)
+	if err := db.stillAtPath(); err != nil {
+		return res, err
 	}
-	nf, err := db.fs.OpenFile(tmp, OpenCreateNew)
+	nf, tmp, err := newReplacement(db.fs, db.real, compactSuffix)
 	if err != nil {
 		return res, fmt.Errorf("db: compact %s: %w", db.path, err)
 	}
@@ -101,10 +106,6 @@ func (db *DB) CompactContext(ctx context.Context) (CompactResult, error) {
 			_ = db.fs.Remove(tmp)
 		}
 	}()
-	// The lock goes with the new inode, so that the file under the name is always locked.
-	if err := nf.Lock(); err != nil {
-		return res, fmt.Errorf("db: compact %s: lock %s: %w", db.path, tmp, err)
-	}
 	size, err := writeSnapshot(ctx, nf, snap, layout, min(compactChunk, maxRecord), &res)
 	if err == nil {
 		err = nf.Sync()
@@ -136,7 +137,10 @@ func (db *DB) CompactContext(ctx context.Context) (CompactResult, error) {
 		res.Carried = to - from
 		size += to - from
 	}
-	if err := db.fs.Rename(tmp, db.path); err != nil {
+	if err := db.stillAtPath(); err != nil {
+		return res, err
+	}
+	if err := db.fs.Rename(tmp, db.real); err != nil {
 		return res, fmt.Errorf("db: compact %s: rename: %w", db.path, err)
 	}
 	switched = true
@@ -150,13 +154,49 @@ func (db *DB) CompactContext(ctx context.Context) (CompactResult, error) {
 	db.cmu.Unlock()
 	_ = old.Close()
 	res.After, res.Duration = size, time.Since(start)
-	if err := db.fs.SyncDir(dirOf(db.path)); err != nil {
+	if err := db.fs.SyncDir(dirOf(db.real)); err != nil {
 		db.cmu.Lock()
 		defer db.cmu.Unlock()
 		db.failed = fmt.Errorf("directory sync after renaming the compacted log: %w", err)
 		return res, newError(CodeFailed, db.path, "compaction renamed the new log but could not sync the directory: either log may be the one a crash keeps (both hold every acknowledged commit); the database refuses writes until it is reopened", db.failed)
 	}
 	return res, nil
+}
+
+// stillAtPath refuses a rewrite when the path no longer names the file the database has open
+// and locked (someone else renamed or removed it): renaming the rewrite over the path would
+// replace a file that is not this database's.
+func (db *DB) stillAtPath() error {
+	same, err := db.f.Is(db.real)
+	if err != nil {
+		return fmt.Errorf("db: %s: check the path still names the database's file: %w", db.path, err)
+	}
+	if !same {
+		return newError(CodeIdentity, db.path, fmt.Sprintf(
+			"%s no longer names the file this database has open (another program renamed, replaced or removed it); nothing was rewritten: close the database and find out what replaced it", db.real), nil)
+	}
+	return nil
+}
+
+// newReplacement creates the file that is to replace the file at real: "<real><suffix>" beside
+// it (a stale one from a crash removed first), with real's permission bits, owner and group
+// (CreateLike; ErrIdentity before anything is written when they cannot be kept), and locked
+// before anything can rename it into place, so that the name never names an unlocked file.
+func newReplacement(fsys FS, real, suffix string) (File, string, error) {
+	tmp := real + suffix
+	if err := fsys.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, "", fmt.Errorf("remove a stale %s: %w", tmp, err)
+	}
+	nf, err := fsys.CreateLike(tmp, real)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := nf.Lock(); err != nil {
+		nf.Close()
+		_ = fsys.Remove(tmp)
+		return nil, "", fmt.Errorf("lock %s: %w", tmp, err)
+	}
+	return nf, tmp, nil
 }
 
 // quiesce waits until no group is being written and returns the durable size, or the FAILED

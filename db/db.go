@@ -30,6 +30,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"slices"
 	"sync"
@@ -106,7 +107,8 @@ type TruncationReport struct {
 
 // DB is an open database. Its methods are safe for concurrent use.
 type DB struct {
-	path      string
+	path      string // as the caller gave it, for messages and reports
+	real      string // the file path names, symbolic links followed: what a rewrite replaces
 	fs        FS
 	readOnly  bool
 	maxRecord int64
@@ -152,7 +154,8 @@ var noHeader [hdrRoom]byte
 const keepBuf = 1 << 20
 
 // Open opens (creating if missing, unless ReadOnly) the database in the file at path and
-// recovers it. Errors: ErrLocked when another writer has it; recovery's typed errors
+// recovers it. A symbolic link is followed, and stays: the database is the file it names, and
+// the database's own files (a compaction's new log, sidecars) go beside that file. Errors: ErrLocked when another writer has it; recovery's typed errors
 // (recovery.ErrCorruptWAL, ErrIncompleteRead, ErrIO, ...) when the log cannot be replayed, with
 // the file untouched.
 func Open(path string, opts ...Option) (*DB, error) {
@@ -167,11 +170,11 @@ func Open(path string, opts ...Option) (*DB, error) {
 	if o.readOnly {
 		mode = OpenReadOnly
 	}
-	f, err := o.fs.OpenFile(path, mode)
+	f, real, err := openLocked(o.fs, path, mode, !o.readOnly)
 	if err != nil {
-		return nil, fmt.Errorf("db: open %s: %w", path, err)
+		return nil, err
 	}
-	db := &DB{path: path, fs: o.fs, readOnly: o.readOnly, maxRecord: o.maxRecord, f: f, serial: o.serial,
+	db := &DB{path: path, real: real, fs: o.fs, readOnly: o.readOnly, maxRecord: o.maxRecord, f: f, serial: o.serial,
 		autoCompact: o.autoCompact, onCompact: o.onCompact}
 	db.idle.L = &db.cmu
 	opened := false
@@ -195,14 +198,6 @@ func Open(path string, opts ...Option) (*DB, error) {
 
 func (db *DB) open(o *options) error {
 	f := db.f
-	if !db.readOnly {
-		if err := f.Lock(); err != nil {
-			if errors.Is(err, ErrLocked) {
-				return err
-			}
-			return fmt.Errorf("db: open %s: lock: %w", db.path, err)
-		}
-	}
 	size, err := f.Size()
 	if err != nil {
 		return fmt.Errorf("db: open %s: size: %w", db.path, err)
@@ -211,7 +206,7 @@ func (db *DB) open(o *options) error {
 		// The file may have just been created, here or by an earlier open (or another tool)
 		// that died before syncing its directory: make its name durable before anything is
 		// committed into it, or a crash could take the whole log with it.
-		if err := db.fs.SyncDir(dirOf(db.path)); err != nil {
+		if err := db.fs.SyncDir(dirOf(db.real)); err != nil {
 			return fmt.Errorf("db: open %s: sync directory: %w", db.path, err)
 		}
 	}
@@ -588,4 +583,56 @@ func (db *DB) Close() error {
 		return fmt.Errorf("db: close %s: %w", db.path, err)
 	}
 	return nil
+}
+
+// maxReopen bounds how many times openLocked opens a path again because its file was replaced
+// between the open and the lock.
+const maxReopen = 100
+
+// openLocked opens the file at path and, when lock is set, takes its exclusive lock and checks
+// that path still names the file it locked: a rename may have replaced it between the open and
+// the lock (a compaction, a restore, walrec gen --force), and a lock on the replaced file
+// excludes no one. It then opens the path again. It returns the file and the path of the file
+// (symbolic links followed).
+func openLocked(fsys FS, path string, mode OpenMode, lock bool) (File, string, error) {
+	for try := 0; ; try++ {
+		f, err := fsys.OpenFile(path, mode)
+		if err != nil {
+			return nil, "", fmt.Errorf("db: open %s: %w", path, err)
+		}
+		if !lock {
+			real, err := fsys.Resolve(path)
+			if err != nil {
+				real = path
+			}
+			return f, real, nil
+		}
+		if err := f.Lock(); err != nil {
+			f.Close()
+			if errors.Is(err, ErrLocked) {
+				return nil, "", err
+			}
+			return nil, "", fmt.Errorf("db: open %s: lock: %w", path, err)
+		}
+		same := false
+		real, err := fsys.Resolve(path)
+		if err == nil {
+			same, err = f.Is(real)
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			err = nil // removed after the open: open it again
+		}
+		if err != nil {
+			f.Close()
+			return nil, "", fmt.Errorf("db: open %s: check the locked file is the one the path names: %w", path, err)
+		}
+		if same {
+			return f, real, nil
+		}
+		f.Close()
+		if try == maxReopen {
+			return nil, "", newError(CodeLocked, path, fmt.Sprintf(
+				"the file was replaced %d times between its open and its lock: another process is rewriting it", try+1), nil)
+		}
+	}
 }

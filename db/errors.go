@@ -17,6 +17,7 @@ const (
 	CodeClosed     Code = "CLOSED"        // the database (or the transaction) is closed
 	CodeNested     Code = "NESTED"        // Update or Close called from inside an Update's function
 	CodeSidecars   Code = "SIDECARS_FULL" // every sidecar name for one offset is taken by different bytes
+	CodeIdentity   Code = "IDENTITY"      // a rewrite cannot keep the database file's identity (owner, group, mode, or the file itself)
 )
 
 // Sentinels, one per code, for errors.Is. Every error the database returns for one of these
@@ -29,6 +30,7 @@ var (
 	ErrClosed     = errors.New("db: CLOSED: the database or transaction is closed")
 	ErrNested     = errors.New("db: NESTED: Update or Close called from inside an Update's function")
 	ErrSidecars   = errors.New("db: SIDECARS_FULL: too many sidecars with different bytes for one offset")
+	ErrIdentity   = errors.New("db: IDENTITY: a rewrite cannot keep the database file's owner, group and mode, or the path no longer names the database's file")
 )
 
 var sentinels = map[Code]error{
@@ -39,6 +41,7 @@ var sentinels = map[Code]error{
 	CodeClosed:     ErrClosed,
 	CodeNested:     ErrNested,
 	CodeSidecars:   ErrSidecars,
+	CodeIdentity:   ErrIdentity,
 }
 
 // Error is a database error with a stable code, the file it concerns, and its cause.

@@ -29,6 +29,15 @@ type FS interface {
 	Rename(oldpath, newpath string) error
 	// ReadDir lists the names (not paths) of the entries of dir, sorted.
 	ReadDir(dir string) ([]string, error)
+	// Resolve returns the path of the file that path names, every symbolic link followed (path
+	// itself, cleaned, when there is no link on the way; an error when the file does not
+	// exist). A database's rewrite and its sidecars go beside that file, never beside a link.
+	Resolve(path string) (string, error)
+	// CreateLike creates path, which must not exist, as a new empty file for reads and appends
+	// (as OpenCreateNew) with the permission bits, owner and group of the file at like. When it
+	// cannot give the new file those, it removes it and fails with an error matching
+	// ErrIdentity: a rewrite that went on would change who may open the database.
+	CreateLike(path, like string) (File, error)
 }
 
 // OpenMode says how FS.OpenFile opens a file.
@@ -71,8 +80,13 @@ type File interface {
 	// Size is the file's current size.
 	Size() (int64, error)
 	// Lock takes an exclusive lock on the file without blocking; it fails with an error
-	// matching ErrLocked when another handle holds it. Close releases it.
+	// matching ErrLocked when another handle holds it. Close releases it. The lock belongs to
+	// the file, not to its name: after a rename replaced the file a handle has open, the lock
+	// on it protects nothing, which is why the database checks Is after every Lock.
 	Lock() error
+	// Is reports whether path (symbolic links followed) names this file now: false when path
+	// names another file or nothing.
+	Is(path string) (bool, error)
 	Close() error
 }
 
@@ -96,7 +110,7 @@ func (osFS) OpenFile(path string, mode OpenMode) (File, error) {
 	default:
 		return nil, fmt.Errorf("db: unknown open mode %d", mode)
 	}
-	f, err := openRegular(path, flag)
+	f, err := openRegularPerm(path, flag, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +122,40 @@ func notRegular(path string, mode fs.FileMode) error {
 	return walerr.New(walerr.InvalidArgument, 0, fmt.Sprintf("db: %s is not a regular file (%s): a database is a regular file", path, mode.Type()))
 }
 
-func (osFS) Remove(path string) error             { return os.Remove(path) }
+func (osFS) Remove(path string) error { return os.Remove(path) }
+
+func (osFS) Resolve(path string) (string, error) { return filepath.EvalSymlinks(path) }
+
+func (osFS) CreateLike(path, like string) (File, error) {
+	fi, err := os.Stat(like)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, notRegular(like, fi.Mode())
+	}
+	// Created readable by its owner only, so that no one else can open it before it has the
+	// old file's owner and mode.
+	f, err := openRegularPerm(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := keepOwner(f, fi); err != nil {
+		f.Close()
+		_ = os.Remove(path)
+		return nil, newError(CodeIdentity, like, fmt.Sprintf(
+			"cannot give the new file %s the owner and group of the database (%s); nothing was written, the database is as it was: run this as the database's owner (or root)",
+			path, ownerOf(fi)), err)
+	}
+	// After the owner: chown(2) may clear set-user-ID and set-group-ID bits.
+	if err := f.Chmod(fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)); err != nil {
+		f.Close()
+		_ = os.Remove(path)
+		return nil, newError(CodeIdentity, like, fmt.Sprintf(
+			"cannot give the new file %s the mode of the database (%s); nothing was written, the database is as it was", path, fi.Mode().Perm()), err)
+	}
+	return &osFile{f: f}, nil
+}
 func (osFS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
 
 func (osFS) ReadDir(dir string) ([]string, error) {
@@ -155,6 +202,21 @@ func (o *osFile) Append(ps ...[]byte) error {
 func (o *osFile) Sync() error               { return syncData(o.f) }
 func (o *osFile) Truncate(size int64) error { return o.f.Truncate(size) }
 func (o *osFile) Close() error              { return o.f.Close() }
+
+func (o *osFile) Is(path string) (bool, error) {
+	named, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	mine, err := o.f.Stat()
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(named, mine), nil
+}
 
 func (o *osFile) Size() (int64, error) {
 	fi, err := o.f.Stat()

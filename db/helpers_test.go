@@ -15,7 +15,13 @@ import (
 )
 
 // Recovery's parallel pipeline starts goroutines on Open: none may outlive it.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// DB_TEST_CHILD makes the binary a child process of a test instead.
+func TestMain(m *testing.M) {
+	if os.Getenv("DB_TEST_CHILD") == "compact" {
+		os.Exit(childCompact())
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // kv is one pair of a state, in a form that prints and compares.
 type kv struct{ K, V string }

@@ -6,12 +6,13 @@ import (
 	"os"
 )
 
-// openRegular opens path and refuses anything that is not a regular file.
-func openRegular(path string, flag int) (*os.File, error) {
+// openRegularPerm opens path and refuses anything that is not a regular file; perm is the
+// mode of a file it creates.
+func openRegularPerm(path string, flag int, perm os.FileMode) (*os.File, error) {
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
 		return nil, notRegular(path, fi.Mode())
 	}
-	f, err := os.OpenFile(path, flag, 0o644)
+	f, err := os.OpenFile(path, flag, perm)
 	if err != nil {
 		return nil, err
 	}
@@ -24,3 +25,8 @@ func openRegular(path string, flag int) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// keepOwner: files have no owner to keep here beyond what the filesystem gives them.
+func keepOwner(*os.File, os.FileInfo) error { return nil }
+
+func ownerOf(os.FileInfo) string { return "unknown" }

@@ -3,19 +3,22 @@
 package db
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// openRegular opens path with O_NONBLOCK (so that a FIFO does not block the open), refuses
-// anything fstat does not call a regular file, then makes the descriptor blocking again.
-func openRegular(path string, flag int) (*os.File, error) {
+// openRegularPerm opens path with O_NONBLOCK (so that a FIFO does not block the open),
+// refuses anything fstat does not call a regular file, then makes the descriptor blocking
+// again. perm is the mode of a file it creates (before the umask).
+func openRegularPerm(path string, flag int, perm uint32) (*os.File, error) {
 	var fd int
 	var err error
 	for {
-		fd, err = unix.Open(path, flag|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o644)
+		fd, err = unix.Open(path, flag|unix.O_NONBLOCK|unix.O_CLOEXEC, perm)
 		if err != unix.EINTR {
 			break
 		}
@@ -55,4 +58,29 @@ func modeOf(m uint32) fs.FileMode {
 		return fs.ModeSymlink
 	}
 	return fs.ModeIrregular
+}
+
+// keepOwner gives f the owner and group of the file fi describes, where they differ from f's
+// (a file is created owned by the process's user and group).
+func keepOwner(f *os.File, fi fs.FileInfo) error {
+	want, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	if st.Uid == want.Uid && st.Gid == want.Gid {
+		return nil
+	}
+	return f.Chown(int(want.Uid), int(want.Gid))
+}
+
+// ownerOf names fi's owner and group by number, for messages.
+func ownerOf(fi fs.FileInfo) string {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return fmt.Sprintf("uid %d, gid %d", st.Uid, st.Gid)
+	}
+	return "unknown"
 }

@@ -33,7 +33,7 @@ const tmpSuffix = ".tmp"
 // saveCut keeps the bytes recovery is about to cut in a sidecar beside the database (see
 // writeSidecar) and returns its name.
 func (db *DB) saveCut(ctx context.Context, t recovery.Truncation) (string, error) {
-	name, _, err := writeSidecar(ctx, db.fs, db.path, db.f, t, dirOf(db.path))
+	name, _, err := writeSidecar(ctx, db.fs, db.real, db.f, t, dirOf(db.real))
 	return name, err
 }
 
@@ -308,15 +308,32 @@ type Sidecar struct {
 }
 
 // Sidecars lists the sidecars of the database at path ("<path>.cut-<offset>" and its
-// numbered and partial variants), by offset then name. Only WithFS of the options applies.
+// numbered and partial variants), by offset then name. Through a symbolic link, they are the
+// sidecars beside the file the link names, where Open writes them. Only WithFS of the options
+// applies.
 func Sidecars(path string, opts ...Option) ([]Sidecar, error) {
 	o := options{fs: OS}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	names, err := o.fs.ReadDir(dirOf(path))
+	return sidecarsOf(o.fs, path)
+}
+
+// realPath is the file path names, symbolic links followed; path itself when that file does
+// not exist (its sidecars may outlive it).
+func realPath(fsys FS, path string) string {
+	if real, err := fsys.Resolve(path); err == nil {
+		return real
+	}
+	return path
+}
+
+func sidecarsOf(fsys FS, path string) ([]Sidecar, error) {
+	shown := path
+	path = realPath(fsys, path)
+	names, err := fsys.ReadDir(dirOf(path))
 	if err != nil {
-		return nil, fmt.Errorf("db: list sidecars of %s: %w", path, err)
+		return nil, fmt.Errorf("db: list sidecars of %s: %w", shown, err)
 	}
 	prefix := filepath.Base(path) + ".cut-"
 	var out []Sidecar
@@ -337,14 +354,14 @@ func Sidecars(path string, opts ...Option) ([]Sidecar, error) {
 			}
 		}
 		full := filepath.Join(dirOf(path), name)
-		f, err := o.fs.OpenFile(full, OpenReadOnly)
+		f, err := fsys.OpenFile(full, OpenReadOnly)
 		if err != nil {
-			return nil, fmt.Errorf("db: list sidecars of %s: %w", path, err)
+			return nil, fmt.Errorf("db: list sidecars of %s: %w", shown, err)
 		}
 		size, err := f.Size()
 		f.Close()
 		if err != nil {
-			return nil, fmt.Errorf("db: list sidecars of %s: %w", path, err)
+			return nil, fmt.Errorf("db: list sidecars of %s: %w", shown, err)
 		}
 		out = append(out, Sidecar{Path: full, Offset: off, Size: size, Partial: partial})
 	}
@@ -366,16 +383,15 @@ func RemoveSidecars(path string, opts ...Option) ([]Sidecar, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if f, err := o.fs.OpenFile(path, OpenReadOnly); err == nil {
-		// Open read-only: removing sidecars never creates the database.
+	// Opened read-only: removing sidecars never creates the database.
+	if f, _, err := openLocked(o.fs, path, OpenReadOnly, true); err == nil {
 		defer f.Close()
-		if err := f.Lock(); err != nil {
-			return nil, err
-		}
+	} else if errors.Is(err, ErrLocked) {
+		return nil, err
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("db: remove sidecars of %s: %w", path, err)
 	}
-	list, err := Sidecars(path, opts...)
+	list, err := sidecarsOf(o.fs, path)
 	if err != nil {
 		return nil, err
 	}
@@ -387,7 +403,7 @@ func RemoveSidecars(path string, opts ...Option) ([]Sidecar, error) {
 		done = append(done, s)
 	}
 	if len(done) > 0 {
-		if err := o.fs.SyncDir(dirOf(path)); err != nil {
+		if err := o.fs.SyncDir(dirOf(realPath(o.fs, path))); err != nil {
 			return done, fmt.Errorf("db: remove sidecars of %s: sync directory: %w", path, err)
 		}
 	}

@@ -688,6 +688,32 @@ func (s *FS) OpenFile(path string, mode db.OpenMode) (db.File, error) {
 	return &handle{fs: s, path: path, n: n, gen: s.gen, readOnly: mode == db.OpenReadOnly}, nil
 }
 
+// Resolve implements db.FS: the simulated filesystem has no symbolic links, so a file's path
+// is the path that names it.
+func (s *FS) Resolve(path string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return "", &iofs.PathError{Op: "resolve", Path: path, Err: ErrCrashed}
+	}
+	if s.files[path] == nil {
+		return "", &iofs.PathError{Op: "resolve", Path: path, Err: iofs.ErrNotExist}
+	}
+	return path, nil
+}
+
+// CreateLike implements db.FS: files have no owner or mode here, so it is OpenFile with
+// OpenCreateNew once like is known to exist.
+func (s *FS) CreateLike(path, like string) (db.File, error) {
+	s.mu.Lock()
+	missing := s.files[like] == nil && !s.down
+	s.mu.Unlock()
+	if missing {
+		return nil, &iofs.PathError{Op: "stat", Path: like, Err: iofs.ErrNotExist}
+	}
+	return s.OpenFile(path, db.OpenCreateNew)
+}
+
 // Remove implements db.FS. Like a creation, it is durable once the directory is synced.
 func (s *FS) Remove(path string) error {
 	s.mu.Lock()
@@ -973,6 +999,17 @@ func (h *handle) Lock() error {
 	}
 	h.n.lock = h
 	return nil
+}
+
+// Is implements db.File: whether path names this handle's file now.
+func (h *handle) Is(path string) (bool, error) {
+	s := h.fs
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := h.check("stat"); err != nil {
+		return false, err
+	}
+	return s.files[path] == h.n, nil
 }
 
 // Close implements db.File. Closing a handle that died in a crash succeeds: its process is gone.
