@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/streamwal/recovery/db"
 	"github.com/streamwal/recovery/format"
 )
 
@@ -27,8 +28,11 @@ whatever --record-size is.
 
 FILE must not exist unless --force, and must be a regular file if it does: gen never writes
 to, replaces or removes a directory, FIFO, socket or device (a symbolic link is followed to
-the file it names). With --force an existing file is replaced only once the new one is
-complete (it is written beside it and renamed over it); until then the old one is untouched.
+the file it names, and the link stays). With --force an existing file is replaced only once
+the new one is complete (it is written beside it as FILE.replace and renamed over it); until
+then the old one is untouched. The new file keeps the old one's mode, owner and group (gen
+refuses, before writing, where it cannot), and gen holds the database's lock throughout: a
+file that a process has open as a database is never replaced (LOCKED).
 Before writing, gen checks that the filesystem has room for the whole file. If it fails or is
 stopped (Ctrl-C, SIGTERM, SIGHUP), it removes the file it was writing, and nothing else.
 
@@ -101,13 +105,14 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// What is there now? Only a regular file may be replaced, and only with --force.
 	target := path
 	replace := false
-	switch fi, err := os.Stat(path); {
+	fi, err := os.Stat(path)
+	switch {
 	case err == nil && !fi.Mode().IsRegular():
 		return fail("is %s, not a regular file; gen writes only regular files and leaves this one alone", kindOf(fi))
 	case err == nil && !*force:
 		return fail("already exists; gen never replaces a file unless --force")
 	case err == nil:
-		target, replace = resolve(path), true
+		target, replace = resolve(path), true // only for the free-space check: db.Replace resolves it itself
 	case errors.Is(err, fs.ErrNotExist):
 		if lfi, lerr := os.Lstat(path); lerr == nil && lfi.Mode()&fs.ModeSymlink != 0 {
 			return fail("is a symbolic link to a missing file; give the path of the file itself")
@@ -120,63 +125,16 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail("%v; nothing was written", err)
 	}
 
-	// A new file is created under its own name (O_EXCL); a replacement is written beside the
-	// old file and renamed over it at the end.
-	var f *os.File
-	var own *ownFile
-	var err error
-	if replace {
-		var tmp *os.File
-		if tmp, err = os.CreateTemp(dir, "."+filepath.Base(target)+".walrec-gen-*"); err == nil {
-			var fi fs.FileInfo
-			if fi, err = tmp.Stat(); err == nil {
-				f, own = tmp, &ownFile{path: tmp.Name(), fi: fi}
-				err = tmp.Chmod(0o644)
-			} else {
-				tmp.Close()
-				os.Remove(tmp.Name())
-			}
-		}
-	} else {
-		f, own, err = createOwn(target, 0o644)
-	}
-	if errors.Is(err, fs.ErrExist) {
-		return fail("already exists; gen never replaces a file unless --force")
-	}
-	if err != nil {
-		if f != nil {
-			f.Close()
-			own.remove()
-		}
-		return fail("%v", errText(err))
-	}
 	p := of.progress(stderr, "gen")
-	res, err := spec.write(ctx, f, p)
+	var res genResult
+	if replace {
+		err = replaceFile(ctx, path, &spec, p, &res)
+	} else {
+		err = createFile(ctx, target, &spec, p, &res)
+	}
 	p.done()
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && replace {
-		err = os.Rename(own.path, target)
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
 	if err != nil {
-		what := "the partial file was removed"
-		if rerr := own.remove(); rerr != nil {
-			what = "the partial file could not be removed: " + rerr.Error()
-		}
-		if replace {
-			what += "; " + quoteName(path) + " is as it was"
-		}
-		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return fail("stopped before the end (%s)", what)
-		}
-		return fail("%v (%s)", errText(err), what)
+		return fail("%v", err)
 	}
 	if !of.quiet {
 		out := &errWriter{w: stdout}
@@ -190,6 +148,71 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
+}
+
+// createFile writes the log to path, which must not exist, under its own name (O_EXCL), and
+// removes it on any failure.
+func createFile(ctx context.Context, path string, spec *genSpec, p *progress, res *genResult) error {
+	f, own, err := createOwn(path, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return errors.New("already exists; gen never replaces a file unless --force")
+	}
+	if err != nil {
+		return errors.New(errText(err))
+	}
+	*res, err = spec.write(ctx, f, p)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err == nil {
+		return nil
+	}
+	what := "the partial file was removed"
+	if rerr := own.remove(); rerr != nil {
+		what = "the partial file could not be removed: " + rerr.Error()
+	}
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("stopped before the end (%s)", what)
+	}
+	return fmt.Errorf("%v (%s)", errText(err), what)
+}
+
+// replaceFile writes the log in place of the existing file at path through db.Replace: under
+// the database's lock (LOCKED while a process has it open), beside the file a link names,
+// with the old file's mode, owner and group, renamed over it only once complete.
+func replaceFile(ctx context.Context, path string, spec *genSpec, p *progress, res *genResult) error {
+	err := db.Replace(ctx, path, func(ctx context.Context, f db.File) error {
+		var err error
+		*res, err = spec.write(ctx, appendWriter{f}, p)
+		return err
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, db.ErrLocked):
+		return errors.New("is locked by a process that has it open (LOCKED); gen never replaces a database in use: close it first; nothing was written")
+	case errors.Is(err, db.ErrIdentity):
+		return err
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return fmt.Errorf("stopped before the end (the partial file was removed; %s is as it was)", quoteName(path))
+	}
+	return fmt.Errorf("%v (the partial file was removed; %s is as it was)", errText(err), quoteName(path))
+}
+
+// appendWriter writes through db.File's Append.
+type appendWriter struct{ f db.File }
+
+func (w appendWriter) Write(p []byte) (int, error) {
+	if err := w.f.Append(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 const genKeyLen = 11 // "key%08d"

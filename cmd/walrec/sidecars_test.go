@@ -89,3 +89,26 @@ func TestCompactCommand(t *testing.T) {
 		t.Fatalf("a missing file: exit %d", code)
 	}
 }
+
+// Every command agrees on where a database's files are: recover through a symbolic link in
+// another directory keeps the cut bytes beside the file the link names, and sidecars through
+// the link lists them there (before, it looked beside the link and said 0).
+func TestSidecarsThroughALink(t *testing.T) {
+	realDir, linkDir := t.TempDir(), t.TempDir()
+	real := filepath.Join(realDir, "real.db")
+	link := filepath.Join(linkDir, "link.db")
+	walrec(t, "gen", real, "--size", "64KiB", "--damage", "torn_tail", "--quiet").mustExit(t, exitOK, "gen")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	walrec(t, "recover", link, "--quiet").mustExit(t, exitOK, "recover through the link")
+	var list []sidecarJSON
+	r := walrec(t, "sidecars", link, "--json").mustExit(t, exitOK, "sidecars through the link")
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 || filepath.Dir(list[0].Path) != realDir {
+		t.Fatalf("sidecars through the link: %s %v", r.stdout, err)
+	}
+	walrec(t, "sidecars", link, "--clear", "--quiet").mustExit(t, exitOK, "sidecars --clear through the link")
+	if ents, _ := os.ReadDir(realDir); len(ents) != 1 {
+		t.Fatalf("%d entries beside the real file after --clear", len(ents))
+	}
+}
