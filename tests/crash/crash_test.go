@@ -37,6 +37,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("CRASH_WRITER") != "" {
 		os.Exit(writer())
 	}
+	if os.Getenv("CRASH_HOLDER") != "" {
+		os.Exit(holder())
+	}
 	goleak.VerifyTestMain(m)
 }
 
