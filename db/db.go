@@ -585,6 +585,20 @@ func (db *DB) Close() error {
 	return nil
 }
 
+// OpenLocked opens the database file at path as Open does, without recovering it, for tools
+// that work on the file itself (walrec recover): it takes the file's exclusive lock
+// (ErrLocked while a writer has it open) and checks that path still names the file it locked,
+// opening it again when a rename replaced it in between. It returns the file, locked until it
+// is closed, and the path of the file (symbolic links followed), beside which the database's
+// own files go. Only WithFS of the options applies.
+func OpenLocked(path string, mode OpenMode, opts ...Option) (File, string, error) {
+	o := options{fs: OS}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return openLocked(o.fs, path, mode, true)
+}
+
 // maxReopen bounds how many times openLocked opens a path again because its file was replaced
 // between the open and the lock.
 const maxReopen = 100

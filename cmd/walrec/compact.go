@@ -20,10 +20,16 @@ the old log or the new one, whole. It opens FILE as a writer (taking its lock; a
 is cut into a sidecar first, as any open does), and reports the time of a read-only open
 before, the compaction's time and throughput, and the time of a read-only open after.
 
+The new log is the same database to everyone else: it keeps FILE's mode, owner and group (run
+compact as the database's owner or root; otherwise it refuses with IDENTITY before writing
+anything), and through a symbolic link it is the file the link names that is rewritten, in
+that file's directory; the link stays.
+
 Exit status:
   0  compacted
   2  recovery refuses the file (it is untouched)
-  3  an I/O error, a usage error, or LOCKED: another process has the database open
+  3  an I/O error, a usage error, LOCKED (another process has the database open), or
+     IDENTITY (the new log could not be given FILE's owner and group; FILE is untouched)
 `
 
 type compactReport struct {
@@ -54,7 +60,7 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	path := pos[0]
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "walrec compact: %v\n", err)
-		if c := db.CodeOf(err); c != "" && c != "IO_ERROR" && c != "INCOMPLETE_READ" && c != "LOCKED" && c != "INVALID_ARGUMENT" {
+		if c := db.CodeOf(err); c != "" && c != "IO_ERROR" && c != "INCOMPLETE_READ" && c != "LOCKED" && c != "IDENTITY" && c != "INVALID_ARGUMENT" {
 			return exitRefused
 		}
 		return exitError

@@ -101,7 +101,16 @@ func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recove
 	if ro.output != "" {
 		openMode = db.OpenReadOnly
 	}
-	f, err := db.OS.OpenFile(path, openMode)
+	// Locked, and checked to be the file the path names once locked (a compaction may have
+	// renamed another over it meanwhile).
+	f, real, err := db.OpenLocked(path, openMode)
+	if errors.Is(err, db.ErrLocked) {
+		var size int64 // the report says how large the file it could not take is
+		if fi, serr := os.Stat(path); serr == nil {
+			size = fi.Size()
+		}
+		return recoverReport{report: newReport(path, mode, recovery.Result{Size: size}, err)}
+	}
 	if err != nil {
 		r := openErrorReport(path, mode, err)
 		if errors.Is(err, fs.ErrPermission) || errors.Is(err, errROFS) {
@@ -111,12 +120,9 @@ func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recove
 	}
 	defer f.Close()
 	size, err := f.Size()
-	if err == nil {
-		err = f.Lock()
-	}
 	if err != nil {
-		r := newReport(path, mode, recovery.Result{Size: size}, err)
-		r.notOpened = r.Outcome != outLocked
+		r := newReport(path, mode, recovery.Result{}, err)
+		r.notOpened = true
 		return recoverReport{report: r}
 	}
 	rfile := db.RecoveryFile(f, size)
@@ -126,7 +132,6 @@ func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recove
 	}
 
 	// The sidecar goes beside the database itself, not beside a link to it.
-	real := resolve(path)
 	dir := filepath.Dir(real)
 	if ro.sidecarDir != "" {
 		dir = ro.sidecarDir
