@@ -79,7 +79,7 @@ func ReadPrefix(ctx context.Context, r io.ReaderAt, size int64, maxRecord uint32
 	}
 	var head [format.FileHeaderSize]byte
 	n := min(size, format.FileHeaderSize)
-	if err := walerr.ReadFull(r, head[:n], 0); err != nil {
+	if err := walerr.ReadFullContext(ctx, r, head[:n], 0); err != nil {
 		return Prefix{}, err
 	}
 	if n < format.FileHeaderSize {
@@ -180,10 +180,14 @@ func Decide(ctx context.Context, r io.ReaderAt, size int64, cfg Config, d Damage
 	off := d.Offset
 	switch d.Trouble {
 	case TooLarge:
-		return nil, tooLarge(off, lengthAt(ctx, r, size, off), cfg.MaxRecord)
+		n, err := lengthAt(ctx, r, off)
+		if err != nil {
+			return nil, err
+		}
+		return nil, tooLarge(off, n, cfg.MaxRecord)
 	case LegacyOversize:
 		var hb [format.LegacyHeaderSize]byte
-		if err := walerr.ReadFull(r, hb[:], off); err != nil {
+		if err := walerr.ReadFullContext(ctx, r, hb[:], off); err != nil {
 			return nil, err
 		}
 		h := format.DecodeLegacyHeader(hb[:])
@@ -206,7 +210,7 @@ func Decide(ctx context.Context, r io.ReaderAt, size int64, cfg Config, d Damage
 		corrupt = "its checksum holds, so it was written whole, but it does not parse"
 	case Torn:
 		tail.Reason = TornTail
-		search, err := tornNeedsSearch(r, size, cfg, off)
+		search, err := tornNeedsSearch(ctx, r, size, cfg, off)
 		if err != nil {
 			return nil, err
 		}
@@ -258,12 +262,12 @@ func Decide(ctx context.Context, r io.ReaderAt, size int64, cfg Config, d Damage
 //
 // The header is read again rather than taken on the source's word, so that this rule is
 // decided here, from the bytes, whatever produced the Damage.
-func tornNeedsSearch(r io.ReaderAt, size int64, cfg Config, off int64) (bool, error) {
+func tornNeedsSearch(ctx context.Context, r io.ReaderAt, size int64, cfg Config, off int64) (bool, error) {
 	if size-off < format.V1HeaderSize {
 		return true, nil // not a torn header at all: let the search decide
 	}
 	var hb [format.V1HeaderSize]byte
-	if err := walerr.ReadFull(r, hb[:], off); err != nil {
+	if err := walerr.ReadFullContext(ctx, r, hb[:], off); err != nil {
 		return false, err
 	}
 	h := format.DecodeV1Header(hb[:])
@@ -272,11 +276,15 @@ func tornNeedsSearch(r io.ReaderAt, size int64, cfg Config, off int64) (bool, er
 	return !proven, nil
 }
 
-// lengthAt reads the length word at off, for messages only.
-func lengthAt(_ context.Context, r io.ReaderAt, _ int64, off int64) uint32 {
+// lengthAt reads the length word at off, for messages only: a failed read says 0, and only a
+// done ctx (no read starts then) is an error.
+func lengthAt(ctx context.Context, r io.ReaderAt, off int64) (uint32, error) {
 	var b [4]byte
-	if walerr.ReadFull(r, b[:], off) != nil {
-		return 0
+	if err := walerr.ReadFullContext(ctx, r, b[:], off); err != nil {
+		if walerr.CodeOf(err) == walerr.Canceled {
+			return 0, err
+		}
+		return 0, nil
 	}
-	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]), nil
 }

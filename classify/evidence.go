@@ -199,7 +199,7 @@ func (w *window) fill(sc *scanner, off int64) error {
 	}
 	n := int(min(int64(len(w.buf)), sc.size-off))
 	sc.read += int64(n)
-	if err := walerr.ReadFull(sc.r, w.buf[:n], off); err != nil {
+	if err := walerr.ReadFullContext(sc.ctx, sc.r, w.buf[:n], off); err != nil {
 		w.n = 0
 		return err
 	}
@@ -290,7 +290,7 @@ func ChecksumMatches(ctx context.Context, r io.ReaderAt, scratch []byte, off, n 
 			return false, walerr.Wrap(walerr.Canceled, off, err, "while checking a record's checksum")
 		}
 		k := min(int64(len(scratch)), n)
-		if err := walerr.ReadFull(r, scratch[:k], off); err != nil {
+		if err := walerr.ReadFullContext(ctx, r, scratch[:k], off); err != nil {
 			return false, err
 		}
 		crc = format.UpdateChecksum(crc, scratch[:k])

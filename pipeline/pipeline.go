@@ -155,9 +155,16 @@ func sequential(ctx context.Context, src *source.Reader, st *apply.Stage) (_ Sta
 		held, _ = pool.Get(ctx) // never blocks: the one buffer is back
 		var readErr error
 		if !src.Skips(k, c) {
-			readErr = src.Read(held, k)
+			readErr = src.Read(ctx, held, k)
 		}
 		c, err = src.Carve(ctx, held, readErr, &held.Meta.Batch, k, c)
+		if err != nil && walerr.CodeOf(err) == walerr.Canceled && ctx.Err() != nil {
+			// A read that would have started after ctx was done: none did. The same error as
+			// the check above gives, at the offset replayed so far.
+			release(src, pool, held)
+			held = nil
+			return stats(src, pool, 1), canceled(st, ctx.Err())
+		}
 		done := err != nil
 		if !done {
 			verify.Batch(st.Layout, &held.Meta.Batch, held.B, auxOf(src, held), st.Preparer)
@@ -337,7 +344,7 @@ func (r *run) work(b *buffer, k int64) bool {
 	}
 	var readErr error
 	if !have || !r.src.Skips(k, c) { // read ahead of the carry: the extent is known
-		readErr = r.catch(j, func() error { return r.src.Read(b, k) })
+		readErr = r.catch(j, func() error { return r.src.Read(r.ctx, b, k) })
 	}
 	if !have {
 		// The carry usually arrives within microseconds (the previous chunk's read began

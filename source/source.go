@@ -94,10 +94,10 @@ func (s *Reader) Skips(k int64, c Carry) bool {
 	return c.Done || (c.Off >= end && end < s.size)
 }
 
-// Read reads chunk k into buf.
-func (s *Reader) Read(buf Buffer, k int64) error {
+// Read reads chunk k into buf. It starts no read once ctx is done (CANCELED).
+func (s *Reader) Read(ctx context.Context, buf Buffer, k int64) error {
 	start, end := s.Bounds(k)
-	return walerr.ReadFull(s.r, buf.Grow(int(end-start)), start)
+	return walerr.ReadFullContext(ctx, s.r, buf.Grow(int(end-start)), start)
 }
 
 // BigHeld is the size of the shared buffer for large records (for the memory accounting).
@@ -115,7 +115,8 @@ func (s *Reader) ReleaseBig(bt *chunk.Batch) {
 // Carve carves chunk k, whose bytes are buf (read by Read; readErr is what that read returned)
 // starting from c, into bt. It returns the carry into chunk k+1. An error is a read error
 // that the stream cannot go past (bt is then unusable and the carry is Done): a failed read of
-// this chunk, or of a record that runs past its end.
+// this chunk, or of a record that runs past its end, or CANCELED when a read it needs would
+// start after ctx is done (none does).
 func (s *Reader) Carve(ctx context.Context, buf Buffer, readErr error, bt *chunk.Batch, k int64, c Carry) (Carry, error) {
 	start, end := s.Bounds(k)
 	bt.Reset(k, start)
@@ -145,7 +146,7 @@ func (s *Reader) Carve(ctx context.Context, buf Buffer, readErr error, bt *chunk
 			head = data[q : q+hdr]
 		} else { // the header itself runs past the chunk: read it on its own
 			head = s.head[:hdr]
-			if err := walerr.ReadFull(s.r, head, off); err != nil {
+			if err := walerr.ReadFullContext(ctx, s.r, head, off); err != nil {
 				return Carry{Done: true}, err
 			}
 		}
@@ -217,7 +218,7 @@ func (s *Reader) straddler(ctx context.Context, buf Buffer, bt *chunk.Batch, hea
 	n := s.hdr + int(l)
 	if n <= s.readSize {
 		aux := buf.GrowAux(n)
-		if err := walerr.ReadFull(s.r, aux, off); err != nil {
+		if err := walerr.ReadFullContext(ctx, s.r, aux, off); err != nil {
 			return nil, err
 		}
 		return aux, sameHeader(aux, head, off)
@@ -242,7 +243,7 @@ func (s *Reader) straddler(ctx context.Context, buf Buffer, bt *chunk.Batch, hea
 		s.bigPeak = max(s.bigPeak, n)
 	}
 	s.big = s.big[:n]
-	if err := walerr.ReadFull(s.r, s.big, off); err != nil {
+	if err := walerr.ReadFullContext(ctx, s.r, s.big, off); err != nil {
 		return nil, err
 	}
 	return s.big, sameHeader(s.big, head, off)
