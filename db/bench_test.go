@@ -324,3 +324,42 @@ func BenchmarkCompactDemo(b *testing.B) {
 	})
 	b.Run("open-after", open)
 }
+
+// BenchmarkNestedCheck: group commit's throughput with the goroutine id that detects a nested
+// Update read from the runtime (fast) and parsed from runtime.Stack (stack), alternated in one
+// run (docs/design.md's decision record on the nested check).
+func BenchmarkNestedCheck(b *testing.B) {
+	for _, round := range []string{"a", "b"} {
+		for _, id := range []string{"fast", "stack"} {
+			for _, writers := range []int{1, 64} {
+				b.Run(fmt.Sprintf("%s/writers=%d/round=%s", id, writers, round), func(b *testing.B) {
+					if id == "stack" {
+						defer db.UseStackGoid()()
+					}
+					d, err := db.Open(filepath.Join(b.TempDir(), "c.db"))
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer d.Close()
+					var next atomic.Int64
+					var wg sync.WaitGroup
+					b.ResetTimer()
+					for range writers {
+						wg.Go(func() {
+							key, val := make([]byte, 16), make([]byte, 100)
+							for next.Add(1) <= int64(b.N) {
+								binary.BigEndian.PutUint64(key, uint64(next.Load()%4096))
+								if err := d.Update(func(tx *db.Tx) error { return tx.Set(key, val) }); err != nil {
+									b.Error(err)
+									return
+								}
+							}
+						})
+					}
+					wg.Wait()
+					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
+				})
+			}
+		}
+	}
+}

@@ -33,11 +33,13 @@ import (
 	"io/fs"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/recoveryopts"
 	"github.com/streamwal/recovery/walerr"
 )
 
@@ -46,7 +48,6 @@ type Option func(*options)
 
 type options struct {
 	fs         FS
-	ctx        context.Context
 	recovery   []recovery.Option
 	onTruncate func(TruncationReport)
 	noSidecar  bool
@@ -59,10 +60,10 @@ type options struct {
 }
 
 // WithRecovery passes options through to recovery.Recover (recovery.WithParallelism(n),
-// WithMode, WithReadSize, WithPoolDepth, WithProgress...). Use this package's ReadOnly,
-// WithMaxRecordSize and OnTruncate rather than recovery's ReadOnly, WithMaxRecordSize and
-// WithBeforeTruncate: the database needs to know about those (the writer's record limit, the
-// sidecar copy), and its own settings take precedence.
+// WithMode, WithReadSize, WithPoolDepth, WithProgress). recovery's ReadOnly,
+// WithMaxRecordSize, WithBeforeTruncate and WithPrepare are the database's own settings (the
+// writer's record limit, the sidecar copy, the store's loader): Open refuses them with
+// INVALID_ARGUMENT; use this package's ReadOnly, WithMaxRecordSize and OnTruncate.
 func WithRecovery(opts ...recovery.Option) Option {
 	return func(o *options) { o.recovery = append(o.recovery, opts...) }
 }
@@ -86,8 +87,6 @@ func WithoutGroupCommit() Option { return func(o *options) { o.serial = true } }
 // WithFS sets the filesystem (default OS).
 func WithFS(f FS) Option { return func(o *options) { o.fs = f } }
 
-// WithContext sets the context that cancels Open's recovery (default context.Background()).
-func WithContext(ctx context.Context) Option { return func(o *options) { o.ctx = ctx } }
 
 // WithMaxRecordSize sets the largest record the writer writes and recovery accepts (default
 // recovery.DefaultMaxRecord, 1 GiB; at most 0xFFFFFFFE). A transaction whose record would be
@@ -159,12 +158,24 @@ const keepBuf = 1 << 20
 // (recovery.ErrCorruptWAL, ErrIncompleteRead, ErrIO, ...) when the log cannot be replayed, with
 // the file untouched.
 func Open(path string, opts ...Option) (*DB, error) {
-	o := options{fs: OS, ctx: context.Background(), maxRecord: recovery.DefaultMaxRecord}
+	return OpenContext(context.Background(), path, opts...)
+}
+
+// OpenContext is Open that stops when ctx is done while the log is being recovered or the
+// store read back: it then fails with CANCELED, the file as it was (a cut already made and
+// reported stays made) and no lock held.
+func OpenContext(ctx context.Context, path string, opts ...Option) (*DB, error) {
+	o := options{fs: OS, maxRecord: recovery.DefaultMaxRecord}
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if owned := recoveryopts.Owned(o.recovery); len(owned) > 0 {
+		return nil, &Error{Code: walerr.InvalidArgument, Path: path, Offset: -1,
+			Detail: fmt.Sprintf("db.WithRecovery(%s): the database sets this itself (the writer and recovery must agree on it)", strings.Join(owned, ", ")),
+			Hint:   "use db.ReadOnly(), db.WithMaxRecordSize, db.OnTruncate instead"}
+	}
 	if m := o.autoCompact; !(m == 0 || m > 1) || math.IsInf(m, 0) { // before anything is cut
-		return nil, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("db: WithAutoCompact(%v): the multiple must be more than 1 (0: off)", m))
+		return nil, &Error{Code: walerr.InvalidArgument, Path: path, Offset: -1, Detail: fmt.Sprintf("WithAutoCompact(%v): the multiple must be more than 1 (0: off)", m)}
 	}
 	mode := OpenReadWrite
 	if o.readOnly {
@@ -183,7 +194,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 			f.Close()
 		}
 	}()
-	if err := db.open(&o); err != nil {
+	if err := db.open(ctx, &o); err != nil {
 		return nil, err
 	}
 	opened = true
@@ -196,7 +207,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 	return db, nil
 }
 
-func (db *DB) open(o *options) error {
+func (db *DB) open(ctx context.Context, o *options) error {
 	f := db.f
 	size, err := f.Size()
 	if err != nil {
@@ -220,13 +231,13 @@ func (db *DB) open(o *options) error {
 		ropts = append(ropts, recovery.ReadOnly())
 	case !o.noSidecar:
 		ropts = append(ropts, recovery.WithBeforeTruncate(func(t recovery.Truncation) (err error) {
-			sidecar, err = db.saveCut(o.ctx, t)
+			sidecar, err = db.saveCut(ctx, t)
 			return err
 		}))
 	}
 	ld := newLoaderFor(size)
 	ropts = append(ropts, recovery.WithPrepare(recovery.PrepareFunc(ld.prepare)))
-	res, err := recovery.Recover(o.ctx, &recFile{f: f, size: size}, ld, ropts...)
+	res, err := recovery.Recover(ctx, &recFile{f: f, size: size}, ld, ropts...)
 	if err != nil {
 		return fmt.Errorf("db: open %s: %w", db.path, err)
 	}
@@ -234,9 +245,8 @@ func (db *DB) open(o *options) error {
 	end := size
 	if t := res.Truncation; t != nil {
 		if !res.Truncated && !db.readOnly {
-			return walerr.New(walerr.InvalidArgument, t.Offset, fmt.Sprintf(
-				"db: open %s: recovery decided to cut %d bytes (%s) but did not; appending after them would bury them mid-log",
-				db.path, t.Bytes, t.Reason)).WithHint("use db.ReadOnly() rather than recovery.ReadOnly() to inspect a database")
+			return &Error{Code: walerr.InvalidArgument, Path: db.path, Offset: t.Offset, Detail: fmt.Sprintf(
+				"recovery decided to cut %d bytes (%s) but did not; appending after them would bury them mid-log", t.Bytes, t.Reason)}
 		}
 		if res.Truncated {
 			end = t.Offset
@@ -259,7 +269,7 @@ func (db *DB) open(o *options) error {
 	if end == 0 {
 		db.layout = format.LayoutV1 // new files are v1: the header goes with the first record
 	}
-	if db.w, err = ld.finish(o.ctx, f, end, res.Parallelism); err != nil {
+	if db.w, err = ld.finish(ctx, f, end, res.Parallelism); err != nil {
 		return fmt.Errorf("db: open %s: %w", db.path, err)
 	}
 	db.pub.Store(db.w.Clone())

@@ -712,11 +712,24 @@ func TestOpenOptions(t *testing.T) {
 	if _, err := db.Open(path, db.WithRecovery(recovery.WithParallelism(-1))); !errors.Is(err, recovery.ErrInvalidArgument) {
 		t.Fatalf("bad option: %v", err)
 	}
-	// recovery.ReadOnly through WithRecovery on a writable open with a tail to cut: refused,
-	// since appending after the uncut tail would bury it mid-log.
+	// The database's own settings through WithRecovery are refused at Open, before anything
+	// is read or cut (recovery.ReadOnly would leave a tail to be buried mid-log by the next
+	// append; a record limit other than the writer's could make a commit unopenable).
 	os.WriteFile(path, append(readFile(t, path), 0, 0, 0), 0o644)
-	if _, err := db.Open(path, db.WithRecovery(recovery.ReadOnly())); !errors.Is(err, recovery.ErrInvalidArgument) {
-		t.Fatalf("recovery.ReadOnly on a writable open: %v", err)
+	before := readFile(t, path)
+	for _, opt := range []recovery.Option{
+		recovery.ReadOnly(),
+		recovery.WithMaxRecordSize(1 << 20),
+		recovery.WithBeforeTruncate(func(recovery.Truncation) error { return nil }),
+		recovery.WithPrepare(recovery.PrepareFunc(func(recovery.Record, []uint64) []uint64 { return nil })),
+	} {
+		_, err := db.Open(path, db.WithRecovery(recovery.WithParallelism(2), opt))
+		if !errors.Is(err, recovery.ErrInvalidArgument) || !strings.Contains(err.Error(), "recovery.") {
+			t.Fatalf("a setting the database owns, through WithRecovery: %v", err)
+		}
+	}
+	if !bytes.Equal(readFile(t, path), before) {
+		t.Fatal("a refused open changed the file")
 	}
 }
 

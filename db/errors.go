@@ -1,89 +1,46 @@
 package db
 
-import (
-	"errors"
+import "github.com/streamwal/recovery/walerr"
 
-	"github.com/streamwal/recovery"
-)
-
-// Code is a stable, machine-readable class of a database error. Its string form never changes.
-type Code string
+// Code is a stable, machine-readable class of an error: the database's codes below and
+// recovery's (recovery.CodeCorruptWAL, ...) are one type, walerr.Code. Its string form never
+// changes.
+type Code = walerr.Code
 
 const (
-	CodeLocked     Code = "LOCKED"        // another writer holds the file's lock
-	CodeFailed     Code = "FAILED"        // an append or fsync failed earlier: reopen to write again
-	CodeReadOnly   Code = "READ_ONLY"     // a write to a read-only database or transaction
-	CodeTxTooLarge Code = "TX_TOO_LARGE"  // the transaction's record would exceed the maximum record size
-	CodeClosed     Code = "CLOSED"        // the database (or the transaction) is closed
-	CodeNested     Code = "NESTED"        // Update or Close called from inside an Update's function
-	CodeSidecars   Code = "SIDECARS_FULL" // every sidecar name for one offset is taken by different bytes
-	CodeIdentity   Code = "IDENTITY"      // a rewrite cannot keep the database file's identity (owner, group, mode, or the file itself)
+	CodeLocked     = walerr.Locked       // another writer holds the file's lock
+	CodeFailed     = walerr.Failed       // an append or fsync failed earlier: reopen to write again
+	CodeReadOnly   = walerr.ReadOnly     // a write to a read-only database or transaction
+	CodeTxTooLarge = walerr.TxTooLarge   // the transaction's record would exceed the maximum record size
+	CodeClosed     = walerr.Closed       // the database (or the transaction) is closed
+	CodeNested     = walerr.Nested       // Update or Close called from inside an Update's function
+	CodeSidecars   = walerr.SidecarsFull // every sidecar name for one offset is taken by different bytes
+	CodeIdentity   = walerr.Identity     // a rewrite cannot keep the database file's identity
 )
 
 // Sentinels, one per code, for errors.Is. Every error the database returns for one of these
 // conditions is an *Error that matches its sentinel and unwraps to its cause.
 var (
-	ErrLocked     = errors.New("db: LOCKED: the database file is locked by another writer")
-	ErrFailed     = errors.New("db: FAILED: an earlier append or fsync failed; reopen the database to write again")
-	ErrReadOnly   = errors.New("db: READ_ONLY: the database or transaction is read-only")
-	ErrTxTooLarge = errors.New("db: TX_TOO_LARGE: the transaction is larger than the maximum record size")
-	ErrClosed     = errors.New("db: CLOSED: the database or transaction is closed")
-	ErrNested     = errors.New("db: NESTED: Update or Close called from inside an Update's function")
-	ErrSidecars   = errors.New("db: SIDECARS_FULL: too many sidecars with different bytes for one offset")
-	ErrIdentity   = errors.New("db: IDENTITY: a rewrite cannot keep the database file's owner, group and mode, or the path no longer names the database's file")
+	ErrLocked     = walerr.ErrLocked
+	ErrFailed     = walerr.ErrFailed
+	ErrReadOnly   = walerr.ErrReadOnly
+	ErrTxTooLarge = walerr.ErrTxTooLarge
+	ErrClosed     = walerr.ErrClosed
+	ErrNested     = walerr.ErrNested
+	ErrSidecars   = walerr.ErrSidecarsFull
+	ErrIdentity   = walerr.ErrIdentity
 )
 
-var sentinels = map[Code]error{
-	CodeLocked:     ErrLocked,
-	CodeFailed:     ErrFailed,
-	CodeReadOnly:   ErrReadOnly,
-	CodeTxTooLarge: ErrTxTooLarge,
-	CodeClosed:     ErrClosed,
-	CodeNested:     ErrNested,
-	CodeSidecars:   ErrSidecars,
-	CodeIdentity:   ErrIdentity,
-}
-
-// Error is a database error with a stable code, the file it concerns, and its cause.
-type Error struct {
-	Code   Code
-	Path   string // the database file, "" when none applies
-	Detail string // what happened, for a person
-	Err    error  // the cause, may be nil
-}
+// Error is the one error type of the database and of recovery (walerr.Error, also
+// recovery.Error): a stable Code, the file (Path) and the Offset it concerns, what happened
+// (Detail), what to do (Hint) and the cause (Err). Match it with errors.Is against a sentinel
+// (ErrLocked, recovery.ErrCorruptWAL) or errors.As to read its fields.
+type Error = walerr.Error
 
 func newError(code Code, path, detail string, cause error) *Error {
-	return &Error{Code: code, Path: path, Detail: detail, Err: cause}
+	return &Error{Code: code, Path: path, Offset: -1, Detail: detail, Err: cause}
 }
 
-func (e *Error) Error() string {
-	msg := "db: " + string(e.Code)
-	if e.Path != "" {
-		msg += " " + e.Path
-	}
-	if e.Detail != "" {
-		msg += ": " + e.Detail
-	}
-	if e.Err != nil {
-		msg += ": " + e.Err.Error()
-	}
-	return msg
-}
-
-// Unwrap yields the code's sentinel and the cause, so errors.Is matches either.
-func (e *Error) Unwrap() []error {
-	if e.Err == nil {
-		return []error{sentinels[e.Code]}
-	}
-	return []error{sentinels[e.Code], e.Err}
-}
-
-// CodeOf returns the code of err: a database Code ("LOCKED", ...) or a recovery code
-// ("CORRUPT_WAL", ...), or "" when err is neither.
-func CodeOf(err error) string {
-	var e *Error
-	if errors.As(err, &e) {
-		return string(e.Code)
-	}
-	return string(recovery.CodeOf(err))
-}
+// CodeOf returns the code of the first *Error in err's chain (a database code, "LOCKED", ...,
+// or a recovery code, "CORRUPT_WAL", ...), or "" when there is none.
+func CodeOf(err error) Code { return walerr.CodeOf(err) }

@@ -7,3 +7,11 @@ func SetPartBytes(n int64) (restore func()) {
 	partBytes = n
 	return func() { partBytes = old }
 }
+
+// UseStackGoid makes Update find its goroutine's id by parsing runtime.Stack, as before the
+// fast id, for BenchmarkNestedCheck's comparison; the returned func restores the fast one.
+func UseStackGoid() (restore func()) {
+	fast := goid
+	goid = stackGoid
+	return func() { goid = fast }
+}

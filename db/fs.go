@@ -119,7 +119,7 @@ func (osFS) OpenFile(path string, mode OpenMode) (File, error) {
 
 // notRegular is the error for a path that is not a regular file.
 func notRegular(path string, mode fs.FileMode) error {
-	return walerr.New(walerr.InvalidArgument, 0, fmt.Sprintf("db: %s is not a regular file (%s): a database is a regular file", path, mode.Type()))
+	return &Error{Code: walerr.InvalidArgument, Path: path, Offset: -1, Detail: fmt.Sprintf("not a regular file (%s): a database is a regular file", mode.Type())}
 }
 
 func (osFS) Remove(path string) error { return os.Remove(path) }

@@ -1,4 +1,5 @@
-// The database's record limit wins over a recovery option that says otherwise.
+// The database's record limit is the database's: the writer's and recovery's agree, and a
+// recovery option that says otherwise is refused at Open.
 package db_test
 
 import (
@@ -12,7 +13,10 @@ import (
 
 func TestDatabaseRecordLimitWins(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "m.db")
-	opts := []db.Option{db.WithMaxRecordSize(1 << 20), db.WithRecovery(recovery.WithMaxRecordSize(4096))}
+	if _, err := db.Open(path, db.WithMaxRecordSize(1<<20), db.WithRecovery(recovery.WithMaxRecordSize(4096))); !errors.Is(err, recovery.ErrInvalidArgument) {
+		t.Fatalf("recovery.WithMaxRecordSize through WithRecovery: %v, want INVALID_ARGUMENT", err)
+	}
+	opts := []db.Option{db.WithMaxRecordSize(1 << 20), db.WithRecovery(recovery.WithParallelism(2))}
 	d, err := db.Open(path, opts...)
 	if err != nil {
 		t.Fatal(err)

@@ -113,7 +113,7 @@ func TestOpenCanceledDuringTheReadBack(t *testing.T) {
 				cancel()
 			}
 		})
-		_, err := db.Open(path, db.WithContext(ctx), db.WithRecovery(recovery.WithParallelism(par), stop))
+		_, err := db.OpenContext(ctx, path, db.WithRecovery(recovery.WithParallelism(par), stop))
 		cancel()
 		if !errors.Is(err, recovery.ErrCanceled) || !strings.Contains(err.Error(), "reading the store back") {
 			t.Fatalf("par %d: %v, want CANCELED while reading the store back", par, err)

@@ -54,7 +54,7 @@ var ErrNoSpace = errors.New("not enough free space for the sidecar")
 // error) has its free space checked (the OS's has).
 func WriteSidecar(ctx context.Context, fsys FS, path string, src io.ReaderAt, t recovery.Truncation, dir string) (name string, holes int64, err error) {
 	if t.Offset < 0 || t.Bytes < 0 || t.Offset > math.MaxInt64-t.Bytes {
-		return "", 0, walerr.New(walerr.InvalidArgument, t.Offset, fmt.Sprintf("db: a sidecar of %d bytes at offset %d", t.Bytes, t.Offset))
+		return "", 0, (&Error{Code: walerr.InvalidArgument, Path: path, Offset: t.Offset, Detail: fmt.Sprintf("a sidecar of %d bytes at offset %d", t.Bytes, t.Offset)})
 	}
 	if fsys == nil {
 		fsys = OS
@@ -69,7 +69,7 @@ func writeSidecar(ctx context.Context, fsys FS, path string, src io.ReaderAt, t 
 	base := fmt.Sprintf("%s.cut-%d", filepath.Join(dir, filepath.Base(path)), t.Offset)
 	tmp := base + tmpSuffix
 	wrap := func(name string, err error) error {
-		if walerr.CodeOf(err) == "" && CodeOf(err) == "" { // an open, append, sync, rename: I/O
+		if CodeOf(err) == "" { // an open, append, sync, rename: I/O
 			err = walerr.Wrap(walerr.IO, t.Offset, err, "cannot save the bytes to be cut; nothing was cut")
 		}
 		return fmt.Errorf("db: write sidecar %s: %w", name, err)

@@ -1,9 +1,12 @@
-// Package walerr defines the one error type every stage of recovery returns.
+// Package walerr defines the one error type of this module: every stage of recovery and the
+// database return it.
 //
-// An *Error carries a stable Code, the byte Offset it concerns and the underlying cause. It
-// matches the sentinel of its code with errors.Is (errors.Is(err, walerr.ErrCorruptWAL)), and
-// its cause too (errors.Is(err, context.Canceled), errors.Is(err, io.ErrUnexpectedEOF)).
-// The root package re-exports all of it as recovery.Error, recovery.ErrCorruptWAL, and so on.
+// An *Error carries a stable Code, the file and the byte Offset it concerns, and the
+// underlying cause. It matches the sentinel of its code with errors.Is (errors.Is(err,
+// walerr.ErrCorruptWAL), errors.Is(err, walerr.ErrLocked)), and its cause too (errors.Is(err,
+// context.Canceled), errors.Is(err, io.ErrUnexpectedEOF)). The root package re-exports the
+// recovery codes as recovery.Error, recovery.ErrCorruptWAL, and so on; package db re-exports
+// the database's as db.Error, db.ErrLocked, and so on: the same type, the same Code type.
 package walerr
 
 import (
@@ -26,6 +29,16 @@ const (
 	Canceled           Code = "CANCELED"
 	ApplyFailed        Code = "APPLY_FAILED" // the caller's Applier returned an error
 	InvalidArgument    Code = "INVALID_ARGUMENT"
+
+	// The database's (package db).
+	Locked       Code = "LOCKED"        // another writer holds the file's lock
+	Failed       Code = "FAILED"        // an append or fsync failed earlier: reopen to write again
+	ReadOnly     Code = "READ_ONLY"     // a write to a read-only database or transaction
+	TxTooLarge   Code = "TX_TOO_LARGE"  // the transaction's record would exceed the maximum record size
+	Closed       Code = "CLOSED"        // the database (or the transaction) is closed
+	Nested       Code = "NESTED"        // Update or Close called from inside an Update's function
+	SidecarsFull Code = "SIDECARS_FULL" // every sidecar name for one offset is taken by different bytes
+	Identity     Code = "IDENTITY"      // a rewrite cannot keep the database file's identity (owner, group, mode, or the file itself)
 )
 
 // Sentinels, one per code, for errors.Is.
@@ -40,6 +53,15 @@ var (
 	ErrCanceled           = errors.New("recovery: canceled")
 	ErrApplyFailed        = errors.New("recovery: the applier failed")
 	ErrInvalidArgument    = errors.New("recovery: invalid argument")
+
+	ErrLocked       = errors.New("db: LOCKED: the database file is locked by another writer")
+	ErrFailed       = errors.New("db: FAILED: an earlier append or fsync failed; reopen the database to write again")
+	ErrReadOnly     = errors.New("db: READ_ONLY: the database or transaction is read-only")
+	ErrTxTooLarge   = errors.New("db: TX_TOO_LARGE: the transaction is larger than the maximum record size")
+	ErrClosed       = errors.New("db: CLOSED: the database or transaction is closed")
+	ErrNested       = errors.New("db: NESTED: Update or Close called from inside an Update's function")
+	ErrSidecarsFull = errors.New("db: SIDECARS_FULL: too many sidecars with different bytes for one offset")
+	ErrIdentity     = errors.New("db: IDENTITY: a rewrite cannot keep the database file's owner, group and mode, or the path no longer names the database's file")
 )
 
 var sentinels = map[Code]error{
@@ -53,18 +75,37 @@ var sentinels = map[Code]error{
 	Canceled:           ErrCanceled,
 	ApplyFailed:        ErrApplyFailed,
 	InvalidArgument:    ErrInvalidArgument,
+
+	Locked:       ErrLocked,
+	Failed:       ErrFailed,
+	ReadOnly:     ErrReadOnly,
+	TxTooLarge:   ErrTxTooLarge,
+	Closed:       ErrClosed,
+	Nested:       ErrNested,
+	SidecarsFull: ErrSidecarsFull,
+	Identity:     ErrIdentity,
 }
 
-// Error is a recovery failure.
+// ofDatabase reports whether c is one of the database's codes (its message says "db:").
+func ofDatabase(c Code) bool {
+	switch c {
+	case Locked, Failed, ReadOnly, TxTooLarge, Closed, Nested, SidecarsFull, Identity:
+		return true
+	}
+	return false
+}
+
+// Error is a failure of recovery or of the database.
 type Error struct {
 	Code   Code
+	Path   string // the file the error concerns, "" when none applies (recovery reads an io.ReaderAt)
 	Offset int64  // byte offset in the file the error concerns; -1 when none applies
 	Detail string // what was found there, for a person
 	Hint   string // what a person can do about it (may be empty)
 	Err    error  // underlying cause, may be nil
 }
 
-// New builds an *Error.
+// New builds an *Error (no Path: WithPath adds one).
 func New(code Code, off int64, detail string) *Error {
 	return &Error{Code: code, Offset: off, Detail: detail}
 }
@@ -74,11 +115,20 @@ func Wrap(code Code, off int64, cause error, detail string) *Error {
 	return &Error{Code: code, Offset: off, Detail: detail, Err: cause}
 }
 
+// WithPath returns e with the file it concerns.
+func (e *Error) WithPath(p string) *Error { e.Path = p; return e }
+
 // WithHint returns e with a hint attached.
 func (e *Error) WithHint(h string) *Error { e.Hint = h; return e }
 
 func (e *Error) Error() string {
 	msg := "recovery: " + string(e.Code)
+	if ofDatabase(e.Code) || e.Path != "" { // recovery reads an io.ReaderAt: a file is the database's
+		msg = "db: " + string(e.Code)
+	}
+	if e.Path != "" {
+		msg += " " + e.Path
+	}
 	if e.Offset >= 0 {
 		msg += fmt.Sprintf(" at offset %d", e.Offset)
 	}

@@ -69,13 +69,13 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return fail(err)
 	}
 	t0 := time.Now()
-	d, err := db.Open(path, db.ReadOnly(), db.WithContext(ctx)) // timed the same way as the open after
+	d, err := db.OpenContext(ctx, path, db.ReadOnly()) // timed the same way as the open after
 	if err != nil {
 		return fail(err)
 	}
 	r := compactReport{File: path, OpenBefore: time.Since(t0).Seconds()}
 	d.Close()
-	if d, err = db.Open(path, db.WithContext(ctx)); err != nil {
+	if d, err = db.OpenContext(ctx, path); err != nil {
 		return fail(err)
 	}
 	res, err := d.CompactContext(ctx) // a signal stops it; the old log stays
@@ -89,7 +89,7 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	r.CompactTime = res.Duration.Seconds()
 	r.CompactMBps = float64(res.Before) / 1e6 / res.Duration.Seconds()
 	t0 = time.Now()
-	d, err = db.Open(path, db.ReadOnly(), db.WithContext(ctx))
+	d, err = db.OpenContext(ctx, path, db.ReadOnly())
 	if err != nil {
 		return fail(err)
 	}

@@ -260,9 +260,9 @@ func (r *openRow) open(ctx context.Context, path string, stderr io.Writer, of *o
 		r.res = res
 		return err
 	}
-	opts = append(opts, db.WithContext(ctx), db.WithRecovery(ropts...))
+	opts = append(opts, db.WithRecovery(ropts...))
 	start := time.Now()
-	d, err := db.Open(path, opts...)
+	d, err := db.OpenContext(ctx, path, opts...)
 	r.elapsed = time.Since(start)
 	r.heapGrowth = h.Growth()
 	p.done()

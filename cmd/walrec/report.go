@@ -195,14 +195,15 @@ func newReport(file string, mode recovery.Mode, res recovery.Result, err error) 
 			r.notOpened = true
 		}
 		r.Outcome, r.Exit = outIO, exitError
-		if errors.Is(err, db.ErrLocked) {
-			r.Outcome, r.Code = outLocked, ptr(string(db.CodeLocked))
-			r.Detail = "another process has the database open for writing (it holds the writer's lock)"
-			r.Hint = "close it first, or run walrec verify, which takes no lock and writes nothing"
-		}
 		return r
 	}
 	r.Code = ptr(string(we.Code))
+	if we.Code == db.CodeLocked {
+		r.Outcome, r.Exit = outLocked, exitError
+		r.Detail = "another process has the database open for writing (it holds the writer's lock)"
+		r.Hint = "close it first, or run walrec verify, which takes no lock and writes nothing"
+		return r
+	}
 	if we.Offset >= 0 {
 		r.Offset = ptr(we.Offset)
 	}

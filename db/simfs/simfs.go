@@ -995,7 +995,7 @@ func (h *handle) Lock() error {
 		return err
 	}
 	if l := h.n.lock; l != nil && l != h && !l.closed && l.gen == s.gen {
-		return &db.Error{Code: db.CodeLocked, Path: h.path, Detail: "another handle holds the simulated lock"}
+		return &db.Error{Code: db.CodeLocked, Path: h.path, Offset: -1, Detail: "another handle holds the simulated lock"}
 	}
 	h.n.lock = h
 	return nil
