@@ -87,7 +87,6 @@ func WithoutGroupCommit() Option { return func(o *options) { o.serial = true } }
 // WithFS sets the filesystem (default OS).
 func WithFS(f FS) Option { return func(o *options) { o.fs = f } }
 
-
 // WithMaxRecordSize sets the largest record the writer writes and recovery accepts (default
 // recovery.DefaultMaxRecord, 1 GiB; at most 0xFFFFFFFE). A transaction whose record would be
 // larger fails with ErrTxTooLarge.
