@@ -541,7 +541,7 @@ func (r *run) reopen(exp expectation) {
 	if exp.loose {
 		switch {
 		case a.err != nil:
-			r.check(db.CodeOf(a.err) == exp.code, "open: %v, want success or %s", a.err, exp.code)
+			r.check(string(db.CodeOf(a.err)) == exp.code, "open: %v, want success or %s", a.err, exp.code)
 			r.tally["refused:"+exp.code]++
 			return
 		case len(a.reports) == 1:
@@ -554,7 +554,7 @@ func (r *run) reopen(exp expectation) {
 		}
 	}
 	if exp.code != "" && !exp.loose {
-		r.check(a.err != nil && db.CodeOf(a.err) == exp.code && errors.Is(a.err, sentinel[exp.code]),
+		r.check(a.err != nil && string(db.CodeOf(a.err)) == exp.code && errors.Is(a.err, sentinel[exp.code]),
 			"open: %v, want %s", a.err, exp.code)
 		r.check(exp.errOff < 0 || errOffset(a.err) == exp.errOff, "open: %v, want offset %d", a.err, exp.errOff)
 		r.check(exp.cause == nil || errors.Is(a.err, exp.cause), "open: %v, want a cause matching %v", a.err, exp.cause)
