@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -63,8 +64,8 @@ func TestFinishRaisesAPartsPanicOnTheCaller(t *testing.T) {
 				t.Fatalf("par %d, panic after %d reads: finish returned (%v) instead of panicking", par, after, err)
 				return nil
 			}()
-			if got != "boom" {
-				t.Fatalf("par %d, panic after %d reads: recovered %v, want the ReadAt's panic", par, after, got)
+			if r, ok := got.(*recovery.Panic); !ok || r.Value != "boom" || !strings.Contains(string(r.Stack), "faultyReader).ReadAt") {
+				t.Fatalf("par %d, panic after %d reads: recovered %v, want the ReadAt's panic with the ReadAt's stack", par, after, got)
 			}
 		}
 		f := &faultyReader{log: log, after: 1, goexit: true}

@@ -78,7 +78,7 @@ func TestOpenClosesTheFileWhenTheReadBackPanics(t *testing.T) {
 			t.Fatalf("par %d: Open returned (%v) instead of panicking", par, err)
 			return nil
 		}()
-		if got != "read-back failed" {
+		if r, ok := got.(*recovery.Panic); !ok || r.Value != "read-back failed" {
 			t.Fatalf("par %d: recovered %v, want the ReadAt's panic", par, got)
 		}
 		if fs.opened.Load() != 1 || fs.closed.Load() != 1 {
