@@ -1,10 +1,7 @@
 package db_test
 
 import (
-	"encoding/hex"
-	"encoding/json"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/streamwal/recovery/db"
+	kernel "github.com/streamwal/recovery/internal/fixtures"
 )
 
 // Recovery's parallel pipeline starts goroutines on Open: none may outlive it.
@@ -83,58 +81,24 @@ func readFile(t testing.TB, path string) []byte {
 	return b
 }
 
-// ---- the TypeScript kernel's fixtures ----
+// ---- the TypeScript kernel's fixtures (testdata/kernel, through internal/fixtures) ----
 
-type fixture struct {
-	File          string     `json:"file"`
-	Layout        string     `json:"layout"`
-	Size          int64      `json:"size"`
-	RecordOffsets []int64    `json:"record_offsets"`
-	Description   string     `json:"description"`
-	State         [][]string `json:"state"`
-}
+type fixture struct{ kernel.Fixture }
 
 func (f fixture) state(t testing.TB) []kv {
 	var out []kv
-	for _, p := range f.State {
-		k, err1 := hex.DecodeString(p[0])
-		v, err2 := hex.DecodeString(p[1])
-		if err1 != nil || err2 != nil {
-			t.Fatalf("%s: bad hex in expected.json", f.File)
-		}
-		out = append(out, kv{string(k), string(v)})
+	for _, p := range f.Pairs(t) {
+		out = append(out, kv{string(p.Key), string(p.Value)})
 	}
 	return out
 }
 
-// fixtures finds ../shared/fixtures/libredb-kernel from the repository root, or skips.
+// fixtures is testdata/kernel and every fixture listed there; missing fixtures fail the test.
 func fixtures(t *testing.T) (dir string, all []fixture) {
 	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := wd
-	for {
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(root)
-		if parent == root {
-			t.Skip("repository root (go.mod) not found above " + wd)
-		}
-		root = parent
-	}
-	dir = filepath.Join(root, "..", "shared", "fixtures", "libredb-kernel")
-	b, err := os.ReadFile(filepath.Join(dir, "expected.json"))
-	if err != nil {
-		t.Skipf("kernel fixtures not found (%v): they live in ../shared/fixtures beside the repository", err)
-	}
-	if err := json.Unmarshal(b, &all); err != nil {
-		t.Fatal(err)
-	}
-	if len(all) == 0 {
-		t.Fatal("expected.json lists no fixtures")
+	dir, list := kernel.Load(t)
+	for _, f := range list {
+		all = append(all, fixture{f})
 	}
 	return dir, all
 }

@@ -3,18 +3,14 @@ package oracle
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/crc32"
-	"io/fs"
 	"math/rand"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/streamwal/recovery/internal/fixtures"
 )
 
 // ---- a tiny local encoder (deliberately not shared with the rest of the project) ----
@@ -83,62 +79,14 @@ func flip(b []byte, i int, mask byte) []byte {
 	return c
 }
 
-// ---- (1) kernel fixtures ----
-
-type fixture struct {
-	File          string     `json:"file"`
-	Layout        string     `json:"layout"`
-	Size          int64      `json:"size"`
-	RecordOffsets []int64    `json:"record_offsets"`
-	State         [][]string `json:"state"`
-}
-
-const fixtureDir = "../../../shared/fixtures/libredb-kernel"
-
-func loadFixtures(t testing.TB) []fixture {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(fixtureDir, "expected.json"))
-	if errors.Is(err, fs.ErrNotExist) {
-		t.Skipf("kernel fixtures not found at %s (expected /work/shared/fixtures/libredb-kernel next to the repo): skipping", fixtureDir)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fx []fixture
-	if err := json.Unmarshal(raw, &fx); err != nil {
-		t.Fatal(err)
-	}
-	if len(fx) == 0 {
-		t.Fatal("expected.json lists no fixtures")
-	}
-	return fx
-}
-
-func readFixture(t testing.TB, f fixture) []byte {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(fixtureDir, f.File))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if int64(len(data)) != f.Size {
-		t.Fatalf("%s: size %d, expected.json says %d", f.File, len(data), f.Size)
-	}
-	return data
-}
+// ---- (1) kernel fixtures (testdata/kernel, through internal/fixtures) ----
 
 func TestKernelFixtures(t *testing.T) {
-	for _, f := range loadFixtures(t) {
+	dir, all := fixtures.Load(t)
+	for _, f := range all {
 		t.Run(f.File, func(t *testing.T) {
-			data := readFixture(t, f)
-			want := map[string]string{}
-			for _, kv := range f.State {
-				k, err1 := hex.DecodeString(kv[0])
-				v, err2 := hex.DecodeString(kv[1])
-				if err1 != nil || err2 != nil {
-					t.Fatalf("bad hex in expected.json: %v", kv)
-				}
-				want[string(k)] = string(v)
-			}
+			data := fixtures.Read(t, dir, f)
+			want := f.StateMap(t)
 			for _, mode := range []Mode{Tolerate, Strict, PointInTime} {
 				o, got := State(data, Options{Mode: mode})
 				if o.Code != "" || o.Truncate || o.Reason != "" || o.ErrOffset != -1 {
@@ -164,9 +112,10 @@ func TestKernelFixtures(t *testing.T) {
 // Every prefix of a clean kernel file is a crash at that point: it must recover to exactly
 // the records that fit, cutting the partial one as a tail (never refusing).
 func TestKernelFixturePrefixes(t *testing.T) {
-	for _, f := range loadFixtures(t) {
+	dir, all := fixtures.Load(t)
+	for _, f := range all {
 		t.Run(f.File, func(t *testing.T) {
-			data := readFixture(t, f)
+			data := fixtures.Read(t, dir, f)
 			cuts := make([]int, 0, len(data)+1)
 			if len(data) <= 20000 {
 				for cut := 0; cut <= len(data); cut++ {
@@ -932,16 +881,8 @@ func FuzzRecover(f *testing.F) {
 }
 
 func BenchmarkRecoverFixture(b *testing.B) {
-	var f fixture
-	for _, x := range loadFixtures(b) {
-		if x.File == "v1_clean_5000_ops.wal" {
-			f = x
-		}
-	}
-	if f.File == "" {
-		b.Skip("v1_clean_5000_ops.wal not listed")
-	}
-	data := readFixture(b, f)
+	dir, all := fixtures.Load(b)
+	data := fixtures.Read(b, dir, fixtures.Named(b, all, "v1_clean_5000_ops.wal"))
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
