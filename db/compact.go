@@ -76,22 +76,11 @@ func (db *DB) CompactContext(ctx context.Context) (CompactResult, error) {
 	db.compactMu.Lock()
 	defer db.compactMu.Unlock()
 	start := time.Now()
-
-	// The snapshot: the durable state, with no group in flight.
-	db.mu.Lock()
-	if db.f == nil {
-		db.mu.Unlock()
-		return CompactResult{}, newError(CodeClosed, db.path, "Compact after Close", nil)
-	}
-	from, err := db.quiesce()
+	snap, err := db.snapshot()
 	if err != nil {
-		db.mu.Unlock()
 		return CompactResult{}, err
 	}
-	snap, layout, maxRecord := db.w.Clone(), db.layout, db.maxRecord
-	db.mu.Unlock()
-
-	res := CompactResult{Before: from}
+	res := CompactResult{Before: snap.from}
 	if err := db.stillAtPath(); err != nil {
 		return res, err
 	}
@@ -106,44 +95,75 @@ func (db *DB) CompactContext(ctx context.Context) (CompactResult, error) {
 			_ = db.fs.Remove(tmp)
 		}
 	}()
-	size, err := writeSnapshot(ctx, nf, snap, layout, min(compactChunk, maxRecord), &res)
+	size, err := writeSnapshot(ctx, nf, snap.t, snap.layout, min(compactChunk, snap.maxRecord), &res)
 	if err == nil {
 		err = nf.Sync()
 	}
 	if err != nil {
 		return res, fmt.Errorf("db: compact %s: write %s: %w", db.path, tmp, err)
 	}
+	switched, err = db.switchTo(nf, tmp, snap, size, &res)
+	res.Duration = time.Since(start)
+	return res, err
+}
 
-	// The switch: writers wait while the commits made meanwhile are carried over.
+// compactSnapshot is the state a compaction writes: the durable state when it began.
+type compactSnapshot struct {
+	t         *tree
+	from      int64 // the log's durable size then: the commits after it are carried over
+	layout    format.Layout
+	maxRecord int64
+}
+
+// snapshot takes the durable state, with no group in flight, as a copy-on-write clone.
+func (db *DB) snapshot() (compactSnapshot, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.f == nil {
-		return res, newError(CodeClosed, db.path, "closed during Compact", nil)
+		return compactSnapshot{}, newError(CodeClosed, db.path, "Compact after Close", nil)
+	}
+	from, err := db.quiesce()
+	if err != nil {
+		return compactSnapshot{}, err
+	}
+	return compactSnapshot{db.w.Clone(), from, db.layout, db.maxRecord}, nil
+}
+
+// switchTo puts the new log nf (size bytes of the snapshot, written and synced under the name
+// tmp) in the old one's place, with writers held: the commits made since the snapshot are
+// copied into it and synced, it is renamed over the database's file, it becomes the file
+// commits go to, the old one is closed, and the directory is synced. It reports whether the
+// rename happened (after it, nf is the database's and must not be removed).
+func (db *DB) switchTo(nf File, tmp string, snap compactSnapshot, size int64, res *CompactResult) (bool, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.f == nil {
+		return false, newError(CodeClosed, db.path, "closed during Compact", nil)
 	}
 	to, err := db.quiesce()
 	if err != nil {
-		return res, err
+		return false, err
 	}
-	if from == 0 && layout != format.LayoutLegacy {
+	from := snap.from
+	if from == 0 && snap.layout != format.LayoutLegacy {
 		from = min(format.FileHeaderSize, to) // the new file has its own header
 	}
 	if to > from {
 		if err := copyRange(nf, db.f, from, to); err != nil {
-			return res, fmt.Errorf("db: compact %s: carry the commits made meanwhile: %w", db.path, err)
+			return false, fmt.Errorf("db: compact %s: carry the commits made meanwhile: %w", db.path, err)
 		}
 		if err := nf.Sync(); err != nil {
-			return res, fmt.Errorf("db: compact %s: sync %s: %w", db.path, tmp, err)
+			return false, fmt.Errorf("db: compact %s: sync %s: %w", db.path, tmp, err)
 		}
 		res.Carried = to - from
 		size += to - from
 	}
 	if err := db.stillAtPath(); err != nil {
-		return res, err
+		return false, err
 	}
 	if err := db.fs.Rename(tmp, db.real); err != nil {
-		return res, fmt.Errorf("db: compact %s: rename: %w", db.path, err)
+		return false, fmt.Errorf("db: compact %s: rename: %w", db.path, err)
 	}
-	switched = true
 	old := db.f
 	db.f = nf
 	if size == 0 { // a legacy log with nothing live: empty, as a new file, which is v1
@@ -153,14 +173,14 @@ func (db *DB) CompactContext(ctx context.Context) (CompactResult, error) {
 	db.size, db.end = size, size
 	db.cmu.Unlock()
 	_ = old.Close()
-	res.After, res.Duration = size, time.Since(start)
+	res.After = size
 	if err := db.fs.SyncDir(dirOf(db.real)); err != nil {
 		db.cmu.Lock()
 		defer db.cmu.Unlock()
 		db.failed = fmt.Errorf("directory sync after renaming the compacted log: %w", err)
-		return res, newError(CodeFailed, db.path, "compaction renamed the new log but could not sync the directory: either log may be the one a crash keeps (both hold every acknowledged commit); the database refuses writes until it is reopened", db.failed)
+		return true, newError(CodeFailed, db.path, "compaction renamed the new log but could not sync the directory: either log may be the one a crash keeps (both hold every acknowledged commit); the database refuses writes until it is reopened", db.failed)
 	}
-	return res, nil
+	return true, nil
 }
 
 // stillAtPath refuses a rewrite when the path no longer names the file the database has open

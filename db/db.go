@@ -220,10 +220,33 @@ func (db *DB) open(ctx context.Context, o *options) error {
 			return fmt.Errorf("db: open %s: sync directory: %w", db.path, err)
 		}
 	}
+	ld := newLoaderFor(size)
+	end, err := db.replay(ctx, o, ld, size)
+	if err != nil {
+		return err
+	}
+	db.size, db.end = end, end
+	db.layout = db.res.Layout
+	if end == 0 {
+		db.layout = format.LayoutV1 // new files are v1: the header goes with the first record
+	}
+	if db.w, err = ld.finish(ctx, f, end, db.res.Parallelism); err != nil {
+		return fmt.Errorf("db: open %s: %w", db.path, err)
+	}
+	db.pub.Store(db.w.Clone())
+	if db.autoCompact > 0 && !db.readOnly {
+		db.w.Ascend(func(it item) bool { db.live += pairSize(it); return true })
+	}
+	return nil
+}
 
-	// The database's own settings come last, so they win: the writer and recovery must agree
-	// on the record limit, or an acknowledged commit could make the file unopenable.
-	ropts := append(slices.Clone(o.recovery), recovery.WithMaxRecordSize(o.maxRecord))
+// replay recovers the file's size bytes into ld through recovery.Recover, with the caller's
+// recovery options and the database's own (the record limit, read-only, the sidecar copy
+// before a cut, the loader's Preparer), reports a cut to OnTruncate, makes what was replayed
+// durable, and returns where the log now ends.
+func (db *DB) replay(ctx context.Context, o *options, ld *loader, size int64) (int64, error) {
+	ropts := append(slices.Clone(o.recovery), recovery.WithMaxRecordSize(o.maxRecord),
+		recovery.WithPrepare(recovery.PrepareFunc(ld.prepare)))
 	sidecar := ""
 	switch {
 	case db.readOnly:
@@ -234,17 +257,15 @@ func (db *DB) open(ctx context.Context, o *options) error {
 			return err
 		}))
 	}
-	ld := newLoaderFor(size)
-	ropts = append(ropts, recovery.WithPrepare(recovery.PrepareFunc(ld.prepare)))
-	res, err := recovery.Recover(ctx, &recFile{f: f, size: size}, ld, ropts...)
+	res, err := recovery.Recover(ctx, &recFile{f: db.f, size: size}, ld, ropts...)
 	if err != nil {
-		return fmt.Errorf("db: open %s: %w", db.path, err)
+		return 0, fmt.Errorf("db: open %s: %w", db.path, err)
 	}
 	db.res = res
 	end := size
 	if t := res.Truncation; t != nil {
 		if !res.Truncated && !db.readOnly {
-			return &Error{Code: walerr.InvalidArgument, Path: db.path, Offset: t.Offset, Detail: fmt.Sprintf(
+			return 0, &Error{Code: walerr.InvalidArgument, Path: db.path, Offset: t.Offset, Detail: fmt.Sprintf(
 				"recovery decided to cut %d bytes (%s) but did not; appending after them would bury them mid-log", t.Bytes, t.Reason)}
 		}
 		if res.Truncated {
@@ -259,23 +280,11 @@ func (db *DB) open(ctx context.Context, o *options) error {
 		// What was replayed is now visible, so it must be durable: bytes appended before an
 		// fsync failed (or by a process that died before its fsync) may still be only in the
 		// page cache. (A cut has already been synced by recovery.)
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("db: open %s: sync the replayed log: %w", db.path, err)
+		if err := db.f.Sync(); err != nil {
+			return 0, fmt.Errorf("db: open %s: sync the replayed log: %w", db.path, err)
 		}
 	}
-	db.size, db.end = end, end
-	db.layout = res.Layout
-	if end == 0 {
-		db.layout = format.LayoutV1 // new files are v1: the header goes with the first record
-	}
-	if db.w, err = ld.finish(ctx, f, end, res.Parallelism); err != nil {
-		return fmt.Errorf("db: open %s: %w", db.path, err)
-	}
-	db.pub.Store(db.w.Clone())
-	if db.autoCompact > 0 && !db.readOnly {
-		db.w.Ascend(func(it item) bool { db.live += pairSize(it); return true })
-	}
-	return nil
+	return end, nil
 }
 
 // RecoveryFile is a database file as recovery sees it: a recovery.WritableFile whose Size is
