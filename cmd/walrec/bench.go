@@ -64,14 +64,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if !rf.check(fs, stderr) {
 		return exitError
 	}
-	var settings []int
-	for _, s := range strings.Split(*pars, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 0 || n > maxParallelism {
-			fmt.Fprintf(stderr, "walrec bench: bad --parallelism %q (want a list like 1,2,4,8, each in [0, %d])\nrun \"walrec bench --help\" for usage\n", *pars, maxParallelism)
-			return exitError
-		}
-		settings = append(settings, n)
+	settings, ok := benchSettings(*pars)
+	if !ok {
+		fmt.Fprintf(stderr, "walrec bench: bad --parallelism %q (want a list like 1,2,4,8, each in [0, %d])\nrun \"walrec bench --help\" for usage\n", *pars, maxParallelism)
+		return exitError
 	}
 	if *runs < 1 {
 		fmt.Fprintf(stderr, "walrec bench: --runs %d < 1\nrun \"walrec bench --help\" for usage\n", *runs)
@@ -84,35 +80,82 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return emit(stdout, stderr, "bench", &r, nil, &rf)
 	}
 	defer f.Close()
-	size := f.Size()
+	b := &bencher{ctx: ctx, f: f, size: f.Size(), runs: *runs, rf: &rf, stderr: stderr}
+	rows, last, fail := b.recovery(settings)
+	if fail == nil {
+		// The raw read: the physical limit on this machine. After the recovery runs, so that a
+		// file recovery refuses is reported without first reading all of it.
+		var raw benchRow
+		raw, fail = b.rawRead()
+		rows = append([]benchRow{raw}, rows...)
+	}
+	if fail != nil {
+		r := newReport(path, recovery.Tolerate, fail.res, fail.err)
+		return emit(stdout, stderr, "bench", &r, nil, &rf)
+	}
+	if rf.quiet {
+		return exitOK
+	}
+	return writeBench(stdout, stderr, path, rows, last, *runs, rf.json)
+}
 
+// benchSettings parses --parallelism.
+func benchSettings(list string) ([]int, bool) {
+	var settings []int
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 0 || n > maxParallelism {
+			return nil, false
+		}
+		settings = append(settings, n)
+	}
+	return settings, true
+}
+
+// bencher times recovery and a raw read of one file.
+type bencher struct {
+	ctx    context.Context
+	f      inputFile
+	size   int64
+	runs   int
+	rf     *recoveryFlags
+	stderr io.Writer
+}
+
+// benchFailure is what stopped a bench: the error and what recovery had measured.
+type benchFailure struct {
+	res recovery.Result
+	err error
+}
+
+// recovery times a read-only recovery at each setting, in rounds: every setting once per
+// round, so that a slow patch of a shared machine spreads over all settings instead of landing
+// on one.
+func (b *bencher) recovery(settings []int) ([]benchRow, recovery.Result, *benchFailure) {
 	var rows []benchRow
-	var last recovery.Result
 	for _, par := range settings {
-		row := benchRow{Setting: fmt.Sprintf("parallelism %d", par), Parallelism: par, FileSize: size}
+		row := benchRow{Setting: fmt.Sprintf("parallelism %d", par), Parallelism: par, FileSize: b.size}
 		if par == 0 {
 			row.Parallelism = runtime.GOMAXPROCS(0)
 			row.Setting = fmt.Sprintf("parallelism 0 (%d)", row.Parallelism)
 		}
 		rows = append(rows, row)
 	}
-	// Rounds: every setting once per round, so that a slow patch of a shared machine spreads
-	// over all settings instead of landing on one.
-	for range *runs {
+	var last recovery.Result
+	for range b.runs {
 		for i, par := range settings {
 			row := &rows[i]
-			p := rf.progress(stderr, row.Setting)
+			p := b.rf.progress(b.stderr, row.Setting)
 			h := heapsample.Start(time.Millisecond)
 			start := time.Now()
-			res, err := recovery.Recover(ctx, f, nil, recovery.ReadOnly(), recovery.WithParallelism(par),
-				recovery.WithMaxRecordSize(int64(rf.maxRecord)),
+			res, err := recovery.Recover(b.ctx, b.f, nil, recovery.ReadOnly(), recovery.WithParallelism(par),
+				recovery.WithMaxRecordSize(int64(b.rf.maxRecord)),
 				recovery.WithProgress(both(p.callback(), func(int64, int64) { h.Sample() })))
 			el := time.Since(start)
 			growth := h.Growth()
 			p.done()
 			if err != nil {
-				r := newReport(path, recovery.Tolerate, res, err)
-				return emit(stdout, stderr, "bench", &r, nil, &rf)
+				return nil, res, &benchFailure{res, err}
 			}
 			last = res
 			row.payload = res.Bytes - res.Records*int64(res.Layout.HeaderSize())
@@ -121,38 +164,38 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			row.HeapGrowth = max(row.HeapGrowth, growth)
 		}
 	}
+	return rows, last, nil
+}
 
-	// The raw read: the physical limit on this machine. After the recovery runs, so that a
-	// file recovery refuses is reported without first reading all of it.
-	raw := benchRow{Setting: "raw read", FileSize: size}
-	for range *runs {
+// rawRead times reading the file in 1 MiB reads, the physical limit on this machine.
+func (b *bencher) rawRead() (benchRow, *benchFailure) {
+	raw := benchRow{Setting: "raw read", FileSize: b.size}
+	buf := make([]byte, 1<<20)
+	for range b.runs {
 		h := heapsample.Start(time.Millisecond)
 		start := time.Now()
-		buf := make([]byte, 1<<20)
-		for off := int64(0); off < size; off += int64(len(buf)) {
-			if err := ctx.Err(); err != nil { // Ctrl-C: a 5 GB file takes a while
+		for off := int64(0); off < b.size; off += int64(len(buf)) {
+			if err := b.ctx.Err(); err != nil { // Ctrl-C: a 5 GB file takes a while
 				h.Growth()
-				r := newReport(path, recovery.Tolerate, recovery.Result{Size: size}, walerr.Wrap(walerr.Canceled, off, err, "bench stopped"))
-				return emit(stdout, stderr, "bench", &r, nil, &rf)
+				return raw, &benchFailure{recovery.Result{Size: b.size}, walerr.Wrap(walerr.Canceled, off, err, "bench stopped")}
 			}
-			n := min(int64(len(buf)), size-off)
-			if err := walerr.ReadFull(f, buf[:n], off); err != nil {
+			n := min(int64(len(buf)), b.size-off)
+			if err := walerr.ReadFull(b.f, buf[:n], off); err != nil {
 				h.Growth()
-				r := newReport(path, recovery.Tolerate, recovery.Result{Size: size}, err)
-				return emit(stdout, stderr, "bench", &r, nil, &rf)
+				return raw, &benchFailure{recovery.Result{Size: b.size}, err}
 			}
 		}
 		raw.best(time.Since(start))
 		raw.PeakBuffered = int64(len(buf))
 		raw.HeapGrowth = max(raw.HeapGrowth, h.Growth())
 	}
-	rows = append([]benchRow{raw}, rows...)
+	return raw, nil
+}
 
+// writeBench prints the rows: one JSON object per row, or a table.
+func writeBench(stdout, stderr io.Writer, path string, rows []benchRow, last recovery.Result, runs int, asJSON bool) int {
 	out := &errWriter{w: stdout}
-	if rf.quiet {
-		return exitOK
-	}
-	if rf.json {
+	if asJSON {
 		for _, r := range rows {
 			writeJSON(out, r)
 		}
@@ -163,7 +206,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		layout = "empty"
 	}
 	fmt.Fprintf(out, "%s: %s log, %s, %s records, %s ops; best of %d runs, read-only\n",
-		quoteName(path), layout, mib(size), group(last.Records), group(last.Ops), *runs)
+		quoteName(path), layout, mib(last.Size), group(last.Records), group(last.Ops), runs)
 	if t := last.Truncation; t != nil {
 		fmt.Fprintf(out, "(recovery would cut the last %d bytes at offset %d: %s)\n", t.Bytes, t.Offset, t.Reason)
 	}
