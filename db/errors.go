@@ -16,6 +16,7 @@ const (
 	CodeNested     = walerr.Nested       // Update or Close called from inside an Update's function
 	CodeSidecars   = walerr.SidecarsFull // every sidecar name for one offset is taken by different bytes
 	CodeIdentity   = walerr.Identity     // a rewrite cannot keep the database file's identity
+	CodeRewritten  = walerr.Rewritten    // an incremental backup's base was rewritten away
 )
 
 // Sentinels, one per code, for errors.Is. Every error the database returns for one of these
@@ -29,6 +30,7 @@ var (
 	ErrNested     = walerr.ErrNested
 	ErrSidecars   = walerr.ErrSidecarsFull
 	ErrIdentity   = walerr.ErrIdentity
+	ErrRewritten  = walerr.ErrRewritten
 )
 
 // Error is the one error type of the database and of recovery (walerr.Error, also

@@ -39,6 +39,7 @@ const (
 	Nested       Code = "NESTED"        // Update or Close called from inside an Update's function
 	SidecarsFull Code = "SIDECARS_FULL" // every sidecar name for one offset is taken by different bytes
 	Identity     Code = "IDENTITY"      // a rewrite cannot keep the database file's identity (owner, group, mode, or the file itself)
+	Rewritten    Code = "REWRITTEN"     // an incremental backup's base is no longer in the log (it was compacted or replaced since)
 )
 
 // Sentinels, one per code, for errors.Is.
@@ -62,6 +63,7 @@ var (
 	ErrNested       = errors.New("db: NESTED: Update or Close called from inside an Update's function")
 	ErrSidecarsFull = errors.New("db: SIDECARS_FULL: too many sidecars with different bytes for one offset")
 	ErrIdentity     = errors.New("db: IDENTITY: a rewrite cannot keep the database file's owner, group and mode, or the path no longer names the database's file")
+	ErrRewritten    = errors.New("db: REWRITTEN: the log was rewritten since the backup an incremental one would follow: take a full backup")
 )
 
 var sentinels = map[Code]error{
@@ -84,12 +86,13 @@ var sentinels = map[Code]error{
 	Nested:       ErrNested,
 	SidecarsFull: ErrSidecarsFull,
 	Identity:     ErrIdentity,
+	Rewritten:    ErrRewritten,
 }
 
 // ofDatabase reports whether c is one of the database's codes (its message says "db:").
 func ofDatabase(c Code) bool {
 	switch c {
-	case Locked, Failed, ReadOnly, TxTooLarge, Closed, Nested, SidecarsFull, Identity:
+	case Locked, Failed, ReadOnly, TxTooLarge, Closed, Nested, SidecarsFull, Identity, Rewritten:
 		return true
 	}
 	return false

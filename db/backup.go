@@ -1,0 +1,262 @@
+package db
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"github.com/streamwal/recovery"
+	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/walerr"
+)
+
+// A backup is the log itself: the bytes of a prefix of the database's file, up to a record
+// boundary, copied exactly. Every prefix of the log that ends at a record boundary is a
+// consistent state (a record is one whole transaction), so the copy is a database file of the
+// same layout that this library and the TypeScript kernel open as they are, and restoring it
+// is opening it; a raw prefix is also what makes an incremental backup possible (the bytes
+// appended since the previous one, in the same layout). A compacted state would be smaller
+// for a store with much overwritten data, but it takes the store's snapshot into memory-bound
+// work on the writer's side and cannot be continued incrementally; Compact before a backup
+// when that matters.
+
+// BackupInfo says what a backup holds: the log's bytes [Start, End).
+type BackupInfo struct {
+	Start int64 `json:"start"` // where in the log the bytes written begin: 0 for a full backup
+	End   int64 `json:"end"`   // where they end: an incremental backup after this one starts here
+	// Records and Ops count the whole records (each one committed transaction) written, and
+	// their ops.
+	Records int64 `json:"records"`
+	Ops     int64 `json:"ops"`
+	// Last is the checksum of the payload of the record that ends at End (0 when none does: an
+	// empty backup): an incremental backup after this one checks that the log still holds that
+	// record there, which it does not once the file was rewritten (compacted or replaced).
+	Last uint32 `json:"last_crc"`
+	// Tail is the bytes of the file after End that were not backed up: a commit still being
+	// written by the writer (BackupFile, from another process), or damage (then End is where
+	// recovery would cut the log, and `walrec verify` says what it is).
+	Tail int64 `json:"tail_bytes"`
+}
+
+// Bytes is the number of bytes written: End - Start.
+func (b BackupInfo) Bytes() int64 { return b.End - b.Start }
+
+// BackupOption configures Backup and BackupFile.
+type BackupOption func(*backupOptions)
+
+type backupOptions struct {
+	since *BackupInfo
+	par   int
+}
+
+// Since makes the backup incremental: only the bytes appended after prev (the BackupInfo of
+// an earlier backup of the same database, full or incremental) are written, and the result's
+// Start is prev.End. When the log was rewritten since prev (a compaction, a restore, a
+// replace), it fails with ErrRewritten and writes nothing: take a full backup.
+func Since(prev BackupInfo) BackupOption {
+	return func(o *backupOptions) { o.since = &prev }
+}
+
+// BackupParallelism sets the parallelism of the recovery that verifies the bytes as they are
+// copied (recovery.WithParallelism; default 0, one worker per CPU).
+func BackupParallelism(n int) BackupOption { return func(o *backupOptions) { o.par = n } }
+
+// Backup writes a hot backup of the database to w while writers go on: the log's bytes up to
+// its durable end when Backup began (every acknowledged commit by then, no partial
+// transaction), each record's checksum verified on the way (recovery's parallel pipeline in
+// read-only mode), in bounded memory. No commit waits for it; a compaction does (one runs at a
+// time, and a backup counts as one). Close during a backup makes it fail (the file it reads is
+// closed). With Since, it writes only the bytes
+// appended after an earlier backup. When it fails, what w received is not a backup: discard it
+// (walrec backup writes a temporary file and renames it only once complete).
+func (db *DB) Backup(ctx context.Context, w io.Writer, opts ...BackupOption) (BackupInfo, error) {
+	if db.readOnly {
+		return BackupInfo{}, newError(CodeReadOnly, db.path, "a read-only open keeps no file to back up: use db.BackupFile", nil)
+	}
+	db.compactMu.Lock() // the file stays the database's file while it is read
+	defer db.compactMu.Unlock()
+	db.mu.Lock()
+	if db.f == nil {
+		db.mu.Unlock()
+		return BackupInfo{}, newError(CodeClosed, db.path, "Backup after Close", nil)
+	}
+	f := db.f
+	db.cmu.Lock()
+	end := db.size // durable: a group boundary, so a record boundary
+	db.cmu.Unlock()
+	db.mu.Unlock()
+	info, err := backupLog(ctx, &recFile{f: f, size: end}, end, w, db.path, opts)
+	if err == nil && info.Tail > 0 {
+		// The durable bytes were verified when they were written or replayed: a tail in
+		// them is damage that happened since, not a commit in flight.
+		err = newError(CodeFailed, db.path, fmt.Sprintf("the log's durable bytes no longer verify from offset %d: the file was damaged while open", info.End), nil)
+	}
+	return info, err
+}
+
+// BackupFile writes a backup of the database file at path to w from any process, while its
+// writer (in another process, or this one) goes on: it opens the file read-only and takes no
+// lock, and writes the longest prefix of the file as it was at the open that ends at a record
+// boundary and verifies (Tail says how many bytes after it were left: a commit still being
+// written). A file that recovery would refuse (a corruption in the middle) is refused the
+// same way. A compaction meanwhile does not disturb it: the open file is the old log, whole.
+// fsys nil is the OS's filesystem.
+func BackupFile(ctx context.Context, fsys FS, path string, w io.Writer, opts ...BackupOption) (BackupInfo, error) {
+	if fsys == nil {
+		fsys = OS
+	}
+	f, err := fsys.OpenFile(path, OpenReadOnly)
+	if err != nil {
+		return BackupInfo{}, fmt.Errorf("db: backup %s: %w", path, err)
+	}
+	defer f.Close()
+	size, err := f.Size()
+	if err != nil {
+		return BackupInfo{}, fmt.Errorf("db: backup %s: size: %w", path, err)
+	}
+	return backupLog(ctx, &recFile{f: f, size: size}, size, w, path, opts)
+}
+
+// backupLog copies the verified prefix of the first size bytes of src to w (from the
+// incremental start on).
+func backupLog(ctx context.Context, src io.ReaderAt, size int64, w io.Writer, path string, opts []BackupOption) (BackupInfo, error) {
+	var o backupOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c := &backupCopier{ctx: ctx, src: src, w: w, buf: make([]byte, backupChunk)}
+	if o.since != nil {
+		if o.since.End < 0 || o.since.End > size || o.since.Start > o.since.End {
+			return BackupInfo{}, rewritten(path, *o.since, fmt.Sprintf("the log is %d bytes now", size))
+		}
+		c.since, c.copied = o.since, o.since.End
+	}
+	res, err := recovery.Recover(ctx, &sized{src, size}, c, recovery.ReadOnly(), recovery.WithParallelism(o.par))
+	if err != nil {
+		if walerr.CodeOf(err) == walerr.ApplyFailed {
+			err = c.err // the copier's own error (a write, the since check)
+		}
+		return c.info(), err
+	}
+	end := res.End
+	if res.Truncation != nil {
+		end = res.Truncation.Offset
+	}
+	if c.since != nil && !c.sinceSeen && c.since.End != 0 && c.since.End != format.FileHeaderSize {
+		return c.info(), rewritten(path, *c.since, "no record ends where it ended")
+	}
+	if err := c.flush(end); err != nil {
+		return c.info(), err
+	}
+	c.end, c.tail = end, size-end
+	return c.info(), nil
+}
+
+// backupChunk is how many verified bytes the copier gathers before it copies them to the
+// output: the file's own bytes, read again from where recovery just read them (the page
+// cache), so the output is exactly the file's bytes, headers included.
+const backupChunk = 1 << 20
+
+// backupCopier is the Applier of a backup: recovery verifies and orders the records, and the
+// copier copies the file's bytes up to the end of each verified record.
+type backupCopier struct {
+	ctx       context.Context
+	src       io.ReaderAt
+	w         io.Writer
+	buf       []byte
+	since     *BackupInfo
+	sinceSeen bool  // a record ended at since.End with since.Last's checksum
+	copied    int64 // bytes before this are written (or skipped: before since.End)
+	verified  int64 // the end of the last record recovery verified
+	records   int64
+	ops       int64
+	lastOff   int64 // the last record written: its offset and header size
+	lastHdr   int
+	end, tail int64
+	err       error
+}
+
+func (c *backupCopier) Apply(r recovery.Record) error {
+	end := r.PayloadOffset() + int64(len(r.Payload))
+	if c.since != nil && end <= c.since.End {
+		if end == c.since.End {
+			if format.Checksum(r.Payload) != c.since.Last {
+				c.err = rewritten("", *c.since, "the record that ends there is another one")
+				return c.err
+			}
+			c.sinceSeen = true
+		}
+		return nil
+	}
+	if c.since != nil && r.Offset < c.since.End { // a record across the old end: not a boundary
+		c.err = rewritten("", *c.since, "a record runs across where it ended")
+		return c.err
+	}
+	c.records++
+	c.ops += int64(r.NumOps())
+	c.verified = end
+	c.lastOff, c.lastHdr = r.Offset, int(r.PayloadOffset()-r.Offset)
+	if c.verified-c.copied >= int64(len(c.buf)) {
+		if err := c.flush(c.verified); err != nil {
+			c.err = err
+			return err
+		}
+	}
+	return nil
+}
+
+// flush copies the file's bytes [copied, to) to the output.
+func (c *backupCopier) flush(to int64) error {
+	for c.copied < to {
+		if err := c.ctx.Err(); err != nil {
+			return walerr.Wrap(walerr.Canceled, c.copied, err, "backup stopped; what was written is not a backup")
+		}
+		n := min(int64(len(c.buf)), to-c.copied)
+		if err := walerr.ReadFull(c.src, c.buf[:n], c.copied); err != nil {
+			return err
+		}
+		if _, err := c.w.Write(c.buf[:n]); err != nil {
+			return walerr.Wrap(walerr.IO, c.copied, err, "writing the backup")
+		}
+		c.copied += n
+	}
+	return nil
+}
+
+// info is what the copier has written.
+func (c *backupCopier) info() BackupInfo {
+	b := BackupInfo{End: c.end, Records: c.records, Ops: c.ops, Tail: c.tail}
+	if c.since != nil {
+		b.Start, b.Last = c.since.End, c.since.Last
+	}
+	if b.End == 0 {
+		b.End = c.copied
+	}
+	if c.records > 0 {
+		// The last record's payload checksum, as its header holds it (verified).
+		h := make([]byte, c.lastHdr)
+		if walerr.ReadFull(c.src, h, c.lastOff) == nil {
+			if c.lastHdr == format.LegacyHeaderSize {
+				b.Last = format.DecodeLegacyHeader(h).PayloadCRC
+			} else {
+				b.Last = binary.BigEndian.Uint32(h[8:])
+			}
+		}
+	}
+	return b
+}
+
+// rewritten is the error for an incremental backup whose base is no longer in the log.
+func rewritten(path string, prev BackupInfo, why string) error {
+	return newError(CodeRewritten, path, fmt.Sprintf(
+		"the log was rewritten (compacted, restored or replaced) since the backup that ended at offset %d (%s): only a full backup is possible", prev.End, why), nil)
+}
+
+// sized is a ReaderAt with a fixed size, for recovery.
+type sized struct {
+	io.ReaderAt
+	size int64
+}
+
+func (s *sized) Size() int64 { return s.size }
