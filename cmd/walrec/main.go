@@ -8,6 +8,8 @@
 //	walrec bench FILE           recovery throughput and memory at several parallelisms
 //	walrec compact FILE         rewrite the log as the live state (the database's Compact)
 //	walrec sidecars FILE        list the sidecars holding cut bytes (--clear deletes them)
+//	walrec backup FILE OUT      a hot backup beside a running writer (OUT "-": stdout)
+//	walrec restore IN FILE      write a database from a backup (IN "-": stdin), verified
 //
 // Exit status: 0 clean (or empty, or repaired), 1 a tail recovery would cut, 2 recovery
 // refuses the file, 3 an I/O or usage error, 128+N stopped by signal N (130 Ctrl-C, 143
@@ -63,6 +65,8 @@ Usage:
   walrec bench FILE           recovery throughput and memory at several parallelisms
   walrec compact FILE         rewrite the log as the live state (the database's Compact)
   walrec sidecars FILE        list the sidecars holding cut bytes (--clear deletes them)
+  walrec backup FILE OUT      a hot backup beside a running writer (OUT "-": stdout)
+  walrec restore IN FILE      write a database from a backup (IN "-": stdin), verified
 
 Run "walrec COMMAND --help" for a command's flags, "walrec --version" for the build.
 New here? Run "walrec demo".
