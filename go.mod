@@ -7,7 +7,6 @@ require (
 	github.com/schollz/progressbar/v3 v3.18.0
 	github.com/tidwall/btree v1.8.2
 	go.uber.org/goleak v1.3.0
-	golang.org/x/sync v0.25.0
 	golang.org/x/sys v0.34.0
 	golang.org/x/term v0.33.0
 )

@@ -258,6 +258,18 @@ func (o *options) check() error {
 // IO_ERROR), the cut is in the file but may not survive a crash. When a cut was decided but
 // not made (strict mode's TAIL_DAMAGE, a WithBeforeTruncate hook that failed, a file that
 // cannot be cut), Result.Truncation is that cut and Result.Truncated is false.
+//
+// Recover returns as soon as the outcome is decided or ctx is done: it does not wait for reads
+// the outcome no longer needs (read-ahead past the decision; after ctx ended, any read a
+// stalled disk holds, the evidence search's included). What may outlive the call is exactly
+// this: a worker goroutine in a call of f.ReadAt at that moment (or entering one it had
+// checked for just before), with the one buffer it reads into. When that ReadAt returns,
+// whatever it returned (bytes, an error, a panic, a runtime.Goexit) is discarded, the buffer
+// is released and the goroutine exits. No read starts once a worker has seen ctx done or the
+// recovery stopping. So f's ReadAt may still be called and return shortly after Recover
+// returned, after Recover cut the file or after the caller closed it: its result is never
+// used. A call of the Applier, the Preparer or the progress callback in flight is waited for.
+// At parallelism 1 every read is made on the caller's goroutine, and nothing outlives the call.
 func Recover(ctx context.Context, f File, app Applier, opts ...Option) (Result, error) {
 	if f == nil {
 		return Result{}, walerr.New(walerr.InvalidArgument, -1, "nil File").

@@ -24,10 +24,9 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/streamwal/recovery/apply"
 	"github.com/streamwal/recovery/bufpool"
@@ -81,13 +80,31 @@ type job struct {
 type buffer = bufpool.Buffer[job]
 
 // Run streams the log in r (of the given size, layout st.Layout) into st, and returns the
-// memory accounting. It returns only after every goroutine it started has exited and every
-// buffer is back in the pool. A panic in the caller's code (the Applier, the Preparer, r's
-// ReadAt) is re-raised on the caller's goroutine once everything has stopped, where the
-// sequential loop would raise it: one in a read the loop would not have made (read-ahead past
-// the point where the stream is decided) is dropped with that read. A runtime.Goexit in that
-// code cannot be kept for later: it ends the recovery (and, re-raised, the caller's goroutine)
-// wherever it happens, read-ahead included.
+// memory accounting.
+//
+// It returns once the stream is decided or ctx is done, without waiting for reads that the
+// outcome no longer needs. What may outlive the call is exactly this: a worker goroutine
+// that is in a call of the caller's ReadAt (r's, or st.File's in the evidence search) at that
+// moment, or that had passed the check before one just then, with the one buffer it reads into
+// (its chunk's pooled buffer, or a window of the search). Stats.Stragglers counts them, and
+// Stats.Out the pooled buffers they still hold (at most one each). When such a ReadAt
+// returns, whatever it returned (bytes, an error, a panic, a runtime.Goexit) is discarded, the
+// buffer goes back to the pool and the goroutine exits; the pool's memory is handed on only
+// after the last of them has. No read starts once a worker has seen ctx done or Run stopping:
+// every read checks both just before its call. So r's ReadAt may be called, and return, shortly
+// after Run returned, on a file the caller may have cut or closed meanwhile: what such a read
+// returns is never looked at. Every other goroutine Run started has exited when it returns,
+// and every other buffer is back; a call of the caller's Applier, Preparer or progress callback
+// in flight is waited for. The sequential loop (parallelism 1, or one chunk) reads on the
+// caller's goroutine: nothing outlives it.
+//
+// A panic in the caller's code (the Applier, the Preparer, r's ReadAt) is re-raised on the
+// caller's goroutine once everything else has stopped, where the sequential loop would raise
+// it: one in a read the loop would not have made (read-ahead past the point where the stream
+// is decided) is dropped with that read. A runtime.Goexit in that code cannot be kept for
+// later: it ends the recovery (and, re-raised, the caller's goroutine) wherever it happens,
+// read-ahead included, where parallelism 1 may return a decision instead; one in a straggler's
+// ReadAt, after Run returned, ends only the straggler.
 func Run(ctx context.Context, r io.ReaderAt, size int64, cfg Config, st *apply.Stage) (Stats, error) {
 	if err := cfg.check(); err != nil {
 		return Stats{}, err
@@ -103,11 +120,11 @@ func Run(ctx context.Context, r io.ReaderAt, size int64, cfg Config, st *apply.S
 		// look empty and the stream would end undecided, with nothing replayed.
 		return Stats{}, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: read size %d overflows a %d-byte file's offsets", cfg.ReadSize, size))
 	}
-	src := source.New(r, size, st.Layout, cfg.ReadSize, cfg.MaxRecord)
+	src := source.New(size, st.Layout, cfg.ReadSize, cfg.MaxRecord)
 	if cfg.Parallelism == 1 || src.Chunks() == 1 { // one chunk: nothing to do in parallel
-		return sequential(ctx, src, st)
+		return sequential(ctx, r, src, st)
 	}
-	return parallel(ctx, src, cfg, st)
+	return parallel(ctx, r, src, cfg, st)
 }
 
 // release gives a buffer back, with the large-record buffer its batch may hold.
@@ -128,6 +145,10 @@ func auxOf(src *source.Reader, b *buffer) []byte {
 type Stats struct {
 	bufpool.Stats
 	Workers int // 1: the sequential loop (parallelism 1, or a log of one chunk)
+	// Stragglers is how many workers were still inside the caller's ReadAt when Run returned
+	// (see Run); Out counts the pooled buffers they hold. Each gives its buffer back and exits
+	// when its ReadAt returns.
+	Stragglers int
 }
 
 func stats(src *source.Reader, pool *bufpool.Pool[job], workers int) Stats {
@@ -138,7 +159,7 @@ func stats(src *source.Reader, pool *bufpool.Pool[job], workers int) Stats {
 }
 
 // sequential is the reference: read, carve, verify, apply, chunk after chunk.
-func sequential(ctx context.Context, src *source.Reader, st *apply.Stage) (_ Stats, err error) {
+func sequential(ctx context.Context, r io.ReaderAt, src *source.Reader, st *apply.Stage) (_ Stats, err error) {
 	pool := bufpool.New[job](1)
 	var held *buffer
 	defer func() { // also when the Applier or ReadAt panics: the pool is closed clean
@@ -155,9 +176,9 @@ func sequential(ctx context.Context, src *source.Reader, st *apply.Stage) (_ Sta
 		held, _ = pool.Get(ctx) // never blocks: the one buffer is back
 		var readErr error
 		if !src.Skips(k, c) {
-			readErr = src.Read(ctx, held, k)
+			readErr = src.Read(ctx, r, held, k)
 		}
-		c, err = src.Carve(ctx, held, readErr, &held.Meta.Batch, k, c)
+		c, err = src.Carve(ctx, r, held, readErr, &held.Meta.Batch, k, c)
 		if err != nil && walerr.CodeOf(err) == walerr.Canceled && ctx.Err() != nil {
 			// A read that would have started after ctx was done: none did. The same error as
 			// the check above gives, at the offset replayed so far.
@@ -202,19 +223,27 @@ func (f *fault) record(v any, goexit bool) {
 	}
 }
 
-func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Stage) (Stats, error) {
+func parallel(ctx context.Context, file io.ReaderAt, src *source.Reader, cfg Config, st *apply.Stage) (Stats, error) {
+	n := int(min(int64(cfg.Parallelism), src.Chunks()))
 	r := &run{
-		src:   src,
-		st:    st,
-		pool:  bufpool.New[job](cfg.Depth),
-		total: src.Chunks(),
-		depth: int64(cfg.Depth),
-		slots: make([]atomic.Pointer[buffer], cfg.Depth),
-		done:  make(chan struct{}),
+		src:     src,
+		pool:    bufpool.New[job](cfg.Depth),
+		total:   src.Chunks(),
+		depth:   int64(cfg.Depth),
+		slots:   make([]atomic.Pointer[buffer], cfg.Depth),
+		done:    make(chan struct{}),
+		joined:  make(chan struct{}),
+		workers: make([]worker, n),
 	}
-	parent, cancel := context.WithCancelCause(ctx)
-	g, gctx := errgroup.WithContext(parent)
-	r.ctx, r.cancel = gctx, cancel
+	r.ctx, r.cancel = context.WithCancelCause(ctx)
+	defer r.cancel(errStopped)
+	// The applier works on a copy of the stage, copied back once Run no longer waits for it:
+	// an applier abandoned inside the evidence search's ReadAt writes nothing after (its read
+	// unwinds it), but Run returns before that read does. Its reads go through its worker's
+	// gate, like the chunks'.
+	stage := *st
+	stage.File = applierFile{r: r, f: st.File}
+	r.st = &stage
 	// carries[k%m] holds the carry into chunk k. m = depth+1 slots suffice: chunk k holds a
 	// buffer only once chunk k-depth has released its own, so has long taken its carry.
 	r.carries = make([]chan source.Carry, cfg.Depth+1)
@@ -222,24 +251,30 @@ func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Sta
 		r.carries[i] = make(chan source.Carry, 1)
 	}
 	r.carries[0] <- src.Start()
-
-	n := int(min(int64(cfg.Parallelism), r.total))
-	for range n {
-		g.Go(r.worker)
+	r.waiting.Store(int64(n))
+	r.refs.Store(int64(n) + 1) // each worker's, and the caller's: the last one closes the pool
+	for i := range r.workers {
+		w := &r.workers[i]
+		w.r, w.file = r, file
+		go r.worker(w)
 	}
+
 	select { // the caller waits; the workers read, verify and apply
 	case <-r.done:
 	case <-r.ctx.Done():
 	}
 	r.cancel(errStopped)
-	_ = g.Wait() // every worker has exited: nobody touches any buffer any more
+	stragglers, theirs := r.stop()
+	<-r.joined // every worker but the stragglers has exited: nobody else touches any buffer
 	for i := range r.slots {
-		if b := r.slots[i].Load(); b != nil {
+		if b := r.slots[i].Load(); b != nil && !slices.Contains(theirs, b) {
 			release(src, r.pool, b)
 		}
 	}
+	st.Stats, st.Truncation = stage.Stats, stage.Truncation
 	stats := stats(src, r.pool, n)
-	r.pool.Close()
+	stats.Stragglers = stragglers
+	r.unref()
 	if r.flt.set {
 		if r.flt.goexit {
 			runtime.Goexit()
@@ -258,7 +293,7 @@ func parallel(ctx context.Context, src *source.Reader, cfg Config, st *apply.Sta
 // run is the state of one parallel recovery.
 type run struct {
 	src    *source.Reader
-	st     *apply.Stage
+	st     *apply.Stage // the applier's copy
 	pool   *bufpool.Pool[job]
 	total  int64 // chunks
 	depth  int64
@@ -278,29 +313,135 @@ type run struct {
 
 	// The applier is whichever worker set applying (a compare-and-swap: nobody ever waits for
 	// it). It replays every ready chunk from head on, in order. Guarded by applying: head,
-	// the Stage. (An atomic rather than sync.Mutex.TryLock: the hand-off below needs a failed
-	// attempt to be ordered after the ready flag it follows, which a failed TryLock does not
-	// promise.)
+	// the Stage, cur. (An atomic rather than sync.Mutex.TryLock: the hand-off below needs a
+	// failed attempt to be ordered after the ready flag it follows, which a failed TryLock
+	// does not promise.)
 	applying atomic.Bool
 	head     atomic.Int64 // written by the applier; read after it too, to look for work
+	cur      *worker      // the applier's worker, whose gate its evidence reads go through
 	// Set once, by the applier that decided, before done is closed.
 	decided bool
 	err     error
 	done    chan struct{}
+
+	// Stopping. The caller sets stopping, then abandons every worker inside a read (a
+	// straggler); it waits (joined) only for the others. refs counts the caller and every
+	// worker until it has exited or, a straggler, given its buffer back: the last one out
+	// closes the pool.
+	workers  []worker
+	stopping atomic.Bool
+	waiting  atomic.Int64 // workers the caller still waits for
+	joined   chan struct{}
+	refs     atomic.Int64
+}
+
+// A worker's state, as its gate sees it. Only the worker sets reading and idle; only the
+// caller sets abandoned, and only from reading: a straggler never reads again.
+const (
+	idle int32 = iota
+	reading
+	abandoned
+)
+
+// worker is one worker goroutine's state, and its gate into the caller's ReadAt.
+type worker struct {
+	r     *run
+	file  io.ReaderAt
+	state atomic.Int32
+	buf   *buffer // the chunk it has claimed and not yet marked ready (nil otherwise)
+	_     [64]byte
+}
+
+// abandonedRead unwinds a straggler from the ReadAt that returned after Run did, through the
+// stages (which then write nothing more) to its worker's deferred function.
+type abandonedRead struct{}
+
+// gated calls f.ReadAt, unless Run is returning (errStopped: no read starts then). If Run
+// abandons the worker while the call is in flight, the call's outcome is thrown away and
+// the worker unwinds (abandonedRead) as soon as it returns.
+func (w *worker) gated(f io.ReaderAt, p []byte, off int64) (int, error) {
+	w.state.Store(reading)
+	if w.r.stopping.Load() { // ordered with stop's: either it sees reading, or we see stopping
+		w.leave()
+		return 0, errStopped
+	}
+	defer w.leave() // also when ReadAt panics or calls runtime.Goexit
+	return f.ReadAt(p, off)
+}
+
+func (w *worker) leave() {
+	if !w.state.CompareAndSwap(reading, idle) {
+		panic(abandonedRead{})
+	}
+}
+
+// ReadAt is the worker's gated read of the log (the chunks and the carver's reads).
+func (w *worker) ReadAt(p []byte, off int64) (int, error) { return w.gated(w.file, p, off) }
+
+// applierFile is the stage's File as the applier reads it: through its worker's gate.
+type applierFile struct {
+	r *run
+	f io.ReaderAt
+}
+
+func (a applierFile) ReadAt(p []byte, off int64) (int, error) { return a.r.cur.gated(a.f, p, off) }
+
+// stop makes Run's return final: no read starts from here on, and every worker inside a read
+// is abandoned to finish it alone. It returns how many were, and the buffers they hold.
+func (r *run) stop() (stragglers int, theirs []*buffer) {
+	r.stopping.Store(true)
+	for i := range r.workers {
+		w := &r.workers[i]
+		if w.state.CompareAndSwap(reading, abandoned) {
+			stragglers++
+			if w.buf != nil {
+				theirs = append(theirs, w.buf)
+			}
+		}
+	}
+	if stragglers > 0 && r.waiting.Add(-int64(stragglers)) == 0 {
+		close(r.joined)
+	}
+	return stragglers, theirs
+}
+
+// exited is a worker's leaving (not a straggler's): the caller waits for the last one.
+func (r *run) exited() {
+	if r.waiting.Add(-1) == 0 {
+		close(r.joined)
+	}
+}
+
+// unref drops one reference to the pool; the last one closes it, handing its memory on. A
+// straggler still writing into its buffer holds one, so the memory is never handed on under it.
+func (r *run) unref() {
+	if r.refs.Add(-1) == 0 {
+		r.pool.Close()
+	}
 }
 
 // worker claims chunks in file order and, for each, reads, carves and verifies it, then
 // applies whatever is ready. A panic or Goexit (the caller's ReadAt or Applier) stops
-// everyone; the caller re-raises it.
-func (r *run) worker() (err error) {
+// everyone; the caller re-raises it. A straggler (abandoned inside a read) gives its buffer
+// back and exits, whatever its read returned.
+func (r *run) worker(w *worker) {
 	normal := false
 	defer func() {
-		if !normal { // a panic here, or a Goexit (which the errgroup never sees as an error)
+		if w.state.Load() == abandoned { // final: a straggler never reads again
+			_ = recover() // abandonedRead, or what a caller's ReadAt raised after Run returned
+			if w.buf != nil {
+				release(r.src, r.pool, w.buf)
+			}
+			r.unref()
+			return
+		}
+		if !normal { // a panic here, or a Goexit
 			p := recover()
 			r.flt.record(p, p == nil)
 			r.cancel(errFault)
-			err = errFault
 		}
+		r.exited()
+		r.unref()
 	}()
 	for {
 		b, err := r.pool.Get(r.ctx)
@@ -308,7 +449,7 @@ func (r *run) worker() (err error) {
 			break
 		}
 		r.claimMu.Lock()
-		if r.next >= r.total || r.ended.Load() {
+		if r.next >= r.total || r.ended.Load() || r.ctx.Err() != nil {
 			r.claimMu.Unlock()
 			release(r.src, r.pool, b)
 			break
@@ -318,21 +459,22 @@ func (r *run) worker() (err error) {
 		b.Meta.ready.Store(false)
 		b.Meta.err, b.Meta.panicked, b.Meta.panicV = nil, false, nil
 		r.slots[k%r.depth].Store(b) // from here on the applier releases b (or the cleanup does)
+		w.buf = b
 		r.claimMu.Unlock()
-		if !r.work(b, k) {
+		if !r.work(w, b, k) {
 			break
 		}
+		w.buf = nil
 		b.Meta.ready.Store(true)
-		if r.applyReady() {
+		if r.applyReady(w) {
 			break
 		}
 	}
 	normal = true
-	return nil
 }
 
 // work reads, carves and verifies chunk k in b. It returns false when the pipeline is stopping.
-func (r *run) work(b *buffer, k int64) bool {
+func (r *run) work(w *worker, b *buffer, k int64) bool {
 	j := &b.Meta
 	in, out := r.carries[k%int64(len(r.carries))], r.carries[(k+1)%int64(len(r.carries))]
 	var c source.Carry
@@ -344,7 +486,7 @@ func (r *run) work(b *buffer, k int64) bool {
 	}
 	var readErr error
 	if !have || !r.src.Skips(k, c) { // read ahead of the carry: the extent is known
-		readErr = r.catch(j, func() error { return r.src.Read(r.ctx, b, k) })
+		readErr = r.catch(j, func() error { return r.src.Read(r.ctx, w, b, k) })
 	}
 	if !have {
 		// The carry usually arrives within microseconds (the previous chunk's read began
@@ -368,7 +510,7 @@ func (r *run) work(b *buffer, k int64) bool {
 	}
 	if j.panicked {
 		c = source.Carry{Done: true}
-	} else if err := r.catch(j, func() (err error) { c, err = r.src.Carve(r.ctx, b, readErr, &j.Batch, k, c); return err }); err != nil || j.panicked {
+	} else if err := r.catch(j, func() (err error) { c, err = r.src.Carve(r.ctx, w, b, readErr, &j.Batch, k, c); return err }); err != nil || j.panicked {
 		j.err, c = err, source.Carry{Done: true}
 	}
 	if c.Done {
@@ -393,10 +535,14 @@ func (r *run) work(b *buffer, k int64) bool {
 // Preparer). A panic there is kept with the chunk and re-raised only when the applier reaches
 // it: read-ahead must not turn a panic the sequential loop would never have met (past the
 // point where the stream is decided) into the outcome. A runtime.Goexit cannot be kept: it
-// ends the recovery wherever it happens (see the worker).
+// ends the recovery wherever it happens (see the worker). A straggler's unwinding
+// (abandonedRead) goes on through.
 func (r *run) catch(j *job, fn func() error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
+			if _, ok := p.(abandonedRead); ok {
+				panic(p)
+			}
 			j.panicked, j.panicV = true, p
 		}
 	}()
@@ -409,11 +555,12 @@ const spins = 64
 // applyReady applies every ready chunk from the head on, in file order, unless another worker
 // is doing it (it will see what became ready: see below). It returns true once the stream is
 // decided or the pipeline is stopping.
-func (r *run) applyReady() bool {
+func (r *run) applyReady(w *worker) bool {
 	for {
 		if !r.applying.CompareAndSwap(false, true) {
 			return false
 		}
+		r.cur = w
 		stop := r.applyHeads()
 		r.applying.Store(false)
 		if stop {
@@ -450,22 +597,33 @@ func (r *run) applyHeads() bool {
 		if err == nil {
 			done, err = r.st.Batch(r.ctx, &b.Meta.Batch, b.B, auxOf(r.src, b)) // may panic or Goexit
 		}
+		if r.stopping.Load() {
+			// Run is returning (its context is done): a read this batch needed was refused,
+			// and whatever it decided is not reported. The cleanup releases b.
+			return true
+		}
 		slot.Store(nil)
 		release(r.src, r.pool, b)
 		r.head.Add(1)
 		if done {
-			r.decided, r.err = true, err
-			close(r.done)
+			r.decide(err)
 			return true
 		}
 	}
 	// Every chunk applied and none decided: the last chunk always carries a Stop or an error,
 	// so this cannot happen; if it ever does, the caller returns errNoDecision, never hangs.
 	if !r.decided {
-		r.decided, r.err = true, errNoDecision
-		close(r.done)
+		r.decide(errNoDecision)
 	}
 	return true
+}
+
+// decide records the outcome and stops the run at once: the read-ahead it no longer needs
+// starts no new read.
+func (r *run) decide(err error) {
+	r.decided, r.err = true, err
+	close(r.done)
+	r.cancel(errStopped)
 }
 
 // canceled types a bare context error at the offset replayed so far; every other error is

@@ -39,13 +39,17 @@ type Carry struct {
 	Done bool
 }
 
+// ReaderAt is the file, as Read and Carve read it: each call names the reader it reads
+// through, so that a caller can tell each goroutine's reads apart (the pipeline's workers each
+// read through their own gate).
+type ReaderAt interface {
+	ReadAt([]byte, int64) (int, error)
+}
+
 // Reader carves a log into chunks. Read may be called from many goroutines at once; Carve is
 // called for chunk 0, 1, 2... in order, each after the previous one returned (the Carry passed
 // between them orders them).
 type Reader struct {
-	r interface {
-		ReadAt([]byte, int64) (int, error)
-	}
 	size      int64
 	layout    format.Layout
 	hdr       int
@@ -63,10 +67,8 @@ type Reader struct {
 }
 
 // New returns a Reader of the records of a file of the given size and layout.
-func New(r interface {
-	ReadAt([]byte, int64) (int, error)
-}, size int64, layout format.Layout, readSize int, maxRecord uint32) *Reader {
-	s := &Reader{r: r, size: size, layout: layout, hdr: layout.HeaderSize(), readSize: readSize,
+func New(size int64, layout format.Layout, readSize int, maxRecord uint32) *Reader {
+	s := &Reader{size: size, layout: layout, hdr: layout.HeaderSize(), readSize: readSize,
 		maxRecord: maxRecord, first: layout.FirstRecord(), bigFree: make(chan struct{}, 1)}
 	s.bigFree <- struct{}{}
 	return s
@@ -94,10 +96,10 @@ func (s *Reader) Skips(k int64, c Carry) bool {
 	return c.Done || (c.Off >= end && end < s.size)
 }
 
-// Read reads chunk k into buf. It starts no read once ctx is done (CANCELED).
-func (s *Reader) Read(ctx context.Context, buf Buffer, k int64) error {
+// Read reads chunk k from r into buf. It starts no read once ctx is done (CANCELED).
+func (s *Reader) Read(ctx context.Context, r ReaderAt, buf Buffer, k int64) error {
 	start, end := s.Bounds(k)
-	return walerr.ReadFullContext(ctx, s.r, buf.Grow(int(end-start)), start)
+	return walerr.ReadFullContext(ctx, r, buf.Grow(int(end-start)), start)
 }
 
 // BigHeld is the size of the shared buffer for large records (for the memory accounting).
@@ -113,11 +115,12 @@ func (s *Reader) ReleaseBig(bt *chunk.Batch) {
 }
 
 // Carve carves chunk k, whose bytes are buf (read by Read; readErr is what that read returned)
-// starting from c, into bt. It returns the carry into chunk k+1. An error is a read error
+// starting from c, into bt; what it must read again (a header across the chunk's end, a record
+// that runs past it) it reads from r. It returns the carry into chunk k+1. An error is a read error
 // that the stream cannot go past (bt is then unusable and the carry is Done): a failed read of
 // this chunk, or of a record that runs past its end, or CANCELED when a read it needs would
 // start after ctx is done (none does).
-func (s *Reader) Carve(ctx context.Context, buf Buffer, readErr error, bt *chunk.Batch, k int64, c Carry) (Carry, error) {
+func (s *Reader) Carve(ctx context.Context, r ReaderAt, buf Buffer, readErr error, bt *chunk.Batch, k int64, c Carry) (Carry, error) {
 	start, end := s.Bounds(k)
 	bt.Reset(k, start)
 	if s.Skips(k, c) {
@@ -146,7 +149,7 @@ func (s *Reader) Carve(ctx context.Context, buf Buffer, readErr error, bt *chunk
 			head = data[q : q+hdr]
 		} else { // the header itself runs past the chunk: read it on its own
 			head = s.head[:hdr]
-			if err := walerr.ReadFullContext(ctx, s.r, head, off); err != nil {
+			if err := walerr.ReadFullContext(ctx, r, head, off); err != nil {
 				return Carry{Done: true}, err
 			}
 		}
@@ -161,7 +164,7 @@ func (s *Reader) Carve(ctx context.Context, buf Buffer, readErr error, bt *chunk
 			continue
 		}
 		// The last record of this chunk runs past its end: read it whole.
-		aux, err := s.straddler(ctx, buf, bt, head, off, l, crc)
+		aux, err := s.straddler(ctx, r, buf, bt, head, off, l, crc)
 		if err != nil {
 			return Carry{Done: true}, err
 		}
@@ -214,11 +217,11 @@ func (s *Reader) check(head []byte, off int64) (l, crc uint32, t classify.Troubl
 // error) when a legacy record's streamed CRC did not match: its length is not to be trusted.
 //
 // The header read again must be the header that was checked: everything after trusts it.
-func (s *Reader) straddler(ctx context.Context, buf Buffer, bt *chunk.Batch, head []byte, off int64, l, crc uint32) ([]byte, error) {
+func (s *Reader) straddler(ctx context.Context, r ReaderAt, buf Buffer, bt *chunk.Batch, head []byte, off int64, l, crc uint32) ([]byte, error) {
 	n := s.hdr + int(l)
 	if n <= s.readSize {
 		aux := buf.GrowAux(n)
-		if err := walerr.ReadFullContext(ctx, s.r, aux, off); err != nil {
+		if err := walerr.ReadFullContext(ctx, r, aux, off); err != nil {
 			return nil, err
 		}
 		return aux, sameHeader(aux, head, off)
@@ -226,7 +229,7 @@ func (s *Reader) straddler(ctx context.Context, buf Buffer, bt *chunk.Batch, hea
 	if s.layout == format.LayoutLegacy {
 		// A legacy length has no checksum: stream its CRC through a read-sized scratch before
 		// it may size anything larger than a read.
-		ok, err := classify.ChecksumMatches(ctx, s.r, buf.GrowAux(s.readSize), off+int64(s.hdr), int64(l), crc)
+		ok, err := classify.ChecksumMatches(ctx, r, buf.GrowAux(s.readSize), off+int64(s.hdr), int64(l), crc)
 		if err != nil || !ok {
 			return nil, err
 		}
@@ -243,7 +246,7 @@ func (s *Reader) straddler(ctx context.Context, buf Buffer, bt *chunk.Batch, hea
 		s.bigPeak = max(s.bigPeak, n)
 	}
 	s.big = s.big[:n]
-	if err := walerr.ReadFullContext(ctx, s.r, s.big, off); err != nil {
+	if err := walerr.ReadFullContext(ctx, r, s.big, off); err != nil {
 		return nil, err
 	}
 	return s.big, sameHeader(s.big, head, off)
