@@ -10,6 +10,9 @@
 //	walrec sidecars FILE        list the sidecars holding cut bytes (--clear deletes them)
 //	walrec backup FILE OUT      a hot backup beside a running writer (OUT "-": stdout)
 //	walrec restore IN FILE      write a database from a backup (IN "-": stdin), verified
+//	walrec salvage FILE --output COPY   every record that verifies, around damage, into a new log
+//	walrec get FILE KEY         a key's value now, read-only (no lock)
+//	walrec scan FILE            the live pairs in key order (--prefix, --from/--to), read-only
 //
 // Exit status: 0 clean (or empty, or repaired), 1 a tail recovery would cut, 2 recovery
 // refuses the file, 3 an I/O or usage error, 128+N stopped by signal N (130 Ctrl-C, 143
@@ -67,6 +70,9 @@ Usage:
   walrec sidecars FILE        list the sidecars holding cut bytes (--clear deletes them)
   walrec backup FILE OUT      a hot backup beside a running writer (OUT "-": stdout)
   walrec restore IN FILE      write a database from a backup (IN "-": stdin), verified
+  walrec salvage FILE --output COPY   every record that verifies, around damage, into a new log
+  walrec get FILE KEY         a key's value now, read-only (no lock)
+  walrec scan FILE            the live pairs in key order (--prefix, --from/--to), read-only
 
 Run "walrec COMMAND --help" for a command's flags, "walrec --version" for the build.
 New here? Run "walrec demo".
