@@ -167,6 +167,7 @@ func sequential(ctx context.Context, r io.ReaderAt, src *source.Reader, st *appl
 			release(src, pool, held)
 		}
 		pool.Close()
+		src.Close()
 	}()
 	c := src.Start()
 	for k := range src.Chunks() {
@@ -412,11 +413,13 @@ func (r *run) exited() {
 	}
 }
 
-// unref drops one reference to the pool; the last one closes it, handing its memory on. A
-// straggler still writing into its buffer holds one, so the memory is never handed on under it.
+// unref drops one reference to the pool and the shared buffer for large records; the last one
+// closes them, handing their memory on. A straggler still writing into its buffer (either)
+// holds one, so the memory is never handed on under it.
 func (r *run) unref() {
 	if r.refs.Add(-1) == 0 {
 		r.pool.Close()
+		r.src.Close()
 	}
 }
 

@@ -16,11 +16,14 @@ package source
 
 import (
 	"context"
+	"runtime"
+	"sync/atomic"
 
 	"github.com/streamwal/recovery/bufpool"
 	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
 	"github.com/streamwal/recovery/internal/chunk"
+	"github.com/streamwal/recovery/internal/hugemem"
 	"github.com/streamwal/recovery/walerr"
 )
 
@@ -61,9 +64,14 @@ type Reader struct {
 	// The one buffer for records larger than a read: held by at most one batch at a time, so
 	// a huge record is held once however many workers run. bigFree has a token while it is
 	// free; the batch that took it gives it back (ReleaseBig) when its buffer is released.
+	// It grows (is replaced) when a record needs more: see growBig.
 	bigFree chan struct{}
 	big     []byte
-	bigPeak int
+	bigOff  bool // big is off the heap (hugemem.Take)
+	bigPeak int  // the most bytes it ever held, replaced heap buffers not yet freed included
+	// retired is the bytes of replaced heap buffers of countFrom bytes or more that the
+	// collector has not freed yet (each has a cleanup that takes its bytes off).
+	retired atomic.Int64
 }
 
 // New returns a Reader of the records of a file of the given size and layout.
@@ -102,8 +110,54 @@ func (s *Reader) Read(ctx context.Context, r ReaderAt, buf Buffer, k int64) erro
 	return walerr.ReadFullContext(ctx, r, buf.Grow(int(end-start)), start)
 }
 
-// BigHeld is the size of the shared buffer for large records (for the memory accounting).
+// BigHeld is the most memory the shared buffer for large records ever held (for the memory
+// accounting): its size (off the heap, rounded up to the huge page its last byte lies in),
+// plus, on the Go heap, the buffers of countFrom bytes or more it replaced that the collector
+// had not freed yet.
 func (s *Reader) BigHeld() int { return s.bigPeak }
+
+// countFrom is the size from which a replaced buffer on the Go heap is counted until the
+// collector frees it: hugemem.MinOffHeap, the size from which buffers leave the heap where
+// they can. Below it a replaced buffer is ordinary garbage, freed under the program's GOGC
+// like the pool's own small regions (a heap the pool's buffers do not inflate).
+const countFrom = hugemem.MinOffHeap
+
+// growBig replaces the shared buffer by one of n bytes (nobody holds it: the caller has the
+// token). The old one goes first. Off the heap its pages go back to the kernel at once, so a
+// record larger than all before it is held once, not beside the buffers it outgrew. On the Go
+// heap (race and invariants builds, other systems, small sizes, a refused mapping) it cannot
+// be freed: it is left to the collector and, from countFrom bytes, counted until the collector
+// has freed it.
+func (s *Reader) growBig(n int) {
+	s.dropBig(true)
+	held := n
+	if b, ok := hugemem.Take(n); ok {
+		s.big, s.bigOff, held = b, true, hugemem.Held(n)
+	} else {
+		s.big = make([]byte, n)
+	}
+	s.bigPeak = max(s.bigPeak, held+int(s.retired.Load()))
+}
+
+// dropBig lets go of the shared buffer: off the heap its pages go back to the kernel; on the
+// heap, when count is set and it is large, its bytes are counted until the collector frees it.
+func (s *Reader) dropBig(count bool) {
+	old, off := s.big, s.bigOff
+	s.big, s.bigOff = nil, false
+	switch {
+	case cap(old) == 0:
+	case off:
+		hugemem.Release(old)
+	case count && cap(old) >= countFrom:
+		n := int64(cap(old))
+		s.retired.Add(n)
+		runtime.AddCleanup(&old[:1][0], func(n int64) { s.retired.Add(-n) }, n)
+	}
+}
+
+// Close lets go of the shared buffer for large records (off the heap, its pages go back to the
+// kernel). Nobody may hold it, read into it or look at it any more.
+func (s *Reader) Close() { s.dropBig(false) }
 
 // ReleaseBig gives back the shared large-record buffer a batch held, poisoned in debug builds.
 func (s *Reader) ReleaseBig(bt *chunk.Batch) {
@@ -241,9 +295,7 @@ func (s *Reader) straddler(ctx context.Context, r ReaderAt, buf Buffer, bt *chun
 	}
 	bt.Big = true
 	if cap(s.big) < n {
-		s.big = nil // let the old one go before the new one is made
-		s.big = make([]byte, n)
-		s.bigPeak = max(s.bigPeak, n)
+		s.growBig(n)
 	}
 	s.big = s.big[:n]
 	if err := walerr.ReadFullContext(ctx, r, s.big, off); err != nil {

@@ -1,6 +1,6 @@
 package hugemem
 
-// Off-heap buffers: Get and Put.
+// Off-heap buffers: Get and Put, Take and Release.
 //
 // Recovery's pooled buffers are the one large allocation whose lifetime is exactly known (a
 // pool's life, strict ownership), so on Linux they live outside the Go heap, in anonymous
@@ -12,7 +12,9 @@ package hugemem
 // it has sat unused through two garbage collections its pages are returned to the kernel with
 // MADV_DONTNEED (the address range stays valid and reads as zeros until it is touched again).
 // So a slice a caller wrongly kept past its buffer's release reads stale bytes or zeros, never
-// an unmapped address: the same failure, no worse, as with memory from the Go heap.
+// an unmapped address: the same failure, no worse, as with memory from the Go heap. Take and
+// Release are for the one buffer whose size is not known in advance (it grows with the records
+// it holds): its memory is not kept for the next user, its pages go back at Release.
 
 const (
 	// MinOffHeap and MaxOffHeap bound the sizes Get serves: powers of two. Below 1 MiB a
@@ -42,3 +44,38 @@ func Get(n int) (b []byte, ok bool) {
 // alone. Put panics on a piece of Get's memory that is not one Get returned, or that is back
 // already: an ownership bug, not a condition to paper over.
 func Put(b []byte) bool { return put(b) }
+
+// MaxTake is the largest buffer Take serves (a record of the largest default maximum, 1 GiB,
+// with its header, needs a little more than 1 GiB).
+const MaxTake = 1 << 31
+
+// Take returns n bytes outside the Go heap for a buffer that grows, replaced by a larger one
+// now and then (recovery's one buffer for records larger than a read): the first n bytes of a
+// mapping of the power of two at or above n (at least a Page), aligned to a huge page, of
+// which nothing past n is resident. It serves n in [MinOffHeap, MaxTake] where Get serves
+// anything (ok false otherwise: the caller allocates as usual). Release gives it back with its
+// pages returned to the kernel at once, so that a replaced buffer is not held beside its
+// replacement: at most Held(n) bytes of a taken buffer are ever resident.
+func Take(n int) (b []byte, ok bool) {
+	if n < MinOffHeap || n > MaxTake || !offHeap || !offered() || ^uint(0)>>32 == 0 {
+		return nil, false
+	}
+	return take(n)
+}
+
+// Held is what a buffer Take returned for n bytes may hold resident: n rounded up to a huge
+// page (the last one, touched in part, may be a huge page whole).
+func Held(n int) int { return (n + Page - 1) &^ (Page - 1) }
+
+// Release gives back b, a slice Take returned (as returned), returning its pages to the kernel
+// at once (the addresses stay mapped, reading zeros, for a caller that wrongly kept a slice),
+// and reports whether it did; memory from anywhere else is left alone. It panics on memory of
+// Take's that is not a slice Take returned, or that is back already.
+func Release(b []byte) bool { return release(b) }
+
+// Resident is how many bytes of Get's and Take's memory the kernel holds resident now
+// (mincore(2)), given back or not: for tests that hold the memory to its accounting.
+func Resident() int64 { return resident() }
+
+// OffHeap reports whether Get and Take serve memory here.
+func OffHeap() bool { return offHeap && offered() }

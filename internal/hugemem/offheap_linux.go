@@ -89,6 +89,65 @@ func put(b []byte) bool {
 	return true
 }
 
+func take(n int) ([]byte, bool) {
+	c := Page
+	for c < n {
+		c <<= 1
+	}
+	b, ok := get(c) // a mapping of its own (c >= Page: one piece), perhaps one given back before
+	if !ok {
+		return nil, false
+	}
+	if hi := Held(n); hi < c {
+		// A reused mapping may still hold resident pages past what this buffer will touch.
+		_ = unix.Madvise(b[hi:], unix.MADV_DONTNEED)
+	}
+	return b[:n:n], true
+}
+
+func release(b []byte) bool {
+	p := base(b)
+	heap.mu.Lock()
+	defer heap.mu.Unlock()
+	u := heap.pages[p&^(Page-1)]
+	if u == nil {
+		return false
+	}
+	if u.size < Page || p != base(u.mem) || cap(b) > u.size {
+		panic(fmt.Sprintf("hugemem: Release of %d bytes at %#x that Take did not return", cap(b), p))
+	}
+	if u.free != 0 {
+		panic(fmt.Sprintf("hugemem: Release of %#x twice", p))
+	}
+	_ = unix.Madvise(u.mem, unix.MADV_DONTNEED)
+	u.free, u.idle, u.resident = 1, 0, false
+	heap.free[u.size] = append(heap.free[u.size], u)
+	return true
+}
+
+func resident() int64 {
+	heap.mu.Lock()
+	defer heap.mu.Unlock()
+	pageSize := unix.Getpagesize()
+	var n int64
+	var vec []byte
+	for _, u := range heap.units {
+		pages := (len(u.mem) + pageSize - 1) / pageSize
+		if cap(vec) < pages {
+			vec = make([]byte, pages)
+		}
+		vec = vec[:pages]
+		_, _, e := unix.Syscall(unix.SYS_MINCORE, base(u.mem), uintptr(len(u.mem)), uintptr(unsafe.Pointer(unsafe.SliceData(vec))))
+		if e != 0 {
+			continue
+		}
+		for _, v := range vec {
+			n += int64(v & 1)
+		}
+	}
+	return n * int64(pageSize)
+}
+
 // mapAligned maps n bytes (a multiple of Page) at a huge-page boundary, advised for huge pages.
 func mapAligned(n int) ([]byte, error) {
 	// MmapPtr and MunmapPtr, not Mmap and Munmap: Munmap unmaps only a whole mapping that Mmap
