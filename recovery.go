@@ -61,7 +61,9 @@ type (
 	Applier = apply.Applier
 	// ApplyFunc adapts a function to Applier.
 	ApplyFunc = apply.Func
-	// Preparer is per-record work done in parallel before the Applier sees a record.
+	// Preparer is per-record work done in parallel before the Applier sees a record. A
+	// runtime.Goexit in it during read-ahead (parallelism > 1) ends the caller's goroutine,
+	// where parallelism 1 returns a decision: see WithPrepare.
 	Preparer    = apply.Preparer
 	PrepareFunc = apply.PrepareFunc
 	Op          = format.Op
@@ -205,6 +207,14 @@ func WithMaxRecordSize(n int64) Option { return func(o *options) { o.maxRecord =
 // per-record work a store needs (parsing, hashing, checksums) then runs on every core, and the
 // ordered applier only links. At parallelism 1 it runs on the caller's goroutine, just before
 // each chunk is applied.
+//
+// In parallel p also runs on read-ahead: records past the point where the stream is decided
+// (a damaged record, a failing Applier), which parallelism 1 never prepares. A panic in p there
+// is dropped with the read-ahead, and the decision is returned as at parallelism 1. A
+// runtime.Goexit in p there (t.Fatal in a test's Preparer, say) cannot be kept for later: it
+// ends the recovery and, raised again on it, the caller's goroutine (Recover does not return),
+// where parallelism 1 returns a decision. A panic or Goexit in p on a record that is applied
+// reaches the caller at every parallelism.
 func WithPrepare(p Preparer) Option { return func(o *options) { o.prepare = p } }
 
 // WithMode sets what recovery may do about damage (default Tolerate).

@@ -53,6 +53,11 @@ func (r *Record) PayloadOffset() int64 { return r.Offset + int64(r.meta>>32) }
 // for r to dst and returns the extended slice; the Applier finds those words in
 // Record.Prepared. The words are held with the chunk's buffer and counted by the pool
 // (Result.PeakBuffered). Records after the first bad one may be prepared and never applied.
+//
+// Prepare runs on read-ahead too (parallelism > 1): on records past the point where the stream
+// is decided, which parallelism 1 never prepares. A panic there is dropped with the read-ahead
+// and the decision stands; a runtime.Goexit there cannot be kept for later and ends the
+// caller's goroutine, where parallelism 1 returns a decision (recovery.WithPrepare).
 type Preparer interface {
 	Prepare(r Record, dst []uint64) []uint64
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -259,5 +260,66 @@ func TestCancelDuringLargeLegacyRecord(t *testing.T) {
 			t.Fatalf("par %d: %d bytes read after the cancel", par, after)
 		}
 		goleak.VerifyNone(t)
+	}
+}
+
+// TestPreparerGoexitInReadAhead: a runtime.Goexit in the Preparer (t.Fatal in a test's, say)
+// on a record past the point where the stream is decided. Parallelism 1 never prepares that
+// record and returns its decision (the Applier fails on record 0); in parallel, read-ahead
+// prepares it (the Applier holds record 0 until it has), and the Goexit, which cannot be kept
+// for later as a panic is, ends the caller's goroutine: what WithPrepare and the Preparer type
+// say. Nothing is left behind either way.
+func TestPreparerGoexitInReadAhead(t *testing.T) {
+	const rs = 4 << 10
+	past := format.LayoutV1.FirstRecord() + 3*rs // chunk 3 on: never prepared at parallelism 1
+	boom := errors.New("store full")
+	for _, cfg := range []pipeline.Config{{Parallelism: 1, Depth: 1, ReadSize: rs}, {Parallelism: 2, Depth: 5, ReadSize: rs}, {Parallelism: 4, Depth: 8, ReadSize: rs}} {
+		t.Run(cfgName(cfg), func(t *testing.T) {
+			reached := make(chan struct{})
+			var once sync.Once
+			st := &apply.Stage{
+				Applier: apply.Func(func(rec apply.Record) error {
+					if cfg.Parallelism > 1 {
+						select { // hold the decision until read-ahead has prepared past it
+						case <-reached:
+						case <-time.After(time.Minute):
+							return errors.New("setup: read-ahead never reached chunk 3")
+						}
+					}
+					return boom
+				}),
+				Preparer: apply.PrepareFunc(func(r apply.Record, dst []uint64) []uint64 {
+					if r.Offset >= past {
+						once.Do(func() { close(reached) })
+						runtime.Goexit()
+					}
+					return dst
+				}),
+				Layout: format.LayoutV1, File: bytes.NewReader(bigLog.Bytes), Size: int64(len(bigLog.Bytes)),
+				Classify: classify.Config{Layout: format.LayoutV1, MaxRecord: classify.DefaultMaxRecord},
+			}
+			cfg.MaxRecord = classify.DefaultMaxRecord
+			out := make(chan string, 1)
+			go func() {
+				got := "goexit" // unless Run returns
+				defer func() { out <- got }()
+				_, err := pipeline.Run(context.Background(), bytes.NewReader(bigLog.Bytes), int64(len(bigLog.Bytes)), cfg, st)
+				got = "error " + string(recovery.CodeOf(err))
+			}()
+			var got string
+			select {
+			case got = <-out:
+			case <-time.After(time.Minute): // a hang detector, not a timing assertion
+				t.Fatal("Run did not end")
+			}
+			want := "error " + string(recovery.CodeApplyFailed)
+			if cfg.Parallelism > 1 {
+				want = "goexit"
+			}
+			if got != want {
+				t.Fatalf("got %s, want %s", got, want)
+			}
+			goleak.VerifyNone(t)
+		})
 	}
 }
