@@ -430,7 +430,11 @@ func TestFaultAtEveryReadCall(t *testing.T) {
 				switch {
 				case !fired && (!res.returned || res.p != nil):
 					t.Fatalf("%+v call %d: no fault fired, but returned=%v panic=%v", cfg, k, res.returned, res.p)
-				case fired && goexit && (res.returned || res.p != nil):
+				case fired && goexit && res.p != nil,
+					fired && goexit && loopReads[r.atK] && res.returned:
+					// A Goexit ends the caller's goroutine; only one in a read-ahead the loop never
+					// makes, in flight when the decision stopped the run, may instead be dropped
+					// with that straggler (pipeline.Run's doc).
 					t.Fatalf("%+v Goexit at call %d: returned=%v panic=%v", cfg, k, res.returned, res.p)
 				case fired && !goexit && !loopReads[r.atK] && (!res.returned || res.p != nil):
 					// a read-ahead the loop never makes: its panic must not become the outcome
