@@ -45,9 +45,10 @@ func Get(n int) (b []byte, ok bool) {
 // already: an ownership bug, not a condition to paper over.
 func Put(b []byte) bool { return put(b) }
 
-// MaxTake is the largest buffer Take serves (a record of the largest default maximum, 1 GiB,
-// with its header, needs a little more than 1 GiB).
-const MaxTake = 1 << 31
+// MaxTake is the largest buffer Take serves: a record of the default maximum size (1 GiB)
+// with its header, and then some. Its mapping is the next power of two, 2 GiB: Take serves
+// only 64-bit platforms.
+const MaxTake = 1<<30 + 1<<20
 
 // Take returns n bytes outside the Go heap for a buffer that grows, replaced by a larger one
 // now and then (recovery's one buffer for records larger than a read): the first n bytes of a
