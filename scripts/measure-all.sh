@@ -25,7 +25,7 @@ st walrecbench
 "$work/walrec" bench "$work/w256.wal" --parallelism 1,2,4,0 --runs 5 > "$out/bench256.txt" 2>&1
 st verifydd; LOG="$work/w4k.wal" scripts/verify-vs-dd.sh > "$out/verifydd.txt" 2>&1
 rm -f "$work/w4k.wal" "$work/w256.wal"
-st memory; go test -count=1 -run 'TestMemoryBoundedByPool|TestTinyRecordsStayWithinTheBound|TestHeapStaysSmallOn512MiBLog' -v ./tests/ > "$out/memory.txt" 2>&1
+st memory; WALREC_DEEP=1 go test -count=1 -run 'TestMemoryBoundedByPool|TestTinyRecordsStayWithinTheBound|TestHeapStaysSmallOn512MiBLog' -v ./tests/ > "$out/memory.txt" 2>&1
 go test -count=1 -run 'TestOpenMemoryWithPreparedWords|TestBigValueCommitHoldsItOnce' -v ./db/ >> "$out/memory.txt" 2>&1
 st open; go test -run '^$' -bench 'BenchmarkOpen' -benchtime 3x -count 2 ./db/ > "$out/open.txt" 2>&1
 st opendemo5; go test -run '^$' -bench 'BenchmarkOpenDemo' -benchtime 5x -count 3 ./db/ > "$out/opendemo.txt" 2>&1

@@ -14,6 +14,7 @@ import (
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/format"
 	"github.com/streamwal/recovery/internal/heapsample"
+	"github.com/streamwal/recovery/internal/testdepth"
 	"github.com/streamwal/recovery/internal/testlog"
 	"github.com/streamwal/recovery/tests/oracle"
 )
@@ -72,14 +73,15 @@ func TestMemoryBoundedByPool(t *testing.T) {
 	}
 }
 
-// TestHeapStaysSmallOn512MiBLog: recovering a 512 MiB log whose store stays small (256 keys,
-// overwritten) grows the heap by less than 64 MiB, at parallelism 1 and 4; the whole-file
-// oracle's growth exceeds the file's size.
+// TestHeapStaysSmallOn512MiBLog: recovering a 512 MiB log (WALREC_DEEP=1; 128 MiB by
+// default, still twice the limit) whose store stays small (256 keys, overwritten) grows the
+// heap by less than 64 MiB, at parallelism 1 and 4; the whole-file oracle's growth exceeds
+// the file's size.
 func TestHeapStaysSmallOn512MiBLog(t *testing.T) {
 	if testing.Short() {
-		t.Skip("writes a 512 MiB file; skipped with -short")
+		t.Skip("writes a 128 MiB file; skipped with -short")
 	}
-	const size = 512 << 20
+	size := int64(testdepth.Pick(128, 512)) << 20
 	path := filepath.Join(t.TempDir(), "big.wal")
 	f, err := os.Create(path)
 	if err != nil {
@@ -161,23 +163,25 @@ func TestHeapStaysSmallOn512MiBLog(t *testing.T) {
 	}
 }
 
-// TestTinyRecordsStayWithinTheBound: 64 MiB logs of the smallest records there are (13 bytes in
-// the legacy layout, 17 in v1: one delete of an empty key) keep the live heap within the
-// documented bound, record tables included (before, a 32-byte entry per record, uncounted, put
-// the live heap at 3.6-4.1x the stated bound). Parallelism 8, depth 16, 1 MiB reads.
+// TestTinyRecordsStayWithinTheBound: logs of the smallest records there are (13 bytes in
+// the legacy layout, 17 in v1: one delete of an empty key), 32 MiB by default (twice the pool's
+// 16 buffers) and 64 MiB with WALREC_DEEP=1, keep the live heap within the documented bound,
+// record tables included (before, a 32-byte entry per record, uncounted, put the live heap at
+// 3.6-4.1x the stated bound). Parallelism 8, depth 16, 1 MiB reads.
 func TestTinyRecordsStayWithinTheBound(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds 64 MiB logs; skipped with -short")
+		t.Skip("builds 32 MiB logs; skipped with -short")
 	}
+	logSize := testdepth.Pick(32, 64) << 20
 	tiny := format.AppendDelete(nil, nil) // 5 bytes: the smallest well-formed payload
 	for _, layout := range []format.Layout{format.LayoutLegacy, format.LayoutV1} {
 		t.Run(layout.String(), func(t *testing.T) {
 			rec := format.AppendRecord(nil, layout, tiny)
-			data := make([]byte, 0, 64<<20+len(rec))
+			data := make([]byte, 0, logSize+len(rec))
 			if layout == format.LayoutV1 {
 				data = append(data, format.FileHeader[:]...)
 			}
-			for len(data) < 64<<20 {
+			for len(data) < logSize {
 				data = append(data, rec...)
 			}
 			const readSize, depth = 1 << 20, 16

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/testdepth"
 	"github.com/streamwal/recovery/internal/testlog"
 )
 
@@ -84,12 +85,12 @@ func damage(rng *rand.Rand, l testlog.Log) ([]byte, string) {
 	}
 }
 
-// TestRandomLogsAllConfigs: a few hundred random logs (records of 0 B to 1 MiB, random
-// damage), through every pipeline configuration (parallelism 1, 2, 3, 8; pool depths 2 to 16;
-// read sizes from 4 KiB), in every mode: each is exactly the oracle's result.
-// RANDOM_LOGS=n sets how many; RANDOM_SEED=s replays one.
+// TestRandomLogsAllConfigs: random logs (records of 0 B to 1 MiB, random damage), 80 by
+// default and 3,000 with WALREC_DEEP=1, through every pipeline configuration (parallelism 1,
+// 2, 3, 8; pool depths 2 to 16; read sizes from 4 KiB), in every mode: each is exactly the
+// oracle's result. RANDOM_LOGS=n sets how many; RANDOM_SEED=s replays one.
 func TestRandomLogsAllConfigs(t *testing.T) {
-	count := 300
+	count := testdepth.Pick(80, 3000)
 	if testing.Short() {
 		count = 40
 	}

@@ -10,13 +10,25 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/streamwal/recovery/internal/testdepth"
 )
 
 // Recovery's parallel pipeline starts goroutines on every open at parallelism 4: none may
 // outlive the suite.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// seeds: DST_SEED=k replays one seed; DST_SEEDS=N runs seeds 0..N-1 (default 200).
+// Seeds run by default and with WALREC_DEEP=1; mustSeeds is the fewest seeds (0..mustSeeds-1)
+// known to produce every outcome each profile's must lists, so the check of those outcomes
+// runs on any list that long (seeds 0..N-1 with N >= mustSeeds include them).
+const (
+	defaultSeeds = 50
+	deepSeeds    = 1000
+	mustSeeds    = 50
+)
+
+// seeds: DST_SEED=k replays one seed; DST_SEEDS=N runs seeds 0..N-1 (default 50, 1,000 with
+// WALREC_DEEP=1).
 func seeds(t *testing.T) []uint64 {
 	if s := os.Getenv("DST_SEED"); s != "" {
 		k, err := strconv.ParseUint(s, 10, 64)
@@ -25,7 +37,7 @@ func seeds(t *testing.T) []uint64 {
 		}
 		return []uint64{k}
 	}
-	n := uint64(200)
+	n := uint64(testdepth.Pick(defaultSeeds, deepSeeds))
 	if s := os.Getenv("DST_SEEDS"); s != "" {
 		var err error
 		if n, err = strconv.ParseUint(s, 10, 64); err != nil || n == 0 {
@@ -60,7 +72,7 @@ func TestSimulation(t *testing.T) {
 				continue
 			}
 			t.Logf("%-13s %v", p.name, tally[p.name])
-			if len(list) >= 200 && os.Getenv("DST_SEED") == "" {
+			if len(list) >= mustSeeds && os.Getenv("DST_SEED") == "" {
 				for _, want := range p.must {
 					if tally[p.name][want] == 0 {
 						t.Errorf("profile %s: %d seeds never produced %q: the workload no longer exercises it", p.name, len(list), want)
