@@ -1,6 +1,6 @@
 // Package db is the embedded database that recovery opens: a single-process, ordered key-value
-// store whose one file is the write-ahead log (../../shared/spec/database.md,
-// wal-format.md).
+// store whose one file is the write-ahead log (its contract: docs/database.md; its bytes:
+// docs/format.md).
 //
 //	d, err := db.Open(path, db.WithRecovery(recovery.WithParallelism(0)))
 //	err = d.Update(func(tx *db.Tx) error { return tx.Set([]byte("k"), []byte("v")) })

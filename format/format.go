@@ -1,6 +1,6 @@
 // Package format is the log's byte layout, in one place, in both directions: the encoder the
 // writer uses and the decoders recovery uses. It is the TypeScript LibreDB kernel's layout, byte
-// for byte (see ../shared/spec/wal-format.md).
+// for byte (docs/format.md describes it, with an example taken apart byte by byte).
 //
 // A v1 file:
 //

@@ -20,7 +20,7 @@ func unhex(t *testing.T, s string) []byte {
 	return b
 }
 
-// TestWorkedExample: the test vectors of wal-format.md, byte for byte, both directions.
+// TestWorkedExample: the test vectors of docs/format.md, byte for byte, both directions.
 func TestWorkedExample(t *testing.T) {
 	payload := format.AppendSet(nil, []byte("a"), []byte("xy"))
 	v1 := format.AppendRecord(format.FileHeader[:], format.LayoutV1, payload)

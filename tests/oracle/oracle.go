@@ -2,7 +2,7 @@
 //
 // It takes the entire log as one []byte and walks it the way the TypeScript kernel loads a
 // file (one buffer, one sequential pass), but it decides every record exactly by this
-// project's rules, read from the spec (recovery.md, section 2). It shares no code with the
+// project's rules, read from docs/classification.md. It shares no code with the
 // streaming recovery: it imports only the standard library. Tests compare the streaming
 // implementation against it, and benchmarks use it as the baseline.
 //
@@ -183,7 +183,7 @@ func Recover(data []byte, opts Options, apply func(ops []Op)) Outcome {
 			case end > size && n <= maxRec:
 				// The header checks out and its length is plausible: every byte of
 				// [off, size) is this append's own unfinished payload. Torn tail, with
-				// no evidence search (recovery.md, changed 2026-12-01).
+				// no evidence search (docs/classification.md, changed 2026-12-01).
 				out.decideTail(opts.Mode, ReasonTornTail, off, size)
 				return out
 			case end > size:
@@ -375,7 +375,7 @@ const (
 )
 
 // search looks for evidence of a later write in data[off:] for the bad record at off, rule by
-// rule in the order recovery.md lists them, and returns which rule found it (EvidenceNone when
+// rule in the order docs/classification.md lists them, and returns which rule found it (EvidenceNone when
 // nothing did, EvidenceBudget when the budget ran out) and the work units used.
 // v1 selects the layout; damaged says the v1 record at off is DAMAGED (rule 1 applies) rather
 // than TORN. For legacy files damaged is ignored. Recover calls it for a TORN v1 record only

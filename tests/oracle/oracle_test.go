@@ -187,7 +187,7 @@ func TestKernelFixturePrefixes(t *testing.T) {
 	}
 }
 
-// ---- (2) the worked examples of wal-format.md ----
+// ---- (2) the worked examples of docs/format.md ----
 
 func TestWorkedExamples(t *testing.T) {
 	v1 := []byte{
@@ -214,7 +214,7 @@ func TestWorkedExamples(t *testing.T) {
 	}
 	// And the local encoder reproduces them byte for byte.
 	if p := payload(set("a", "xy")); !bytes.Equal(cat(hdr, v1rec(p)), v1) || !bytes.Equal(legrec(p), legacy) {
-		t.Fatal("local encoder disagrees with wal-format.md")
+		t.Fatal("local encoder disagrees with docs/format.md")
 	}
 }
 
@@ -360,7 +360,7 @@ func TestV1Cases(t *testing.T) {
 
 	// TORN, a header declaring 100 bytes (within the maximum) followed by a whole later
 	// record: the header proves its length, so the later record is part of its own torn
-	// payload: torn tail, no search (recovery.md, 2026-12-01). The search itself would have
+	// payload: torn tail, no search (docs/classification.md, 2026-12-01). The search itself would have
 	// found rule-2 evidence there, which is what the old rule refused on.
 	big := u32(100)
 	liar := cat(big, u32(crc32.ChecksumIEEE(big)), u32(0x12345678))
@@ -516,7 +516,7 @@ func TestLegacyCases(t *testing.T) {
 	checkModes(t, "malformed", cat(r1, legrec([]byte{0, 0, 0, 0, 9})), Options{}, "legacy", "corrupt", "", o2, 1, s1)
 }
 
-// ---- (3b) torn values that carry log data (recovery.md section 2, changed 2026-12-01) ----
+// ---- (3b) torn values that carry log data (docs/classification.md, changed 2026-12-01) ----
 
 // tornEveryCut appends rec (a v1 record whose value carries log-like bytes) to a v1 file with
 // one good record before it, and cuts the file at every byte inside rec. Each cut must be a
