@@ -177,6 +177,7 @@ type options struct {
 	progress       func(applied, total int64)
 	beforeTruncate func(Truncation) error
 	prepare        Preparer
+	spool          int64 // RecoverStream only
 }
 
 // Option configures Recover.

@@ -236,8 +236,16 @@ func (s *Reader) Carve(ctx context.Context, r ReaderAt, buf Buffer, readErr erro
 // check validates the header at off and returns its payload length and CRC, or why the stream
 // cannot go past it.
 func (s *Reader) check(head []byte, off int64) (l, crc uint32, t classify.Trouble, detail string) {
-	left := s.size - off - int64(s.hdr)
-	if s.layout == format.LayoutV1 {
+	return Check(s.layout, s.maxRecord, s.size, off, head)
+}
+
+// Check is the check of the record header head at off in a log of size bytes: the length,
+// the payload CRC it promises, and the trouble that stops the record loop there (0 when the
+// header is good). The file's reader and the stream's both decide with it, so that a stream
+// and a file of the same bytes stop at the same trouble.
+func Check(layout format.Layout, maxRecord uint32, size, off int64, head []byte) (l, crc uint32, t classify.Trouble, detail string) {
+	left := size - off - int64(layout.HeaderSize())
+	if layout == format.LayoutV1 {
 		h := format.DecodeV1Header(head)
 		l, crc = h.Length, h.PayloadCRC
 		switch {
@@ -247,7 +255,7 @@ func (s *Reader) check(head []byte, off int64) (l, crc uint32, t classify.Troubl
 			return l, crc, classify.Damaged, "zero-length record"
 		case int64(l) > left:
 			return l, crc, classify.Torn, "record runs past the end of the file"
-		case l > s.maxRecord:
+		case l > maxRecord:
 			return l, crc, classify.TooLarge, "record larger than the maximum record size"
 		}
 		return l, crc, 0, ""
@@ -259,7 +267,7 @@ func (s *Reader) check(head []byte, off int64) (l, crc uint32, t classify.Troubl
 		return l, crc, classify.Damaged, "zero-length record"
 	case int64(l) > left:
 		return l, crc, classify.Damaged, "record length runs past the end of the file"
-	case l > s.maxRecord:
+	case l > maxRecord:
 		return l, crc, classify.LegacyOversize, "record larger than the maximum record size"
 	}
 	return l, crc, 0, ""

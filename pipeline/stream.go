@@ -1,0 +1,611 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/streamwal/recovery/apply"
+	"github.com/streamwal/recovery/classify"
+	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/chunk"
+	"github.com/streamwal/recovery/internal/panics"
+	"github.com/streamwal/recovery/source"
+	"github.com/streamwal/recovery/verify"
+	"github.com/streamwal/recovery/walerr"
+)
+
+// A stream (a pipe, a socket, an HTTP body) can be read only once, in order, by one reader, so
+// its recovery has the design's literal shape rather than the file's read-ahead workers:
+//
+//	source goroutine:  header, then payload, into a pooled buffer (whole records back to back;
+//	                   a record larger than a buffer whole in a buffer of its own) ──► in order
+//	verifiers:         an errgroup bounded to the parallelism, one goroutine per buffer: CRCs,
+//	                   ops, the Preparer
+//	applier:           the caller's goroutine takes the buffers in order, waits for each one's
+//	                   verifier, replays it (apply.Stage), and gives the buffer back to the pool
+//
+// The decisions are the file's: the same header checks (source.Check), the same verification
+// (verify.Batch) and the same classification (apply.Stage, classify). What a file's
+// classification reads after the first bad record (the evidence search), a stream has only
+// once: from the first trouble on, the rest of the stream is held in memory, up to
+// StreamConfig.Spool bytes, and the classification reads it there. A stream with more than
+// that after a bad record is refused (CORRUPT_WAL): the safe answer, as when the file's
+// evidence search runs out of budget.
+
+// StreamConfig sizes a stream's recovery.
+type StreamConfig struct {
+	Config
+	// Spool is the most bytes held after the first bad record for its classification.
+	Spool int64
+}
+
+// StreamStats is what a stream's recovery used.
+type StreamStats struct {
+	Workers   int   // verifiers at most at once
+	Allocated int64 // the most bytes held at once in buffers, the large record and the spool
+	// Abandoned says the source goroutine was inside the caller's Read when RunStream returned:
+	// it gives its buffer back and exits when that Read returns (and reads nothing more).
+	Abandoned bool
+	// Read is the stream's bytes read, from offset 0 (-1 when the source was abandoned).
+	Read int64
+}
+
+// RunStream replays the log that r yields into st: the bytes of the log from offset base on,
+// of which pending holds the first ones, already read (the file header, or a legacy log's
+// first record, which the caller read to learn the layout). st.File and st.Size are set by
+// RunStream for the classification; st.Size is 0 until then (a stream's size is not known:
+// Progress gets a total of 0).
+//
+// RunStream returns once the log is decided, or the context is done, or the caller's Read,
+// Applier or Preparer fails. What may outlive it: the source goroutine, when it is inside the
+// caller's Read at that moment; it reads nothing more once that Read returns, and exits.
+func RunStream(ctx context.Context, r io.Reader, pending []byte, base int64, cfg StreamConfig, st *apply.Stage) (StreamStats, error) {
+	if err := cfg.check(); err != nil {
+		return StreamStats{}, err
+	}
+	if r == nil || st == nil || st.Applier == nil {
+		return StreamStats{}, walerr.New(walerr.InvalidArgument, -1, "pipeline: nil reader, stage or applier")
+	}
+	if cfg.Spool < 0 {
+		return StreamStats{}, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: spool %d < 0", cfg.Spool))
+	}
+	depth := max(cfg.Depth, 2)
+	s := &stream{
+		ctx: ctx, r: r, pending: pending, off: base,
+		layout: st.Layout, hdr: st.Layout.HeaderSize(), max: cfg.MaxRecord, readSize: max(cfg.ReadSize, st.Layout.HeaderSize()),
+		spoolMax: cfg.Spool, workers: cfg.Parallelism,
+		free: make(chan []byte, depth), ordered: make(chan *streamJob, depth), stop: make(chan struct{}), done: make(chan struct{}),
+		depth: depth, prep: st.Preparer,
+	}
+	st.Size = 0
+	go s.run()
+	err := s.apply(st)
+	stats := StreamStats{Workers: s.workers, Read: -1}
+	if stats.Abandoned = s.close(); !stats.Abandoned {
+		stats.Read = s.off + s.tailRead
+	}
+	stats.Allocated = s.peak.Load()
+	return stats, err
+}
+
+// streamJob is one pooled buffer on its way through: its records, what the verifier found,
+// and, on the last one, why the stream ended.
+type streamJob struct {
+	bt   chunk.Batch
+	buf  []byte // whole records back to back: buf[:used]
+	used int
+	aux  []byte // a record larger than a buffer, header included, after buf's records
+	// tail is, on the last job when the stream stopped at trouble, the stream's bytes from
+	// bt.Stop.Off to its end (overflow: there were more than the spool holds).
+	tail     []byte
+	overflow bool
+	err      error // a read error: the stream cannot be read past it
+	fault    *panics.Recovered
+	goexit   bool
+	last     bool
+	verified chan struct{} // closed by the verifier
+}
+
+// raw is the job's bytes as the stream had them, from file offset from on.
+func (j *streamJob) raw(from int64) [][]byte {
+	var out [][]byte
+	if b := j.buf[:j.used]; len(b) > 0 && from < j.bt.Base+int64(len(b)) {
+		out = append(out, b[max(0, from-j.bt.Base):])
+	}
+	if j.aux != nil && from < j.bt.AuxOff+int64(len(j.aux)) {
+		out = append(out, j.aux[max(0, from-j.bt.AuxOff):])
+	}
+	if len(j.tail) > 0 {
+		out = append(out, j.tail[max(0, from-j.bt.Stop.Off):])
+	}
+	return out
+}
+
+type stream struct {
+	ctx      context.Context
+	r        io.Reader
+	pending  []byte
+	off      int64 // the stream's offset of the next byte the source reads
+	layout   format.Layout
+	hdr      int
+	max      uint32
+	readSize int
+	spoolMax int64
+	workers  int
+	depth    int
+	prep     apply.Preparer
+
+	free    chan []byte     // the pool: buffers given back
+	made    int             // buffers made (the source's)
+	ordered chan *streamJob // the source's jobs, in stream order
+	stop    chan struct{}   // closed when RunStream returns
+	done    chan struct{}   // closed when the source goroutine has ended
+	state   atomic.Int32    // streamIdle, streamReading, streamStopped
+	closing sync.Once
+	held    atomic.Int64 // bytes held now
+	peak    atomic.Int64
+	carry   []byte // a header read for a record that goes in the next buffer
+	// tailRead is the bytes of the last job's tail (read after off).
+	tailRead int64
+}
+
+const (
+	streamIdle = iota
+	streamReading
+	streamStopped
+)
+
+// errStreamStopped is the source's own signal that RunStream returned: it ends quietly.
+var errStreamStopped = errors.New("pipeline: the stream's recovery returned")
+
+func (s *stream) hold(n int64) {
+	v := s.held.Add(n)
+	for p := s.peak.Load(); v > p && !s.peak.CompareAndSwap(p, v); p = s.peak.Load() {
+	}
+}
+
+// run is the source goroutine: it fills buffers and hands them, in order, to the applier and
+// to a verifier.
+func (s *stream) run() {
+	var g errgroup.Group
+	g.SetLimit(s.workers)
+	defer close(s.done)
+	defer g.Wait() // every verifier it started
+	defer func() {
+		// A panic in the caller's Read: carried to the applier, which raises it there.
+		if v := recover(); v != nil {
+			s.send(&streamJob{fault: panics.Wrap(v), last: true, verified: closed()})
+		}
+	}()
+	for k := int64(0); ; k++ {
+		j, err := s.fill(k)
+		if errors.Is(err, errStreamStopped) {
+			return
+		}
+		if !s.send(j) {
+			return
+		}
+		g.Go(func() error {
+			s.verify(j)
+			return nil
+		})
+		if j.last {
+			return
+		}
+	}
+}
+
+// send hands j to the applier, or reports false once RunStream has returned.
+func (s *stream) send(j *streamJob) bool {
+	select {
+	case s.ordered <- j:
+		return true
+	case <-s.stop:
+		return false
+	}
+}
+
+func closed() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+
+// verify checks j's records and prepares them; a panic or Goexit in the Preparer is carried
+// to the applier with the job.
+func (s *stream) verify(j *streamJob) {
+	normal := false
+	defer func() {
+		if !normal {
+			if v := recover(); v != nil {
+				j.fault = panics.Wrap(v)
+			} else {
+				j.goexit = true
+			}
+		}
+		close(j.verified)
+	}()
+	verify.Batch(s.layout, &j.bt, j.buf[:j.used], j.aux, s.prep)
+	normal = true
+}
+
+// fill reads the next job: whole records into a pooled buffer until it is full, the stream
+// ends, or trouble stops it.
+func (s *stream) fill(k int64) (*streamJob, error) {
+	buf, err := s.buffer()
+	if err != nil {
+		return nil, err
+	}
+	j := &streamJob{buf: buf, verified: make(chan struct{})}
+	j.bt.Reset(k, s.off)
+	for {
+		if j.used+s.hdr > len(buf) {
+			return j, nil
+		}
+		head := buf[j.used : j.used+s.hdr]
+		got := 0
+		if s.carry != nil {
+			got = copy(head, s.carry)
+			s.carry = nil
+		} else {
+			got, err = s.read(head)
+		}
+		switch {
+		case got == 0 && errors.Is(err, io.EOF):
+			j.bt.Stop, j.last = chunk.Stop{Set: true, Off: s.off}, true
+			return j, nil
+		case errors.Is(err, errStreamStopped):
+			return nil, err
+		case err != nil && !errors.Is(err, io.EOF):
+			j.err, j.last = err, true
+			return j, nil
+		case got < s.hdr:
+			return s.trouble(j, head[:got])
+		}
+		l, crc := s.decode(head)
+		_ = crc
+		if s.bad(head, l) {
+			return s.trouble(j, head)
+		}
+		size := s.hdr + int(l)
+		switch {
+		case j.used+size <= len(buf):
+			got, err = s.read(buf[j.used+s.hdr : j.used+size])
+			if err != nil {
+				if errors.Is(err, errStreamStopped) {
+					return nil, err
+				}
+				if !errors.Is(err, io.EOF) {
+					j.err, j.last = err, true
+					return j, nil
+				}
+				return s.trouble(j, buf[j.used:j.used+s.hdr+got])
+			}
+			j.used += size
+			j.bt.N++
+			s.off += int64(size)
+		case size <= s.readSize && j.used > 0:
+			s.carry = append([]byte(nil), head...) // it goes first in the next buffer
+			return j, nil
+		default:
+			// Larger than a buffer: whole, in a buffer of its own, after this buffer's records.
+			aux := make([]byte, size)
+			s.hold(int64(size))
+			copy(aux, head)
+			got, err = s.read(aux[s.hdr:])
+			if err != nil {
+				s.held.Add(-int64(size))
+				if errors.Is(err, errStreamStopped) {
+					return nil, err
+				}
+				if !errors.Is(err, io.EOF) {
+					j.err, j.last = err, true
+					return j, nil
+				}
+				return s.trouble(j, aux[:s.hdr+got])
+			}
+			j.aux, j.bt.HasAux, j.bt.AuxOff = aux, true, s.off
+			s.off += int64(size)
+			return j, nil
+		}
+	}
+}
+
+func (s *stream) decode(head []byte) (l, crc uint32) {
+	if s.layout == format.LayoutV1 {
+		h := format.DecodeV1Header(head)
+		return h.Length, h.PayloadCRC
+	}
+	h := format.DecodeLegacyHeader(head)
+	return h.Length, h.PayloadCRC
+}
+
+// bad reports a header the stream cannot go past without knowing the rest: one the file's
+// check refuses whatever the size (a v1 self-checksum, a zero length), or a length over the
+// maximum (whether it runs past the end decides what the file calls it).
+func (s *stream) bad(head []byte, l uint32) bool {
+	if s.layout == format.LayoutV1 && !format.DecodeV1Header(head).SelfCheckOK() {
+		return true
+	}
+	return l == 0 || l > s.max
+}
+
+// trouble ends the stream at the record that starts at s.off, whose first bytes (read so far)
+// are got: it reads the rest of the stream into the job's tail, up to the spool, and sets the
+// stop with the trouble the file's check finds there, knowing where the stream ends.
+func (s *stream) trouble(j *streamJob, got []byte) (*streamJob, error) {
+	j.last = true
+	off := s.off
+	tail := append([]byte(nil), got...)
+	s.hold(int64(len(tail)))
+	buf := make([]byte, 64<<10)
+	for {
+		if int64(len(tail)) > s.spoolMax {
+			j.overflow = true
+			break
+		}
+		n, err := s.read(buf)
+		tail = append(tail, buf[:n]...)
+		s.hold(int64(n))
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if errors.Is(err, errStreamStopped) {
+			return nil, err
+		}
+		if err != nil {
+			j.err = err
+			return j, nil
+		}
+	}
+	j.tail = tail
+	s.tailRead = int64(len(tail))
+	size := off + int64(len(tail))
+	var t classify.Trouble
+	var detail string
+	if len(tail) < s.hdr {
+		t, detail = classify.Short, "fewer bytes left than a record header"
+	} else {
+		_, _, t, detail = source.Check(s.layout, s.max, size, off, tail[:s.hdr])
+	}
+	if t == 0 { // cannot happen (a header the stream stopped at fails a check that knows the size)
+		t, detail = classify.Damaged, "record header the stream could not go past"
+	}
+	j.bt.Stop = chunk.Stop{Set: true, Off: off, Trouble: t, Detail: detail}
+	return j, nil
+}
+
+// read fills p from the pending bytes, then the caller's reader: io.ReadFull's contract (EOF
+// only when nothing was read; a partial read ends with io.EOF too here, with n < len(p)).
+// Errors other than EOF are IO_ERROR at the offset; errStreamStopped once RunStream returned.
+func (s *stream) read(p []byte) (int, error) {
+	n := copy(p, s.pending)
+	s.pending = s.pending[n:]
+	for n < len(p) {
+		if !s.state.CompareAndSwap(streamIdle, streamReading) {
+			return n, errStreamStopped
+		}
+		if s.ctx.Err() != nil { // no read starts once the context is done
+			s.state.Store(streamIdle)
+			return n, errStreamStopped
+		}
+		m, err := s.r.Read(p[n:])
+		if !s.state.CompareAndSwap(streamReading, streamIdle) {
+			return n, errStreamStopped // abandoned: what the read returned is not wanted
+		}
+		if m < 0 || m > len(p)-n {
+			return n, walerr.New(walerr.IO, s.off+int64(n), fmt.Sprintf("reader returned an impossible count %d", m))
+		}
+		n += m
+		if errors.Is(err, io.EOF) {
+			if n < len(p) {
+				return n, io.EOF
+			}
+			return n, nil
+		}
+		if err != nil {
+			return n, walerr.Wrap(walerr.IO, s.off+int64(n), err, "read failed")
+		}
+	}
+	return n, nil
+}
+
+// buffer is a pooled buffer: one given back, or a new one while fewer than depth exist.
+func (s *stream) buffer() ([]byte, error) {
+	select {
+	case b := <-s.free:
+		return b, nil
+	default:
+	}
+	if s.made < s.depth {
+		s.made++
+		s.hold(int64(s.readSize))
+		return make([]byte, s.readSize), nil
+	}
+	select {
+	case b := <-s.free:
+		return b, nil
+	case <-s.stop:
+		return nil, errStreamStopped
+	}
+}
+
+// release gives j's memory back: its buffer to the pool, its large record and tail to the
+// collector.
+func (s *stream) release(j *streamJob) {
+	if j.buf != nil {
+		s.free <- j.buf // never blocks: at most depth buffers exist
+		j.buf = nil
+	}
+	s.held.Add(-int64(len(j.aux) + len(j.tail)))
+	j.aux, j.tail = nil, nil
+}
+
+// close stops the source: it waits for it, unless it is inside the caller's Read (then it is
+// abandoned: it ends when that Read returns).
+func (s *stream) close() (abandoned bool) {
+	s.closing.Do(func() {
+		close(s.stop)
+		if s.state.Swap(streamStopped) == streamReading {
+			abandoned = true
+			return
+		}
+		<-s.done
+	})
+	return abandoned
+}
+
+// apply is the ordered applier, on the caller's goroutine: the jobs in stream order, each once
+// its verifier is done, replayed through st; it gives each buffer back after it.
+func (s *stream) apply(st *apply.Stage) error {
+	for {
+		j, err := s.next()
+		if err != nil {
+			return err
+		}
+		if err := s.fault(j); err != nil {
+			return err
+		}
+		if j.bt.FirstBad < j.bt.Count() { // the verifier found a bad record: classify it
+			if err := s.gather(st, j, j.bt.Bad.Offset); err != nil {
+				s.release(j)
+				return err
+			}
+		} else if j.bt.Stop.Trouble != 0 {
+			if j.overflow {
+				s.release(j)
+				return tooMuch(j.bt.Stop.Off, s.spoolMax)
+			}
+			st.File, st.Size = &spoolView{base: j.bt.Stop.Off, b: j.tail}, j.bt.Stop.Off+int64(len(j.tail))
+		}
+		done, err := st.Batch(s.ctx, &j.bt, j.buf[:j.used], j.aux)
+		s.release(j)
+		if err == nil && j.err != nil {
+			err = j.err // a read error after the records it read, as a file's
+		}
+		if done || err != nil {
+			return err
+		}
+		if j.last {
+			return nil
+		}
+	}
+}
+
+// next is the next job in stream order, once verified.
+func (s *stream) next() (*streamJob, error) {
+	var j *streamJob
+	select {
+	case j = <-s.ordered:
+	case <-s.ctx.Done():
+		return nil, walerr.Wrap(walerr.Canceled, s.off, s.ctx.Err(), "recovery of the stream stopped")
+	}
+	select {
+	case <-j.verified:
+		return j, nil
+	case <-s.ctx.Done():
+		s.release(j)
+		return nil, walerr.Wrap(walerr.Canceled, j.bt.Base, s.ctx.Err(), "recovery of the stream stopped")
+	}
+}
+
+// fault raises on the caller's goroutine a panic or Goexit that happened in the caller's Read
+// or Preparer, after stopping the source; a read error with no records is returned.
+func (s *stream) fault(j *streamJob) error {
+	switch {
+	case j.fault != nil:
+		s.release(j)
+		s.close()
+		panic(j.fault)
+	case j.goexit:
+		s.release(j)
+		s.close()
+		runtime.Goexit()
+	}
+	return nil
+}
+
+// gather holds the stream's bytes from the bad record at off on, for its classification: the
+// rest of j, every later job's (given back as they are copied), and the last job's tail. More
+// than the spool: refused, as a search out of budget would be.
+func (s *stream) gather(st *apply.Stage, j *streamJob, off int64) error {
+	var spool []byte
+	add := func(job *streamJob, from int64) bool {
+		for _, b := range job.raw(from) {
+			if int64(len(spool)+len(b)) > s.spoolMax {
+				return false
+			}
+			spool = append(spool, b...)
+		}
+		return !job.overflow
+	}
+	ok := add(j, off)
+	for last := j.last; ok && !last; {
+		k, err := s.nextRaw()
+		if err != nil {
+			return err
+		}
+		if k.err != nil {
+			s.release(k)
+			return k.err
+		}
+		last = k.last
+		ok = add(k, k.bt.Base)
+		s.release(k)
+	}
+	if !ok {
+		return tooMuch(off, s.spoolMax)
+	}
+	s.hold(int64(len(spool)))
+	st.File, st.Size = &spoolView{base: off, b: spool}, off+int64(len(spool))
+	return nil
+}
+
+// nextRaw is the next job in stream order, its bytes only (its verification is not needed).
+func (s *stream) nextRaw() (*streamJob, error) {
+	select {
+	case j := <-s.ordered:
+		if j.fault != nil {
+			return nil, s.fault(j)
+		}
+		<-j.verified // its verifier uses the buffer: it goes back to the pool after
+		return j, nil
+	case <-s.ctx.Done():
+		return nil, walerr.Wrap(walerr.Canceled, s.off, s.ctx.Err(), "recovery of the stream stopped")
+	}
+}
+
+// tooMuch is the refusal of a stream whose bytes after a bad record are more than the spool.
+func tooMuch(off, spool int64) error {
+	return walerr.New(walerr.CorruptWAL, off, fmt.Sprintf(
+		"a bad record, followed by more than %d bytes of stream: a stream's recovery holds at most that much to search for evidence of a later write, so the damage cannot be proven to be a torn tail", spool)).
+		WithHint("recover the log from a file, which can be searched to its end")
+}
+
+// spoolView is the stream's bytes from base on, as the classification reads them.
+type spoolView struct {
+	base int64
+	b    []byte
+}
+
+func (v *spoolView) ReadAt(p []byte, off int64) (int, error) {
+	if off < v.base {
+		return 0, fmt.Errorf("pipeline: the stream's bytes before offset %d are gone (read at %d)", v.base, off)
+	}
+	i := off - v.base
+	if i >= int64(len(v.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, v.b[i:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}

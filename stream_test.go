@@ -1,0 +1,241 @@
+package recovery_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"testing/iotest"
+
+	"go.uber.org/goleak"
+
+	"github.com/streamwal/recovery"
+	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/testlog"
+)
+
+// decision is what a recovery said, in the terms a file and a stream share.
+type decision struct {
+	Layout                            recovery.Layout
+	Records, Ops, Bytes, End, Largest int64
+	Trunc                             *recovery.Truncation
+	Code                              recovery.Code
+	Offset                            int64
+	State                             string // a digest of what the applier received
+}
+
+func digest() (recovery.Applier, *bytes.Buffer) {
+	var b bytes.Buffer
+	return recovery.ApplyFunc(func(r recovery.Record) error {
+		fmt.Fprintf(&b, "%d:%d:%x;", r.Offset, r.NumOps(), format.Checksum(r.Payload))
+		return nil
+	}), &b
+}
+
+func fileDecision(t *testing.T, data []byte, opts ...recovery.Option) decision {
+	t.Helper()
+	app, b := digest()
+	res, err := recovery.Recover(context.Background(), bytes.NewReader(data), app, append(opts, recovery.ReadOnly())...)
+	return decisionOf(res, err, b)
+}
+
+func streamDecision(t *testing.T, r io.Reader, opts ...recovery.Option) (decision, recovery.Result) {
+	t.Helper()
+	app, b := digest()
+	res, err := recovery.RecoverStream(context.Background(), r, app, opts...)
+	return decisionOf(res, err, b), res
+}
+
+func decisionOf(res recovery.Result, err error, b *bytes.Buffer) decision {
+	d := decision{Layout: res.Layout, Records: res.Records, Ops: res.Ops, Bytes: res.Bytes, End: res.End,
+		Largest: res.LargestRecord, Trunc: res.Truncation, Code: recovery.CodeOf(err), Offset: -1, State: b.String()}
+	var e *recovery.Error
+	if errors.As(err, &e) {
+		d.Offset = e.Offset
+	}
+	if err != nil && d.Code == "" {
+		d.Code = "untyped: " + recovery.Code(err.Error())
+	}
+	return d
+}
+
+// damage returns a copy of l's bytes with one kind of damage, chosen by rng.
+func damage(rng *rand.Rand, l testlog.Log) ([]byte, string) {
+	b := bytes.Clone(l.Bytes)
+	rec := l.Offsets[rng.IntN(len(l.Offsets))]
+	switch rng.IntN(7) {
+	case 0:
+		return b, "clean"
+	case 1:
+		cut := rng.Int64N(int64(len(b)) + 1)
+		return b[:cut], fmt.Sprintf("cut at %d", cut)
+	case 2:
+		at := rec + rng.Int64N(int64(len(b))-rec)
+		b[at] ^= byte(1 << rng.IntN(8))
+		return b, fmt.Sprintf("bit flip at %d", at)
+	case 3:
+		at := l.Offsets[len(l.Offsets)-1] + rng.Int64N(int64(len(b))-l.Offsets[len(l.Offsets)-1])
+		clear(b[at:])
+		return b, fmt.Sprintf("zeros from %d", at)
+	case 4:
+		return append(b, make([]byte, rng.IntN(100<<10))...), "a zero tail"
+	case 5:
+		at := rec
+		clear(b[at : at+min(int64(len(b))-at, 4)])
+		return b, fmt.Sprintf("a zeroed length at %d", at)
+	default:
+		b[rec+1] = 0xFF // a huge length
+		return b, fmt.Sprintf("a huge length at %d", rec)
+	}
+}
+
+// RecoverStream decides as Recover does on a file of the same bytes: the same layout, records
+// replayed (and what the applier received), truncation, error code and offset, over random logs
+// of both layouts with every kind of damage, at several parallelisms, pool depths and read sizes,
+// through readers that deliver one byte at a time or in odd pieces.
+func TestStreamDecidesAsTheFile(t *testing.T) {
+	n := 300
+	if testing.Short() {
+		n = 60
+	}
+	for seed := range uint64(n) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		layout := format.LayoutV1
+		if seed%3 == 0 {
+			layout = format.LayoutLegacy
+		}
+		l := testlog.RandomLog(seed, layout, 1+rng.IntN(40), 6, []int{16, 300, 9000}[rng.IntN(3)])
+		data, what := damage(rng, l)
+		par, depth, rs := 1+rng.IntN(4), 2+rng.IntN(4), []int{4 << 10, 16 << 10, 1 << 20}[rng.IntN(3)]
+		opts := []recovery.Option{recovery.WithParallelism(par), recovery.WithPoolDepth(depth), recovery.WithReadSize(rs)}
+		want := fileDecision(t, data)
+		var r io.Reader = bytes.NewReader(data)
+		switch seed % 4 {
+		case 1:
+			r = iotest.OneByteReader(r)
+		case 2:
+			r = iotest.HalfReader(r)
+		case 3:
+			r = iotest.DataErrReader(r)
+		}
+		got, res := streamDecision(t, r, opts...)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("seed %d (%v log, %s, parallelism %d, depth %d, read size %d):\nstream %+v\nfile   %+v", seed, layout, what, par, depth, rs, got, want)
+		}
+		if res.Truncated {
+			t.Fatalf("seed %d: a stream reported as cut", seed)
+		}
+	}
+}
+
+// A stream whose bytes after a bad record are more than the spool is refused (CORRUPT_WAL at
+// the bad record), never taken for a torn tail; with room, it decides as the file does.
+func TestStreamSpool(t *testing.T) {
+	l := testlog.RandomLog(1, format.LayoutV1, 20, 4, 100)
+	data := bytes.Clone(l.Bytes)
+	at := l.Offsets[len(l.Offsets)-1]
+	data[at+2] ^= 0xFF                            // the last record's header
+	data = append(data, make([]byte, 256<<10)...) // and zeros after it
+	want := fileDecision(t, data)
+	if want.Trunc == nil {
+		t.Fatalf("the file recovery: %+v", want)
+	}
+	got, _ := streamDecision(t, bytes.NewReader(data))
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("stream %+v\nfile %+v", got, want)
+	}
+	got, _ = streamDecision(t, bytes.NewReader(data), recovery.WithStreamSpool(64<<10))
+	if got.Code != recovery.CodeCorruptWAL || got.Offset != at {
+		t.Fatalf("over the spool: %+v, want CORRUPT_WAL at %d", got, at)
+	}
+}
+
+// The kernel's own files, as streams, replay to what the file path replays.
+func TestStreamOfEmptyAndShortInputs(t *testing.T) {
+	for _, data := range [][]byte{nil, format.FileHeader[:3], format.FileHeader[:], []byte("not a database at all")} {
+		want := fileDecision(t, data)
+		got, _ := streamDecision(t, bytes.NewReader(data))
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: stream %+v\nfile %+v", data, got, want)
+		}
+	}
+}
+
+// stallReader delivers its bytes, then blocks in Read until released.
+type stallReader struct {
+	b       []byte
+	stalled chan struct{} // closed when a Read blocks
+	release chan struct{}
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	if len(s.b) > 0 {
+		n := copy(p, s.b)
+		s.b = s.b[n:]
+		return n, nil
+	}
+	close(s.stalled)
+	<-s.release
+	return 0, io.EOF
+}
+
+// A canceled recovery of a stream whose reader blocks returns CANCELED at once; the source,
+// left in the Read, exits when the Read returns and leaves nothing behind.
+func TestStreamCancelWhileTheReaderBlocks(t *testing.T) {
+	l := testlog.RandomLog(3, format.LayoutV1, 50, 4, 1000)
+	r := &stallReader{b: l.Bytes, stalled: make(chan struct{}), release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-r.stalled; cancel() }()
+	_, err := recovery.RecoverStream(ctx, r, nil, recovery.WithParallelism(3), recovery.WithReadSize(4<<10))
+	if !errors.Is(err, recovery.ErrCanceled) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want CANCELED", err)
+	}
+	close(r.release)
+	goleak.VerifyNone(t)
+}
+
+type panicReader struct{ n int }
+
+func (p *panicReader) Read(b []byte) (int, error) {
+	if p.n == 0 {
+		panic("the reader broke")
+	}
+	p.n--
+	return copy(b, format.FileHeader[:]), nil
+}
+
+// A panic in the caller's Read comes back on the caller's goroutine as a *recovery.Panic
+// with the Read's stack, and nothing is left behind.
+func TestStreamReaderPanic(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	defer func() {
+		p, ok := recover().(*recovery.Panic)
+		if !ok || p.Value != "the reader broke" || !bytes.Contains(p.Stack, []byte("panicReader).Read")) {
+			t.Fatalf("recovered %v", p)
+		}
+	}()
+	recovery.RecoverStream(context.Background(), &panicReader{n: 1}, nil, recovery.WithParallelism(2))
+	t.Fatal("RecoverStream returned")
+}
+
+// A stream's memory is its pool, its largest record and nothing in proportion to its length:
+// the same PeakBuffered for a log 16 times longer.
+func TestStreamMemoryIsFlatInLength(t *testing.T) {
+	peak := func(n int) int64 {
+		l := testlog.RandomLog(5, format.LayoutV1, n, 4, 2000)
+		res, err := recovery.RecoverStream(context.Background(), bytes.NewReader(l.Bytes), nil,
+			recovery.WithParallelism(2), recovery.WithPoolDepth(4), recovery.WithReadSize(16<<10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.PeakBuffered
+	}
+	small, big := peak(200), peak(3200)
+	if small != big || big > 4*16<<10 {
+		t.Fatalf("peak %d bytes for 200 records, %d for 3,200 (pool of 4 x 16 KiB)", small, big)
+	}
+}
