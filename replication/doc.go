@@ -1,0 +1,2 @@
+// Package replication is the database replicated on hashicorp/raft.
+package replication
