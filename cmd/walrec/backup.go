@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 
 	"github.com/streamwal/recovery/db"
-	"github.com/streamwal/recovery/walerr"
 )
 
 const backupUsage = `Usage: walrec backup FILE OUT [--since INFO] [--info INFO_OUT] [--json] [--quiet]
@@ -31,34 +30,59 @@ log was rewritten since (a compaction), --since refuses with REWRITTEN: take a f
 
 The report says what the backup holds: the log's bytes [start, end), the records and ops in
 them, the last record's checksum, and the tail left out. With OUT "-" it goes to stderr.
+With --json it is one "report" line whose start, end, records, ops, last_crc and tail_bytes
+are the backup's info: the line itself can be given to a later --since.
 
-Exit status:
-  0  written
-  2  refused: FILE is corrupt (recovery would refuse it), or REWRITTEN (--since)
-  3  an I/O error, a usage error, OUT exists
-  130 stopped by Ctrl-C (SIGINT); 143 by SIGTERM, 129 by SIGHUP, 141 by SIGPIPE: the partial
-     backup is removed, FILE is untouched
-`
+Here: 0 written; 2 refused: FILE is corrupt (recovery would refuse it), or REWRITTEN
+(--since); 3 an I/O error, a usage error, OUT exists. A signal removes the partial backup
+(with OUT "-", what went to stdout is not a complete backup, and the report says so); FILE is
+never touched.
+
+` + exitCodesHelp
+
+// backupReport is backup's report; its info fields are db.BackupInfo's, by name.
+type backupReport struct {
+	jsonHead
+	File      string  `json:"file"`
+	FileHex   *string `json:"file_hex"`
+	Output    string  `json:"output"` // OUT, "-" for stdout
+	OutputHex *string `json:"output_hex"`
+	Start     *int64  `json:"start"` // null unless written
+	End       *int64  `json:"end"`
+	Records   *int64  `json:"records"`
+	Ops       *int64  `json:"ops"`
+	LastCRC   *uint32 `json:"last_crc"`
+	Tail      *int64  `json:"tail_bytes"`
+	outcome
+}
 
 func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("backup")
 	since := fs.String("since", "", "an earlier backup's `INFO` JSON: write only what was appended after it")
 	infoOut := fs.String("info", "", "also write the backup's info JSON to `INFO_OUT` (for a later --since or restore --expect)")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
+	asJSON := fs.Bool("json", false, "print the report as a JSON line")
 	var of outFlags
 	of.register(fs)
-	pos, code, ok := parseFlags(fs, backupUsage, args, 2, stdout, stderr)
+	pos, code, ok := parseFlags(ctx, fs, backupUsage, args, 2, stdout, stderr)
 	if !ok {
 		return code
 	}
 	path, out := pos[0], pos[1]
+	r := backupReport{jsonHead: head("backup", "report"), File: path, FileHex: nameHex(&path), Output: out, OutputHex: nameHex(&out)}
+	report := stdout
+	if out == "-" {
+		report = stderr
+	}
+	done := ""
+	emit := func() int {
+		return reportOut(ctx, report, stderr, "backup", path, &r.outcome, *asJSON, of.quiet, &r, r.human, done)
+	}
 	fail := func(err error) int {
-		fmt.Fprintf(stderr, "walrec backup: %v\n", err)
-		switch db.CodeOf(err) {
-		case walerr.CorruptWAL, walerr.NotADatabase, walerr.UnsupportedVersion, walerr.RecordTooLarge, db.CodeRewritten:
-			return exitRefused
+		r.fail(ctx, err, nil)
+		if out == "-" {
+			r.Detail += "; what went to stdout is not a complete backup"
 		}
-		return exitError
+		return emit()
 	}
 	var opts []db.BackupOption
 	if *since != "" {
@@ -71,11 +95,9 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err := regularFile(path); err != nil {
 		return fail(err)
 	}
-	report := stdout
 	var info db.BackupInfo
 	var err error
 	if out == "-" {
-		report = stderr
 		info, err = db.BackupFile(ctx, nil, path, stdout, opts...)
 	} else {
 		info, err = backupTo(ctx, path, out, opts)
@@ -83,28 +105,29 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		return fail(err)
 	}
+	r.Start, r.End, r.Records, r.Ops, r.LastCRC, r.Tail = ptr(info.Start), ptr(info.End), ptr(info.Records), ptr(info.Ops), ptr(info.Last), ptr(info.Tail)
+	done = fmt.Sprintf("wrote the backup %s (the log's bytes [%d, %d))", quoteName(out), info.Start, info.End)
 	if *infoOut != "" {
 		if err := writeInfo(*infoOut, info); err != nil {
 			return fail(fmt.Errorf("the backup is complete, but its info could not be written: %w", err))
 		}
 	}
-	if of.quiet {
-		return exitOK
+	r.succeed("written", exitOK)
+	return emit()
+}
+
+// human is the text report of a backup.
+func (r *backupReport) human(w io.Writer) {
+	if r.Start == nil {
+		return
 	}
-	w := &errWriter{w: report}
-	if *asJSON {
-		writeJSON(w, info)
-	} else {
-		fmt.Fprintf(w, "%s: %s of the log [%d, %d): %d records, %d ops\n", quoteName(out), bytesHuman(info.Bytes()), info.Start, info.End, info.Records, info.Ops)
-		if info.Tail > 0 {
-			fmt.Fprintf(w, "left out: the last %s of FILE (a commit still being written, or damage: walrec verify says which)\n", bytesHuman(info.Tail))
-		}
+	fmt.Fprintf(w, "%s: %s of the log [%d, %d): %d records, %d ops\n", quoteName(r.Output), bytesHuman(*r.End-*r.Start), *r.Start, *r.End, *r.Records, *r.Ops)
+	if *r.Tail > 0 {
+		fmt.Fprintf(w, "left out: the last %s of FILE (a commit still being written, or damage: walrec verify says which)\n", bytesHuman(*r.Tail))
 	}
-	if w.err != nil {
-		fmt.Fprintf(stderr, "walrec backup: the backup is complete, but the report could not be written: %v\n", w.err)
-		return exitError
+	if r.Signal != nil && r.Outcome != outCanceled {
+		fmt.Fprintf(w, "%s came once the backup was complete: it is kept (exit %d)\n", *r.Signal, r.Exit)
 	}
-	return exitOK
 }
 
 // backupTo writes the backup to out through a temporary file beside it, renamed into place
@@ -170,15 +193,24 @@ func (p *pausingWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// readInfo reads a backup's info JSON.
+// readInfo reads a backup's info JSON: the file --info wrote, or the "report" line
+// backup --json printed (which must be a backup's that was written).
 func readInfo(path string) (db.BackupInfo, error) {
 	var info db.BackupInfo
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return info, err
 	}
-	if err := json.Unmarshal(b, &info); err != nil {
-		return info, fmt.Errorf("%s is not a backup's info JSON: %w", quoteName(path), err)
+	var rep struct {
+		Command *string `json:"command"`
+		Exit    *int    `json:"exit"`
+		End     *int64  `json:"end"`
+	}
+	if err := json.Unmarshal(b, &info); err != nil || json.Unmarshal(b, &rep) != nil {
+		return info, fmt.Errorf("%s is not a backup's info JSON: %v", quoteName(path), err)
+	}
+	if rep.End == nil || rep.Command != nil && (*rep.Command != "backup" || rep.Exit == nil || *rep.Exit != exitOK) {
+		return info, fmt.Errorf("%s is not the info of a backup that was written", quoteName(path))
 	}
 	return info, nil
 }

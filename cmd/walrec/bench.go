@@ -32,14 +32,21 @@ so that a file recovery refuses is reported without first reading all of it; the
 recovery run therefore reads a cold page cache, which the best of --runs runs leaves out
 (use --runs 2 or more on a file that is not cached).
 
-With --json it prints JSON lines, one per setting (a file it cannot bench: one line, the
-report "walrec verify --json" prints).
+An empty file has nothing to measure: bench says so and prints no table.
 
-Exit status: 0 measured (a tail recovery would cut is reported, not an error), 2 refused,
-3 an I/O or usage error, 130 stopped by Ctrl-C (143 SIGTERM, 129 SIGHUP, 141 SIGPIPE).
-`
+With --json it prints one "row" line per setting (the raw read first), then the "report"
+line of "walrec verify --json" for the file (its outcome; a tail is reported there). A file
+it cannot bench gets the report alone.
+
+Exit status: 0 measured (a tail recovery would cut is reported, not an error: exit 0 here),
+2 refused, 3 an I/O or usage error, 128+N stopped by signal N (nothing is written).
+
+` + exitCodesHelp
 
 type benchRow struct {
+	jsonHead
+	File         string  `json:"file"`
+	FileHex      *string `json:"file_hex"`
 	Setting      string  `json:"setting"`
 	Parallelism  int     `json:"parallelism"` // 0 for the raw read
 	Seconds      float64 `json:"seconds"`
@@ -57,7 +64,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	rf.register(fs, false, -1)
 	pars := fs.String("parallelism", "1,2,4,8", "comma-separated parallelism settings (0: one per CPU)")
 	runs := fs.Int("runs", 3, "runs per setting; the best time is reported")
-	pos, code, ok := parseFlags(fs, benchUsage, args, 1, stdout, stderr)
+	pos, code, ok := parseFlags(ctx, fs, benchUsage, args, 1, stdout, stderr)
 	if !ok {
 		return code
 	}
@@ -77,10 +84,24 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	f, err := openInput(path)
 	if err != nil {
 		r := openErrorReport(path, recovery.Tolerate, err)
-		return emit(stdout, stderr, "bench", &r, nil, &rf)
+		return emit(ctx, stdout, stderr, "bench", &r, nil, &rf, false)
 	}
 	defer f.Close()
-	b := &bencher{ctx: ctx, f: f, size: f.Size(), runs: *runs, rf: &rf, stderr: stderr}
+	if f.Size() == 0 { // nothing to time: no rate of nothing
+		r := newReport(path, recovery.Tolerate, recovery.Result{}, nil)
+		r.readOnly = true
+		if !rf.json && !rf.quiet {
+			r.stop(ctx)
+			w := &errWriter{w: stdout}
+			fmt.Fprintf(w, "%s: empty file: nothing to measure\n", quoteName(path))
+			if w.err != nil {
+				return writeFailed(ctx, stderr, "bench", path, r.Exit, w.err, "")
+			}
+			return r.Exit
+		}
+		return emit(ctx, stdout, stderr, "bench", &r, nil, &rf, false)
+	}
+	b := &bencher{ctx: ctx, f: f, path: path, size: f.Size(), runs: *runs, rf: &rf, stderr: stderr}
 	rows, last, fail := b.recovery(settings)
 	if fail == nil {
 		// The raw read: the physical limit on this machine. After the recovery runs, so that a
@@ -91,12 +112,17 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if fail != nil {
 		r := newReport(path, recovery.Tolerate, fail.res, fail.err)
-		return emit(stdout, stderr, "bench", &r, nil, &rf)
+		r.readOnly = true
+		return emit(ctx, stdout, stderr, "bench", &r, nil, &rf, false)
 	}
+	r := newReport(path, recovery.Tolerate, last, nil)
+	r.readOnly = true
+	r.Exit = exitOK // measured: a tail is reported, not a failure
+	r.stop(ctx)
 	if rf.quiet {
-		return exitOK
+		return r.Exit
 	}
-	return writeBench(stdout, stderr, path, rows, last, *runs, rf.json)
+	return writeBench(ctx, stdout, stderr, &r, rows, last, *runs, rf.json)
 }
 
 // benchSettings parses --parallelism.
@@ -116,6 +142,7 @@ func benchSettings(list string) ([]int, bool) {
 type bencher struct {
 	ctx    context.Context
 	f      inputFile
+	path   string
 	size   int64
 	runs   int
 	rf     *recoveryFlags
@@ -134,7 +161,7 @@ type benchFailure struct {
 func (b *bencher) recovery(settings []int) ([]benchRow, recovery.Result, *benchFailure) {
 	var rows []benchRow
 	for _, par := range settings {
-		row := benchRow{Setting: fmt.Sprintf("parallelism %d", par), Parallelism: par, FileSize: b.size}
+		row := benchRow{jsonHead: head("bench", "row"), File: b.path, FileHex: nameHex(&b.path), Setting: fmt.Sprintf("parallelism %d", par), Parallelism: par, FileSize: b.size}
 		if par == 0 {
 			row.Parallelism = runtime.GOMAXPROCS(0)
 			row.Setting = fmt.Sprintf("parallelism 0 (%d)", row.Parallelism)
@@ -145,7 +172,7 @@ func (b *bencher) recovery(settings []int) ([]benchRow, recovery.Result, *benchF
 	for range b.runs {
 		for i, par := range settings {
 			row := &rows[i]
-			p := b.rf.progress(b.stderr, row.Setting)
+			p := b.rf.progress(b.stderr, row.Setting, b.path)
 			h := heapsample.Start(time.Millisecond)
 			start := time.Now()
 			res, err := recovery.Recover(b.ctx, b.f, nil, recovery.ReadOnly(), recovery.WithParallelism(par),
@@ -169,7 +196,7 @@ func (b *bencher) recovery(settings []int) ([]benchRow, recovery.Result, *benchF
 
 // rawRead times reading the file in 1 MiB reads, the physical limit on this machine.
 func (b *bencher) rawRead() (benchRow, *benchFailure) {
-	raw := benchRow{Setting: "raw read", FileSize: b.size}
+	raw := benchRow{jsonHead: head("bench", "row"), File: b.path, FileHex: nameHex(&b.path), Setting: "raw read", FileSize: b.size}
 	buf := make([]byte, 1<<20)
 	for range b.runs {
 		h := heapsample.Start(time.Millisecond)
@@ -192,21 +219,19 @@ func (b *bencher) rawRead() (benchRow, *benchFailure) {
 	return raw, nil
 }
 
-// writeBench prints the rows: one JSON object per row, or a table.
-func writeBench(stdout, stderr io.Writer, path string, rows []benchRow, last recovery.Result, runs int, asJSON bool) int {
+// writeBench prints the rows and the report: JSON lines, or a table.
+func writeBench(ctx context.Context, stdout, stderr io.Writer, rep *report, rows []benchRow, last recovery.Result, runs int, asJSON bool) int {
 	out := &errWriter{w: stdout}
 	if asJSON {
 		for _, r := range rows {
 			writeJSON(out, r)
 		}
-		return benchDone(out, stderr)
-	}
-	layout := last.Layout.String()
-	if last.Size == 0 {
-		layout = "empty"
+		rep.prepareJSON("bench")
+		writeJSON(out, rep)
+		return benchDone(ctx, out, stderr, rep)
 	}
 	fmt.Fprintf(out, "%s: %s log, %s, %s records, %s ops; best of %d runs, read-only\n",
-		quoteName(path), layout, mib(last.Size), group(last.Records), group(last.Ops), runs)
+		quoteName(rep.File), last.Layout, mib(last.Size), group(last.Records), group(last.Ops), runs)
 	if t := last.Truncation; t != nil {
 		fmt.Fprintf(out, "(recovery would cut the last %d bytes at offset %d: %s)\n", t.Bytes, t.Offset, t.Reason)
 	}
@@ -218,16 +243,18 @@ func writeBench(stdout, stderr io.Writer, path string, rows []benchRow, last rec
 		}
 		fmt.Fprintf(out, "%-22s %9.3f %10.0f %13s %12s %12s\n", r.Setting, r.Seconds, r.MBps, payload, mib(r.PeakBuffered), mib(r.HeapGrowth))
 	}
-	return benchDone(out, stderr)
+	if rep.Signal != nil {
+		fmt.Fprintf(out, "(%s came once every run above was done: exit %d)\n", *rep.Signal, rep.Exit)
+	}
+	return benchDone(ctx, out, stderr, rep)
 }
 
 // benchDone is bench's status once its table is written: a table nobody can read is an error.
-func benchDone(out *errWriter, stderr io.Writer) int {
+func benchDone(ctx context.Context, out *errWriter, stderr io.Writer, rep *report) int {
 	if out.err != nil {
-		fmt.Fprintf(stderr, "walrec bench: cannot write the results: %v\n", out.err)
-		return exitError
+		return writeFailed(ctx, stderr, "bench", rep.File, rep.Exit, out.err, "")
 	}
-	return exitOK
+	return rep.Exit
 }
 
 // best keeps the fastest run.

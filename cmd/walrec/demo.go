@@ -44,10 +44,11 @@ after the repair.
 Flags: --no-progress (never draw a progress bar; one is drawn on stderr only when it is a
 terminal).
 
-Exit status: 0 done, 3 an error or no room for the sample, 130 stopped by Ctrl-C (143
-SIGTERM, 129 SIGHUP, 141 SIGPIPE: the reader of its output went away, as in "walrec demo |
-head -3"). The temporary directory is removed in every case.
-`
+Here: 0 done, 3 an error or no room for the sample, 128+N stopped by signal N (141 when the
+reader of its output went away, as in "walrec demo | head -3"). The temporary directory is
+removed in every case.
+
+` + exitCodesHelp
 
 const demoDefaultSize = 256 << 20
 
@@ -58,8 +59,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	tmp := fs.String("tmpdir", "", "where to make the temporary directory (default $TMPDIR)")
 	seed := fs.Uint64("demo-seed", 1, "workload seed")
 	var of outFlags
-	fs.BoolVar(&of.noProgress, "no-progress", false, "never draw a progress bar (one is drawn on stderr only when it is a terminal)")
-	_, code, ok := parseFlags(fs, demoUsage, args, 0, stdout, stderr)
+	of.registerProgress(fs)
+	_, code, ok := parseFlags(ctx, fs, demoUsage, args, 0, stdout, stderr)
 	if !ok {
 		return code
 	}
@@ -88,11 +89,19 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = out.err
 	}
 	if err != nil {
+		code := exitError
 		if ctx.Err() != nil {
-			err = errors.New("stopped")
+			err, code = errors.New("stopped"), stopCode(ctx)
+			if s := stopped(ctx); s != nil {
+				err = fmt.Errorf("stopped by %s (exit %d)", *s, code)
+			}
 		}
 		fmt.Fprintf(stderr, "walrec demo: %v (the temporary directory %s was removed)\n", err, quoteName(dir))
-		return exitError
+		return code
+	}
+	if s := stopped(ctx); s != nil {
+		fmt.Fprintf(stderr, "walrec demo: %s came once the demo was done (exit %d)\n", *s, stopCode(ctx))
+		return stopCode(ctx)
 	}
 	return exitOK
 }
@@ -134,7 +143,7 @@ func runDemo(ctx context.Context, dir string, size int64, seed uint64, stdout *e
 	// 1. Build.
 	start := time.Now()
 	w := newWorkload(seed)
-	built, err := w.build(ctx, path, size, of.progress(stderr, "build"))
+	built, err := w.build(ctx, path, size, of.progress(stderr, "build", path))
 	if err != nil {
 		return err
 	}
@@ -235,7 +244,8 @@ func runDemo(ctx context.Context, dir string, size int64, seed uint64, stdout *e
 // open opens the database at path with opts (discard: recovers it read-only into no store),
 // measures the open, reads the store's size, does r.work, and closes it.
 func (r *openRow) open(ctx context.Context, path string, stderr io.Writer, of *outFlags, opts ...db.Option) error {
-	p := of.progress(stderr, "recover")
+	p := of.progress(stderr, "recover", path)
+	defer p.done()
 	h := heapsample.Start(time.Millisecond)
 	ropts := []recovery.Option{recovery.WithProgress(both(p.callback(), func(int64, int64) { h.Sample() }))}
 	if r.par > 0 {

@@ -43,13 +43,35 @@ Exit status: as for "walrec verify".
 
 ` + exitCodesHelp
 
-// dumpOp is one --json line.
+// dumpOp is one --json "op" line. Keys and values are cut after --max-bytes bytes, as in
+// text; key_bytes and value_bytes are their whole lengths.
 type dumpOp struct {
-	Record   int64   `json:"record"`
-	Offset   int64   `json:"offset"`
-	Op       string  `json:"op"`
-	KeyHex   string  `json:"key_hex"`
-	ValueHex *string `json:"value_hex"`
+	jsonHead
+	File       string  `json:"file"`
+	FileHex    *string `json:"file_hex"`
+	Record     int64   `json:"record"`
+	Offset     int64   `json:"offset"`
+	Op         string  `json:"op"`
+	KeyHex     string  `json:"key_hex"`
+	KeyBytes   int     `json:"key_bytes"`
+	ValueHex   *string `json:"value_hex"`   // null for a delete
+	ValueBytes *int    `json:"value_bytes"` // null for a delete
+}
+
+// dumpReport is dump's report: verify's, plus what was printed.
+type dumpReport struct {
+	report
+	Shown int64     `json:"shown"` // records printed
+	Note  optString `json:"note"`  // why none were, when --from, --start-offset or --end-offset chose none
+}
+
+// dumpOpts are dump's own flags.
+type dumpOpts struct {
+	maxBytes         int
+	from, limit      int64
+	startOff, endOff int64
+	badBytes         int
+	several          bool // more than one FILE: each gets a heading in text
 }
 
 func cmdDump(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -57,32 +79,62 @@ func cmdDump(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var rf recoveryFlags
 	rf.register(fs, true, -1)
 	rf.parallelism = 1 // the plain sequential loop: a dump is for reading, not speed
-	maxBytes := fs.Int("max-bytes", 64, "show at most this many bytes of each key and value (0: all)")
-	from := fs.Int64("from", 0, "print records from this record number on (0: the first)")
-	startOff := fs.Int64("start-offset", 0, "print records from the first one at or after this byte offset")
-	limit := fs.Int64("limit", 0, "print at most this many records (0: all)")
-	badBytes := fs.Int("bad-bytes", 256, "show this many bytes of the bad record, in hex (0: none)")
-	pos, code, ok := parseFlags(fs, dumpUsage, args, 1, stdout, stderr)
+	var do dumpOpts
+	fs.IntVar(&do.maxBytes, "max-bytes", 64, "show at most this many bytes of each key and value, in text and JSON (0: all)")
+	fs.Int64Var(&do.from, "from", 0, "print records from this record number on (0: the first)")
+	fs.Int64Var(&do.startOff, "start-offset", 0, "print records from the first one at or after this byte offset")
+	fs.Int64Var(&do.endOff, "end-offset", 0, "print no record at or after this byte offset (0: to the end)")
+	fs.Int64Var(&do.limit, "limit", 0, "print at most this many records (0: all)")
+	fs.IntVar(&do.badBytes, "bad-bytes", 256, "show this many bytes of the bad record, in hex (0: none)")
+	pos, code, ok := parseFlags(ctx, fs, dumpUsage, args, oneOrMore, stdout, stderr)
 	if !ok {
 		return code
 	}
 	if !rf.check(fs, stderr) {
 		return exitError
 	}
-	if *from < 0 || *startOff < 0 || *limit < 0 || *badBytes < 0 || *badBytes > 1<<20 || *maxBytes < 0 {
-		fmt.Fprintf(stderr, "walrec dump: --from, --start-offset, --limit and --max-bytes must be >= 0, --bad-bytes in [0, 1048576]\nrun \"walrec dump --help\" for usage\n")
+	if do.from < 0 || do.startOff < 0 || do.endOff < 0 || do.limit < 0 || do.badBytes < 0 || do.badBytes > 1<<20 || do.maxBytes < 0 {
+		fmt.Fprintf(stderr, "walrec dump: --from, --start-offset, --end-offset, --limit and --max-bytes must be >= 0, --bad-bytes in [0, 1048576]\nrun \"walrec dump --help\" for usage\n")
 		return exitError
 	}
-	path := pos[0]
+	do.several = len(pos) > 1
+	worst := exitOK
+	for i, path := range pos {
+		code := dumpFile(ctx, path, &rf, &do, i > 0, stdout, stderr)
+		worst = max(worst, code) // the worst: 0 < 1 < 2 < 3 < 128+N
+		if code > exitError {
+			break // a signal (or a reader gone) ends the run
+		}
+	}
+	return worst
+}
+
+// dumpFile dumps one file and returns its exit status.
+func dumpFile(ctx context.Context, path string, rf *recoveryFlags, do *dumpOpts, sep bool, stdout, stderr io.Writer) int {
 	w := bufio.NewWriterSize(stdout, 64<<10)
+	if !rf.json && do.several {
+		if sep {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "== %s ==\n", quoteName(path))
+	}
 	hdr := sniffHeaderSize(path)
 	crcStatus := "header and payload checksums ok"
 	if hdr == format.LegacyHeaderSize {
 		crcStatus = "payload checksum ok"
 	}
+	fileHex := nameHex(&path)
+	cut := func(b []byte) []byte {
+		if do.maxBytes > 0 && len(b) > do.maxBytes {
+			return b[:do.maxBytes]
+		}
+		return b
+	}
 	var n, shown int64
+	var last int64 = -1 // the offset of the last record
 	app := recovery.ApplyFunc(func(r recovery.Record) error {
-		if n < *from || r.Offset < *startOff || *limit > 0 && shown >= *limit {
+		last = r.Offset
+		if n < do.from || r.Offset < do.startOff || do.endOff > 0 && r.Offset >= do.endOff || do.limit > 0 && shown >= do.limit {
 			n++
 			return nil
 		}
@@ -90,9 +142,10 @@ func cmdDump(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if rf.json {
 			for it := r.Ops(); it.Next(); {
 				op := it.Op()
-				line := dumpOp{Record: n, Offset: r.Offset, Op: op.Kind.String(), KeyHex: hex.EncodeToString(op.Key)}
+				line := dumpOp{jsonHead: head("dump", "op"), File: path, FileHex: fileHex, Record: n, Offset: r.Offset, Op: op.Kind.String(),
+					KeyHex: hex.EncodeToString(cut(op.Key)), KeyBytes: len(op.Key)}
 				if op.Kind == format.OpSet {
-					line.ValueHex = ptr(hex.EncodeToString(op.Value))
+					line.ValueHex, line.ValueBytes = ptr(hex.EncodeToString(cut(op.Value))), ptr(len(op.Value))
 				}
 				if err := writeJSON(w, line); err != nil {
 					return err
@@ -104,9 +157,9 @@ func cmdDump(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			for it := r.Ops(); it.Next(); {
 				op := it.Op()
 				if op.Kind == format.OpSet {
-					fmt.Fprintf(w, "  set    %s = %s\n", show(op.Key, *maxBytes), show(op.Value, *maxBytes))
+					fmt.Fprintf(w, "  set    %s = %s\n", show(op.Key, do.maxBytes), show(op.Value, do.maxBytes))
 				} else {
-					fmt.Fprintf(w, "  delete %s\n", show(op.Key, *maxBytes))
+					fmt.Fprintf(w, "  delete %s\n", show(op.Key, do.maxBytes))
 				}
 			}
 		}
@@ -117,36 +170,47 @@ func cmdDump(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// dump streams its records to stdout while it runs: a bar on the same terminal would
 	// overwrite them, so it draws one only when stdout goes elsewhere.
 	var p *progress
-	if !isTerminal(stdout) {
-		p = rf.progress(stderr, "dump")
+	if !isTerminal(stdout) || !rf.barOnly(stderr) {
+		p = rf.progress(stderr, "dump", path)
 	}
-	r := verifyFile(ctx, path, &rf, app, p)
-	if *badBytes > 0 || rf.json {
-		showBad(ctx, w, path, &r, hdr, *badBytes, rf.json, shown > 0)
+	dr := dumpReport{report: verifyFile(ctx, path, rf, app, p), Shown: shown}
+	r := &dr.report
+	r.stop(ctx)
+	if shown == 0 && n > 0 && (do.from > 0 || do.startOff > 0 || do.endOff > 0) {
+		dr.Note = optString(fmt.Sprintf("no record chosen: the log has %s (numbers 0 to %d, the last at offset %d)", plural64(n, "record"), n-1, last))
+	}
+	if do.badBytes > 0 || rf.json {
+		showBad(ctx, w, path, r, hdr, do.badBytes, rf.json, shown > 0)
 	}
 	switch {
 	case rf.quiet:
 	case rf.json:
-		r.prepareJSON()
-		writeJSON(w, &r)
+		r.prepareJSON("dump")
+		writeJSON(w, &dr)
 	default:
-		if shown > 0 || r.Offset != nil && r.Exit > exitOK {
+		if dr.Note != "" {
+			fmt.Fprintf(w, "(%s)\n", dr.Note)
+		}
+		if shown > 0 || r.Offset != nil && r.Exit > exitOK || dr.Note != "" {
 			fmt.Fprintln(w)
 		}
-		writeHuman(w, &r, nil)
+		writeHuman(w, r, nil)
 	}
-	if err := w.Flush(); err != nil {
-		fmt.Fprintf(stderr, "walrec dump: writing the dump: %v\n", err)
-		return max(r.Exit, exitError)
-	}
+	err := w.Flush()
 	if rf.quiet || !rf.json && !isTerminal(stdout) {
-		errorLine(stderr, "dump", &r)
+		errorLine(stderr, "dump", r, nil)
+	}
+	if err != nil {
+		return writeFailed(ctx, stderr, "dump", "", r.Exit, fmt.Errorf("writing the dump: %w", err), "")
 	}
 	return r.Exit
 }
 
-// badRecord is the record recovery stopped at, as --json shows it.
+// badRecord is the record recovery stopped at, as --json's "bad_record" line shows it.
 type badRecord struct {
+	jsonHead
+	File        string  `json:"file"`
+	FileHex     *string `json:"file_hex"`
 	Offset      int64   `json:"offset"`
 	Available   int64   `json:"available"`    // bytes of the file from offset on
 	Length      *uint32 `json:"length"`       // the header's payload length, null without a whole header
@@ -170,7 +234,7 @@ func showBad(ctx context.Context, w io.Writer, path string, r *report, hdr, n in
 	if off >= f.Size() {
 		return
 	}
-	b := badRecord{Offset: off, Available: f.Size() - off}
+	b := badRecord{jsonHead: head("dump", "bad_record"), File: path, FileHex: nameHex(&path), Offset: off, Available: f.Size() - off}
 	head := make([]byte, min(int64(n), b.Available))
 	if walerr.ReadFull(f, head, off) != nil {
 		return
@@ -204,7 +268,7 @@ func showBad(ctx context.Context, w io.Writer, path string, r *report, hdr, n in
 		}
 	}
 	if asJSON {
-		writeJSON(w, map[string]any{"bad_record": b})
+		writeJSON(w, b)
 		return
 	}
 	if gap {

@@ -14,11 +14,12 @@ import (
 
 	"github.com/streamwal/recovery/db"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/walerr"
 )
 
 const genUsage = `Usage: walrec gen FILE [--size 64MiB] [--record-size 4KiB] [--keys 1024] [--ops 1]
                   [--layout v1|legacy] [--seed 1] [--damage none|torn_tail|damaged_tail|corrupt|torn_header]
-                  [--force] [--quiet] [--no-progress]
+                  [--force] [--json] [--quiet] [--progress MODE]
 
 Writes a log for benchmarks and tests: records of exactly --record-size bytes on disk (header
 included) until the next one would pass --size, each one transaction of --ops sets of
@@ -34,7 +35,14 @@ then the old one is untouched. The new file keeps the old one's mode, owner and 
 refuses, before writing, where it cannot), and gen holds the database's lock throughout: a
 file that a process has open as a database is never replaced (LOCKED).
 Before writing, gen checks that the filesystem has room for the whole file. If it fails or is
-stopped (Ctrl-C, SIGTERM, SIGHUP), it removes the file it was writing, and nothing else.
+stopped (Ctrl-C, SIGTERM, SIGHUP, SIGPIPE) while writing, it removes the file it was writing,
+and nothing else. Once the file is complete (synced, under its name) it stays: a report that
+cannot be written after that (stdout full: exit 3; its reader gone: 141) says on stderr that
+the file was written.
+
+It reports the records the file holds (a corrupt one included: it is whole), their ops and
+bytes, and the damage and its offset; with --json, one "report" line: file, layout, records,
+ops, bytes, damage, damage_offset, and the outcome "written" (or why not).
 
 --damage writes the file as a crash or a fault would leave it:
   torn_tail     one more record, cut half way through its payload (a crash mid-append;
@@ -43,9 +51,9 @@ stopped (Ctrl-C, SIGTERM, SIGHUP), it removes the file it was writing, and nothi
   corrupt       a payload byte of the middle record is flipped (acknowledged records follow)
   torn_header   only the first 5 bytes of the v1 file header (v1 only; no records)
 
-Exit status: 0 written, 3 an I/O or usage error (or no room for the file), 130 interrupted
-(143 SIGTERM, 129 SIGHUP, 141 SIGPIPE); the file is removed on any failure.
-`
+Here: 0 written, 3 an I/O or usage error (or no room for the file, or LOCKED).
+
+` + exitCodesHelp
 
 type genSpec struct {
 	size, recordSize int64
@@ -57,9 +65,23 @@ type genSpec struct {
 
 // genResult says what gen wrote.
 type genResult struct {
-	Records, Ops int64 // intact records (the damaged one not counted) and their ops
+	Records, Ops int64 // the whole records in the file (a corrupt one included) and their ops
 	Bytes        int64
 	DamageAt     int64 // offset of the damage, -1 for none
+}
+
+// genReport is gen's report.
+type genReport struct {
+	jsonHead
+	File         string  `json:"file"`
+	FileHex      *string `json:"file_hex"`
+	Layout       string  `json:"layout"`
+	Records      *int64  `json:"records"` // null unless written
+	Ops          *int64  `json:"ops"`
+	Bytes        *int64  `json:"bytes"`
+	Damage       *string `json:"damage"` // null for none
+	DamageOffset *int64  `json:"damage_offset"`
+	outcome
 }
 
 func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -72,11 +94,12 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	flags.IntVar(&spec.ops, "ops", 1, "sets per record (transaction)")
 	layout := flags.String("layout", "v1", "record layout: v1 or legacy")
 	flags.Uint64Var(&spec.seed, "seed", 1, "random seed")
+	asJSON := flags.Bool("json", false, "print the report as a JSON line")
 	flags.StringVar(&spec.damage, "damage", "none", "none, torn_tail, damaged_tail, corrupt or torn_header")
 	force := flags.Bool("force", false, "replace FILE if it exists (a regular file only)")
 	var of outFlags
 	of.register(flags)
-	pos, code, ok := parseFlags(flags, genUsage, args, 1, stdout, stderr)
+	pos, code, ok := parseFlags(ctx, flags, genUsage, args, 1, stdout, stderr)
 	if !ok {
 		return code
 	}
@@ -97,9 +120,16 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usage("%v", err)
 	}
 	path := pos[0]
+	rep := genReport{jsonHead: head("gen", "report"), File: path, FileHex: nameHex(&path), Layout: spec.layout.String()}
+	if spec.damage != "none" {
+		rep.Damage = ptr(spec.damage)
+	}
+	out := func(human func(io.Writer), done string) int {
+		return reportOut(ctx, stdout, stderr, "gen", path, &rep.outcome, *asJSON, of.quiet, &rep, human, done)
+	}
 	fail := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "walrec gen: %s: %s\n", quoteName(path), fmt.Sprintf(format, a...))
-		return exitError
+		rep.fail(ctx, fmt.Errorf(format, a...), genHints)
+		return out(nil, "")
 	}
 
 	// What is there now? Only a regular file may be replaced, and only with --force.
@@ -125,7 +155,7 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail("%v; nothing was written", err)
 	}
 
-	p := of.progress(stderr, "gen")
+	p := of.progress(stderr, "gen", path)
 	var res genResult
 	if replace {
 		err = replaceFile(ctx, path, &spec, p, &res)
@@ -134,20 +164,23 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	p.done()
 	if err != nil {
-		return fail("%v", err)
+		rep.fail(ctx, err, genHints)
+		return out(nil, "")
 	}
-	if !of.quiet {
-		out := &errWriter{w: stdout}
-		fmt.Fprintf(out, "wrote %s: %s log, %d records, %d ops, %d bytes\n", quoteName(path), spec.layout, res.Records, res.Ops, res.Bytes)
+	rep.Records, rep.Ops, rep.Bytes = ptr(res.Records), ptr(res.Ops), ptr(res.Bytes)
+	if res.DamageAt >= 0 {
+		rep.DamageOffset = ptr(res.DamageAt)
+	}
+	rep.succeed("written", exitOK)
+	return out(func(w io.Writer) {
+		fmt.Fprintf(w, "wrote %s: %s log, %d records, %d ops, %d bytes\n", quoteName(path), spec.layout, res.Records, res.Ops, res.Bytes)
 		if res.DamageAt >= 0 {
-			fmt.Fprintf(out, "damage: %s at offset %d\n", spec.damage, res.DamageAt)
+			fmt.Fprintf(w, "damage: %s at offset %d (%s)\n", spec.damage, res.DamageAt, damageWords[spec.damage])
 		}
-		if out.err != nil {
-			fmt.Fprintf(stderr, "walrec gen: wrote %s, but cannot write the report: %v\n", quoteName(path), out.err)
-			return exitError
+		if rep.Signal != nil {
+			fmt.Fprintf(w, "%s came once the file was complete: it is kept (exit %d)\n", *rep.Signal, rep.Exit)
 		}
-	}
-	return exitOK
+	}, fmt.Sprintf("wrote %s, complete (%d bytes; it is kept)", quoteName(path), res.Bytes))
 }
 
 // createFile writes the log to path, which must not exist, under its own name (O_EXCL), and
@@ -178,7 +211,7 @@ func createFile(ctx context.Context, path string, spec *genSpec, p *progress, re
 		what = "the partial file could not be removed: " + rerr.Error()
 	}
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return fmt.Errorf("stopped before the end (%s)", what)
+		return walerr.New(walerr.Canceled, -1, fmt.Sprintf("stopped before the end (%s)", what))
 	}
 	return fmt.Errorf("%v (%s)", errText(err), what)
 }
@@ -196,11 +229,11 @@ func replaceFile(ctx context.Context, path string, spec *genSpec, p *progress, r
 	case err == nil:
 		return nil
 	case errors.Is(err, db.ErrLocked):
-		return errors.New("is locked by a process that has it open (LOCKED); gen never replaces a database in use: close it first; nothing was written")
+		return err
 	case errors.Is(err, db.ErrIdentity):
 		return err
 	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
-		return fmt.Errorf("stopped before the end (the partial file was removed; %s is as it was)", quoteName(path))
+		return walerr.New(walerr.Canceled, -1, fmt.Sprintf("stopped before the end (the partial file was removed; %s is as it was)", quoteName(path)))
 	}
 	return fmt.Errorf("%v (the partial file was removed; %s is as it was)", errText(err), quoteName(path))
 }
@@ -213,6 +246,19 @@ func (w appendWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// genHints are gen's words for what to do, by code.
+var genHints = map[walerr.Code]string{
+	walerr.Locked: "a process has it open as a database, and gen never replaces a database in use: close it first; nothing was written",
+}
+
+// damageWords say what each --damage did.
+var damageWords = map[string]string{
+	"torn_tail":    "one more record, cut half way through its payload",
+	"damaged_tail": "the last record's bytes are zeros; it is not counted",
+	"corrupt":      "a payload byte of this record, counted above, is flipped: recovery refuses the file",
+	"torn_header":  "only the first 5 bytes of the file header",
 }
 
 const genKeyLen = 11 // "key%08d"
@@ -452,6 +498,8 @@ func (s *genSpec) write(ctx context.Context, out io.Writer, p *progress) (genRes
 			}
 		case s.damage == "corrupt" && i == n/2:
 			res.DamageAt = w.n
+			res.Records++ // whole, one byte flipped: the file holds it
+			res.Ops += int64(s.ops)
 			err = g.record(w, true, false)
 		default:
 			res.Records++

@@ -18,17 +18,17 @@ const getUsage = `Usage: walrec get FILE KEY [--hex] [--json] [--quiet]
 Prints the value of KEY in the database FILE, as the database would return it now: FILE is
 opened read-only (db.ReadOnly: no lock, nothing written, a running writer is not disturbed),
 recovered in memory, and the key looked up. A tail that recovery would cut is left out (a
-note on stderr says so). KEY is taken as its bytes; with --hex, as hexadecimal.
+note on stderr says so; with --json, left_out_bytes). KEY is taken as its bytes; with --hex,
+as hexadecimal.
 
-The value is printed as it is, followed by a newline; with --json, as one object
-{"key", "found", "value"} (with "key_hex" and "value_hex" for bytes that are not UTF-8).
+The value is printed as it is, followed by a newline; with --json, one "report" line with
+key, found and value (key_hex and value_hex hold bytes that are not UTF-8, the string field
+is then null).
 
-Exit status:
-  0  found
-  1  not found
-  2  recovery refuses FILE (corrupt, not a database, ...)
-  3  an I/O or usage error
-`
+Here: 0 found, 1 not found, 2 recovery refuses FILE (corrupt, not a database, ...), 3 an
+I/O or usage error.
+
+` + exitCodesHelp
 
 const scanUsage = `Usage: walrec scan FILE [--prefix P | --from K --to K] [--limit N] [--hex] [--json] [--quiet]
 
@@ -38,35 +38,55 @@ return them now: FILE is opened read-only (no lock, nothing written), recovered 
 left out: from the first, to the last). With --hex, P and K are hexadecimal.
 
 One line a pair: the key, a tab, the value, each quoted (Go syntax) when it is not printable
-UTF-8; with --json, one object a line {"key", "value"} (with "key_hex" and "value_hex" for
-bytes that are not UTF-8).
+UTF-8; with --json, one "pair" line each (key, value, and key_hex and value_hex for bytes
+that are not UTF-8), then the "report" line (pairs).
 
-Exit status:
-  0  listed (none is a listing too)
-  2  recovery refuses FILE
-  3  an I/O or usage error
-`
+Here: 0 listed (none is a listing too), 2 recovery refuses FILE, 3 an I/O or usage error.
+
+` + exitCodesHelp
+
+// getReport is get's report.
+type getReport struct {
+	jsonHead
+	File     string  `json:"file"`
+	FileHex  *string `json:"file_hex"`
+	Key      *string `json:"key"`
+	KeyHex   *string `json:"key_hex"`
+	Found    *bool   `json:"found"` // null when the database could not be read
+	Value    *string `json:"value"`
+	ValueHex *string `json:"value_hex"`
+	LeftOut  *int64  `json:"left_out_bytes"` // a tail recovery would cut, left out; null when none
+	outcome
+}
 
 func cmdGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("get")
 	asHex := fs.Bool("hex", false, "KEY is hexadecimal")
-	asJSON := fs.Bool("json", false, "print one JSON object")
+	asJSON := fs.Bool("json", false, "print one JSON report line")
 	var of outFlags
 	of.register(fs)
-	pos, code, ok := parseFlags(fs, getUsage, args, 2, stdout, stderr)
+	pos, code, ok := parseFlags(ctx, fs, getUsage, args, 2, stdout, stderr)
 	if !ok {
 		return code
 	}
 	key, err := keyArg(pos[1], *asHex)
 	if err != nil {
-		fmt.Fprintf(stderr, "walrec get: KEY: %v\n", err)
+		fmt.Fprintf(stderr, "walrec get: KEY: %v\nrun \"walrec get --help\" for usage\n", err)
 		return exitError
 	}
-	d, code := openForReading(ctx, "get", pos[0], stderr)
-	if d == nil {
-		return code
+	path := pos[0]
+	r := getReport{jsonHead: head("get", "report"), File: path, FileHex: nameHex(&path)}
+	r.Key, r.KeyHex = bytesJSON(key)
+	out := func(human func(io.Writer)) int {
+		return reportOut(ctx, stdout, stderr, "get", path, &r.outcome, *asJSON, of.quiet, &r, human, "")
+	}
+	d, err := openForReading(ctx, path)
+	if err != nil {
+		r.fail(ctx, err, readHints)
+		return out(nil)
 	}
 	defer d.Close()
+	r.LeftOut = leftOut(d, "get", !*asJSON, stderr)
 	var value []byte
 	found := false
 	if err := d.View(func(tx *db.Tx) error {
@@ -74,36 +94,44 @@ func cmdGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		value, found = bytes.Clone(v), ok
 		return nil
 	}); err != nil {
-		fmt.Fprintf(stderr, "walrec get: %v\n", err)
-		return exitError
+		r.fail(ctx, err, readHints)
+		return out(nil)
 	}
-	exit := exitOK
+	r.Found = ptr(found)
 	if !found {
-		exit = exitTail
-	}
-	if of.quiet {
-		return exit
-	}
-	w := &errWriter{w: stdout}
-	switch {
-	case *asJSON:
-		o := map[string]any{"found": found, "value": nil}
-		putBytes(o, "key", key)
-		if found {
-			putBytes(o, "value", value)
+		r.succeed("not_found", exitTail)
+		if !*asJSON && !of.quiet {
+			fmt.Fprintf(stderr, "walrec get: %s: not found\n", shown(key))
 		}
-		writeJSON(w, o)
-	case found:
+		return out(nil)
+	}
+	r.Value, r.ValueHex = bytesJSON(value)
+	r.succeed("found", exitOK)
+	return out(func(w io.Writer) {
 		w.Write(value)
 		w.Write([]byte{'\n'})
-	default:
-		fmt.Fprintf(stderr, "walrec get: %s: not found\n", shown(key))
-	}
-	if w.err != nil {
-		fmt.Fprintf(stderr, "walrec get: %v\n", w.err)
-		return exitError
-	}
-	return exit
+	})
+}
+
+// scanPair is one --json "pair" line.
+type scanPair struct {
+	jsonHead
+	File     string  `json:"file"`
+	FileHex  *string `json:"file_hex"`
+	Key      *string `json:"key"`
+	KeyHex   *string `json:"key_hex"`
+	Value    *string `json:"value"`
+	ValueHex *string `json:"value_hex"`
+}
+
+// scanReport is scan's report.
+type scanReport struct {
+	jsonHead
+	File    string  `json:"file"`
+	FileHex *string `json:"file_hex"`
+	Pairs   *int    `json:"pairs"` // listed (before a failure or a signal, if one came)
+	LeftOut *int64  `json:"left_out_bytes"`
+	outcome
 }
 
 func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -113,10 +141,10 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	to := fs.String("to", "", "the key `K` to stop before (excluded)")
 	limit := fs.Int("limit", 0, "at most `N` pairs (0: all)")
 	asHex := fs.Bool("hex", false, "P and K are hexadecimal")
-	asJSON := fs.Bool("json", false, "one JSON object a line")
+	asJSON := fs.Bool("json", false, `one "pair" JSON line each, then the report`)
 	var of outFlags
 	of.register(fs)
-	pos, code, ok := parseFlags(fs, scanUsage, args, 1, stdout, stderr)
+	pos, code, ok := parseFlags(ctx, fs, scanUsage, args, 1, stdout, stderr)
 	if !ok {
 		return code
 	}
@@ -142,14 +170,21 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return usage(err.Error())
 		}
 	}
-	d, code := openForReading(ctx, "scan", pos[0], stderr)
-	if d == nil {
-		return code
+	path := pos[0]
+	r := scanReport{jsonHead: head("scan", "report"), File: path, FileHex: nameHex(&path)}
+	out := func() int {
+		return reportOut(ctx, stdout, stderr, "scan", path, &r.outcome, *asJSON, of.quiet, &r, nil, "")
+	}
+	d, err := openForReading(ctx, path)
+	if err != nil {
+		r.fail(ctx, err, readHints)
+		return out()
 	}
 	defer d.Close()
+	r.LeftOut = leftOut(d, "scan", !*asJSON, stderr)
 	w := &errWriter{w: stdout}
 	n := 0
-	if err := d.View(func(tx *db.Tx) error {
+	err = d.View(func(tx *db.Tx) error {
 		for k, v := range tx.Range(lo, hi) {
 			if *limit > 0 && n == *limit || w.err != nil || ctx.Err() != nil {
 				break
@@ -159,49 +194,62 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				continue
 			}
 			if *asJSON {
-				o := map[string]any{}
-				putBytes(o, "key", k)
-				putBytes(o, "value", v)
-				writeJSON(w, o)
+				p := scanPair{jsonHead: head("scan", "pair"), File: path, FileHex: r.FileHex}
+				p.Key, p.KeyHex = bytesJSON(k)
+				p.Value, p.ValueHex = bytesJSON(v)
+				writeJSON(w, p)
 			} else {
 				fmt.Fprintf(w, "%s\t%s\n", shown(k), shown(v))
 			}
 		}
 		return nil
-	}); err != nil {
-		fmt.Fprintf(stderr, "walrec scan: %v\n", err)
-		return exitError
+	})
+	r.Pairs = ptr(n)
+	switch {
+	case w.err != nil:
+		return writeFailed(ctx, stderr, "scan", path, exitError, w.err, "")
+	case err != nil:
+		r.fail(ctx, err, readHints)
+	case ctx.Err() != nil:
+		r.fail(ctx, walerr.New(walerr.Canceled, -1, fmt.Sprintf("stopped after %s", plural(n, "pair"))), readHints)
+	default:
+		r.succeed("listed", exitOK)
 	}
-	if err := ctx.Err(); err != nil {
-		fmt.Fprintf(stderr, "walrec scan: stopped after %d pairs\n", n)
-		return exitError
-	}
-	if w.err != nil {
-		fmt.Fprintf(stderr, "walrec scan: %v\n", w.err)
-		return exitError
-	}
-	return exitOK
+	return out()
 }
 
-// openForReading opens the database read-only for get and scan; on failure it reports and
-// returns nil and the exit status.
-func openForReading(ctx context.Context, cmd, path string, stderr io.Writer) (*db.DB, int) {
+// readHints are get's and scan's words for what to do, by code.
+var readHints = map[walerr.Code]string{
+	walerr.CorruptWAL: "acknowledged records may follow the damage: walrec salvage FILE --output COPY copies every record that verifies, and get or scan can then read COPY",
+}
+
+// openForReading opens the database read-only for get and scan.
+func openForReading(ctx context.Context, path string) (*db.DB, error) {
 	if err := regularFile(path); err != nil { // db.Open would not create it read-only, but would block on a FIFO
-		fmt.Fprintf(stderr, "walrec %s: %v\n", cmd, err)
-		return nil, exitError
+		return nil, err
 	}
-	d, err := db.OpenContext(ctx, path, db.ReadOnly())
-	if err != nil {
-		fmt.Fprintf(stderr, "walrec %s: %v\n", cmd, err)
-		if walerr.IsCorruption(err) {
-			return nil, exitRefused
-		}
-		return nil, exitError
+	return db.OpenContext(ctx, path, db.ReadOnly())
+}
+
+// leftOut is the size of a tail recovery would cut, which the read-only open left out (null
+// for none), said on stderr too in text.
+func leftOut(d *db.DB, cmd string, say bool, stderr io.Writer) *int64 {
+	t := d.Truncation()
+	if t == nil {
+		return nil
 	}
-	if t := d.Truncation(); t != nil {
+	if say {
 		fmt.Fprintf(stderr, "walrec %s: note: the last %d bytes (from offset %d, %s) are a tail recovery would cut: left out\n", cmd, t.Bytes, t.Offset, t.Reason)
 	}
-	return d, exitOK
+	return ptr(t.Bytes)
+}
+
+// bytesJSON is b for JSON: as a string when it is UTF-8 (hex null), else hex (string null).
+func bytesJSON(b []byte) (*string, *string) {
+	if utf8.Valid(b) {
+		return ptr(string(b)), nil
+	}
+	return nil, ptr(hex.EncodeToString(b))
 }
 
 // keyArg is a key given on the command line: its bytes, or hexadecimal.
@@ -222,17 +270,6 @@ func prefixEnd(p []byte) []byte {
 		}
 	}
 	return nil
-}
-
-// putBytes sets o[name] to b as a string when it is UTF-8, and to null with name_hex
-// otherwise.
-func putBytes(o map[string]any, name string, b []byte) {
-	if utf8.Valid(b) {
-		o[name] = string(b)
-		return
-	}
-	o[name] = nil
-	o[name+"_hex"] = hex.EncodeToString(b)
 }
 
 // shown is b as it is when it is printable UTF-8 (no tab, no quote), and quoted otherwise.

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/streamwal/recovery/db"
@@ -35,9 +33,9 @@ func TestGetAndScanBesideAWriter(t *testing.T) {
 	walrec(t, "get", path, "zone").mustExit(t, exitTail, "get of a deleted key")
 	walrec(t, "get", path, "75736572", "--hex", "--quiet").mustExit(t, exitTail, "get of a missing key given in hex")
 	r := walrec(t, "get", path, "user/3", "--json").mustExit(t, exitOK, "get --json")
-	var o map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &o); err != nil || o["value"] != nil || o["value_hex"] != "78ff79" || o["found"] != true {
-		t.Fatalf("get --json: %s %v", r.stdout, err)
+	o := jsonLines(t, "get", r.stdout)[0]
+	if o["value"] != nil || o["value_hex"] != "78ff79" || o["found"] != true || o.str(t, "type") != "report" {
+		t.Fatalf("get --json: %s", r.stdout)
 	}
 	r = walrec(t, "scan", path, "--prefix", "user/").mustExit(t, exitOK, "scan --prefix")
 	if want := "user/1\tada\nuser/2\tgrace\nuser/3\t\"x\\xffy\"\n"; r.stdout != want {
@@ -48,8 +46,8 @@ func TestGetAndScanBesideAWriter(t *testing.T) {
 		t.Fatalf("scan --from --to: %q", r.stdout)
 	}
 	r = walrec(t, "scan", path, "--json", "--limit", "2").mustExit(t, exitOK, "scan --json --limit")
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if len(lines) != 2 || !strings.Contains(lines[0], `"key":"a\tb"`) {
+	ls := jsonLines(t, "scan", r.stdout)
+	if len(ls) != 3 || ls[0].str(t, "key") != "a\tb" || ls[2].num(t, "pairs") != 2 {
 		t.Fatalf("scan --json --limit 2: %q", r.stdout)
 	}
 	walrec(t, "scan", path, "--prefix", "a", "--from", "b").mustExit(t, exitError, "scan with --prefix and --from")

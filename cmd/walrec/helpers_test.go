@@ -99,6 +99,33 @@ func (r jsonReport) str(t *testing.T, k string) string {
 	return v.(string)
 }
 
+// jsonLines decodes every line of s (JSON Lines), checking the convention on each: version 1,
+// the command, and a type.
+func jsonLines(t *testing.T, cmd, s string) []jsonReport {
+	t.Helper()
+	var out []jsonReport
+	for _, l := range lines(s) {
+		j := decodeJSON(t, l)
+		if j.num(t, "version") != 1 || j.str(t, "command") != cmd || j.str(t, "type") == "null" {
+			t.Fatalf("a line that is not walrec's JSON of %s: %s", cmd, l)
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+// ofType is the lines of type typ.
+func ofType(t *testing.T, ls []jsonReport, typ string) []jsonReport {
+	t.Helper()
+	var out []jsonReport
+	for _, l := range ls {
+		if l.str(t, "type") == typ {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // ---- small hand-made logs, for the golden files ----
 
 // fixturePayloads are seven transactions with printable, binary, empty, long and non-ASCII

@@ -257,7 +257,7 @@ func TestHelpFlagsSpelling(t *testing.T) {
 	if r := walrec(t, "bench", "--help"); !strings.Contains(r.stdout, "shown first but measured last") || !strings.Contains(r.stdout, "payload MB/s") {
 		t.Fatalf("bench --help:\n%s", r.stdout)
 	}
-	for _, want := range []string{"130 stopped by Ctrl-C (SIGINT)", "143 by SIGTERM", "walrec --version"} {
+	for _, want := range []string{"130 Ctrl-C (SIGINT)", "143 SIGTERM", "walrec --version"} {
 		if r := walrec(t, "--help"); !strings.Contains(r.stdout, want) {
 			t.Fatalf("--help lacks %q", want)
 		}

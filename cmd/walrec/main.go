@@ -1,9 +1,9 @@
 // Command walrec runs, inspects and checks the recovery of a streamwal database log.
 //
 //	walrec demo                 build a sample database, crash it mid-append, recover it
-//	walrec verify FILE          read-only: what would recovery do with this file?
+//	walrec verify FILE...       read-only: what would recovery do with each file?
 //	walrec recover FILE         the repair a database open does (cut bytes kept in a sidecar)
-//	walrec dump FILE            the records and their ops, up to the first bad one
+//	walrec dump FILE...         the records and their ops, up to the first bad one
 //	walrec gen FILE             write a log for benchmarks and tests
 //	walrec bench FILE           recovery throughput and memory at several parallelisms
 //	walrec compact FILE         rewrite the log as the live state (the database's Compact)
@@ -14,9 +14,11 @@
 //	walrec get FILE KEY         a key's value now, read-only (no lock)
 //	walrec scan FILE            the live pairs in key order (--prefix, --from/--to), read-only
 //
-// Exit status: 0 clean (or empty, or repaired), 1 a tail recovery would cut, 2 recovery
-// refuses the file, 3 an I/O or usage error, 128+N stopped by signal N (130 Ctrl-C, 143
-// SIGTERM, 129 SIGHUP, 141 SIGPIPE). Run "walrec COMMAND --help" for each command.
+// Exit status (exitCodesHelp): 0 success, 1 a finding short of a refusal (a tail recovery
+// would cut, a key not there, stretches skipped), 2 refused with the file untouched, 3
+// failed (I/O, LOCKED, a usage error), 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM,
+// 129 SIGHUP, 141 SIGPIPE), the same number in the report. --json is JSON Lines (jsonHelp).
+// Run "walrec COMMAND --help" for each command.
 package main
 
 import (
@@ -38,32 +40,101 @@ import (
 	"unicode/utf8"
 )
 
-// Exit statuses, shared by every command.
+// Exit statuses, shared by every command (exitCodesHelp says what each means).
 const (
-	exitOK      = 0 // clean, empty, or (recover) the file now opens cleanly
-	exitTail    = 1 // verify: a tail recovery would cut
-	exitRefused = 2 // recovery refuses the file: corrupt, not a database, unsupported version, record too large, strict tail
-	exitError   = 3 // an I/O error (a short read included), a lock held elsewhere, or a usage error
+	exitOK      = 0 // success: clean, empty, repaired, written, found, listed, compacted, measured
+	exitTail    = 1 // a finding short of a refusal: a tail recovery would cut, a key not there, stretches skipped
+	exitRefused = 2 // refused, file untouched: corrupt, not a database, unsupported version, record too large, strict tail, REWRITTEN
+	exitError   = 3 // failed: an I/O error (a short read included), LOCKED, IDENTITY, not a regular file, or a usage error
+	// 128+N: stopped by signal N (stopCode).
 )
 
-const exitCodesHelp = `Exit status:
-  0  clean or empty (recover: the file now opens cleanly, after a reported cut or not)
-  1  a torn or damaged tail that recovery would cut (verify, dump)
-  2  refused: corrupt, not a database, unsupported version, a record over the limit,
-     or a tail in strict mode; the file is untouched
-  3  an I/O error (a short read included), a lock held by another process, or a usage error
-  130 stopped by Ctrl-C (SIGINT); 143 by SIGTERM, 129 by SIGHUP, 141 by SIGPIPE (the reader
-     of its output went away): the command stops within a second, removes what it created,
-     and changes nothing else
+// exitCodesHelp is the one exit table: every command's --help ends with it, and the README
+// repeats it.
+const exitCodesHelp = `Exit status (the same table for every command):
+  0    success: clean or empty (verify, dump), repaired or already clean (recover), written
+       (gen, backup, restore, salvage with nothing skipped), found (get), listed (scan,
+       sidecars), compacted (compact), measured (bench)
+  1    a finding, not a failure: a torn or damaged tail that recovery would cut (verify,
+       dump), a key that is not there (get), stretches skipped (salvage)
+  2    refused, the file untouched: corrupt, not a database, unsupported version, a record
+       over the limit, a tail in strict mode; REWRITTEN (backup --since)
+  3    failed: an I/O error (a short read included), LOCKED (another process has the
+       database open), IDENTITY, a path that is missing or not a regular file, a usage error
+  128+N stopped by signal N: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP, 141 SIGPIPE (the
+       reader of the output went away). The command stops within a second and removes what
+       it was still writing (a partial sidecar, copy, backup or generated file); what it had
+       finished before the signal (a cut and its sidecar, a compacted log, a generated file,
+       removed sidecars) stays, and the report says which: the report's "exit" is 128+N too.
+       For SIGPIPE, where stdout is gone, a command that changed something says what on
+       stderr; a read-only one says nothing.
+  With several FILEs (verify, dump) the status is the worst of theirs: 0 < 1 < 2 < 3 <
+  128+N; a signal ends the run, and the files after it get no report.
 `
+
+// ---- signals ----
+
+// sigKey is the context key under which mainProcess keeps the number of the signal that
+// stopped the command (0 while none has).
+type sigKey struct{}
+
+// withSignalState returns ctx carrying a signal slot; set it, then cancel ctx.
+func withSignalState(ctx context.Context) (context.Context, *atomic.Int32) {
+	n := new(atomic.Int32)
+	return context.WithValue(ctx, sigKey{}, n), n
+}
+
+// stopSignal is the number of the signal that stopped the command, 0 for none. mainProcess
+// records it before it cancels the context, so once ctx is done for a signal it is set.
+func stopSignal(ctx context.Context) int {
+	if n, ok := ctx.Value(sigKey{}).(*atomic.Int32); ok {
+		return int(n.Load())
+	}
+	return 0
+}
+
+// stopCode is the exit status of a command that a canceled ctx stopped: 128+N when signal N
+// did, else exitError (a context its caller canceled, as in the in-process tests).
+func stopCode(ctx context.Context) int {
+	if n := stopSignal(ctx); n != 0 {
+		return 128 + n
+	}
+	return exitError
+}
+
+// signalName is "SIGINT" for 2, and so on.
+func signalName(n int) string {
+	switch syscall.Signal(n) {
+	case syscall.SIGHUP:
+		return "SIGHUP"
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGPIPE:
+		return "SIGPIPE"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return fmt.Sprintf("signal %d", n)
+}
+
+// stopped is the signal that stopped the command ("SIGINT"), nil when none did.
+func stopped(ctx context.Context) *string {
+	if n := stopSignal(ctx); n != 0 {
+		return ptr(signalName(n))
+	}
+	return nil
+}
+
+// isEPIPE reports whether err is a write whose reader went away.
+func isEPIPE(err error) bool { return errors.Is(err, syscall.EPIPE) }
 
 const mainUsage = `walrec runs, inspects and checks the recovery of a streamwal database log.
 
 Usage:
   walrec demo                 build a sample database, crash it mid-append, recover it
-  walrec verify FILE          read-only: what would recovery do with this file?
+  walrec verify FILE...       read-only: what would recovery do with each file?
   walrec recover FILE         the repair a database open does (cut bytes kept in a sidecar)
-  walrec dump FILE            the records and their ops, up to the first bad one
+  walrec dump FILE...         the records and their ops, up to the first bad one
   walrec gen FILE             write a log for benchmarks and tests
   walrec bench FILE           recovery throughput and memory at several parallelisms
   walrec compact FILE         rewrite the log as the live state (the database's Compact)
@@ -77,6 +148,7 @@ Usage:
 Run "walrec COMMAND --help" for a command's flags, "walrec --version" for the build.
 New here? Run "walrec demo".
 
+` + jsonHelp + `
 ` + exitCodesHelp
 
 type command struct {
@@ -97,16 +169,18 @@ func main() {
 }
 
 // mainProcess is the program with its signals: SIGINT, SIGTERM, SIGHUP and SIGPIPE (and a
-// write to stdout that fails because its reader went away) cancel the command's context, so
-// every blocking step returns within a second and removes what it created; the exit status
-// is then 128 + the signal's number.
+// write to stdout that fails because its reader went away) record the signal in the
+// command's context and then cancel it, so every blocking step returns within a second and
+// removes what it was writing. The command itself turns the signal into its exit status,
+// 128+N, and puts the same status in its report (stopCode): what the process exits with is
+// what the command returns, so the two always agree.
 func mainProcess(args []string, stdout, stderr *os.File) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	ctx, got := withSignalState(ctx)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	defer signal.Stop(sigs)
-	var got atomic.Int32
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -125,9 +199,6 @@ func mainProcess(args []string, stdout, stderr *os.File) int {
 	code := runContext(ctx, args, out, stderr)
 	close(done)
 	wg.Wait()
-	if n := got.Load(); n != 0 {
-		return 128 + int(n)
-	}
 	return code
 }
 
@@ -170,7 +241,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			fmt.Fprintf(stderr, "walrec: unexpected argument %s after %s\n", quoteName(args[1]), args[0])
 			return exitError
 		}
-		return writeOut(stdout, stderr, "version", versionText())
+		return writeOut(ctx, stdout, stderr, "version", versionText())
 	case "-h", "-help", "--help", "help":
 		if len(args) > 1 && args[0] == "help" {
 			if _, ok := commands[args[1]]; ok {
@@ -179,7 +250,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			fmt.Fprintf(stderr, "walrec: no help for unknown command %q; run \"walrec --help\"\n", args[1])
 			return exitError
 		}
-		return writeOut(stdout, stderr, "help", mainUsage)
+		return writeOut(ctx, stdout, stderr, "help", mainUsage)
 	}
 	c, ok := commands[args[0]]
 	if !ok {
@@ -217,9 +288,13 @@ func printDefaults(fs *flag.FlagSet, w io.Writer) {
 	})
 }
 
-// writeOut writes text to stdout; a failed write (a full disk, a closed pipe) is an error.
-func writeOut(stdout, stderr io.Writer, what, text string) int {
+// writeOut writes text to stdout; a failed write (a full disk) is an error, and one whose
+// reader went away is SIGPIPE's 141, said by nobody (there is nothing else to say).
+func writeOut(ctx context.Context, stdout, stderr io.Writer, what, text string) int {
 	if _, err := io.WriteString(stdout, text); err != nil {
+		if isEPIPE(err) {
+			return stopCode(ctx)
+		}
 		fmt.Fprintf(stderr, "walrec %s: cannot write to stdout: %v\n", what, err)
 		return exitError
 	}
@@ -261,22 +336,45 @@ func versionText() string {
 	return out + ", built with " + bi.GoVersion + "\n"
 }
 
-// outFlags are --quiet and --no-progress, which every command that reports takes.
+// outFlags are --quiet, --progress and --no-progress, which every command that reports takes.
 type outFlags struct {
 	quiet, noProgress bool
+	mode              progressFlag
+	cmd               string // the command's name, for progress lines
 }
 
 func (o *outFlags) register(fs *flag.FlagSet) {
+	o.cmd = strings.TrimPrefix(fs.Name(), "walrec ")
 	fs.BoolVar(&o.quiet, "quiet", false, "print nothing on success: the exit status says it (failures still get one line on stderr)")
-	fs.BoolVar(&o.noProgress, "no-progress", false, "never draw a progress bar (one is drawn on stderr only when it is a terminal)")
+	o.registerProgress(fs)
 }
 
-// progress is the command's bar, or none.
-func (o *outFlags) progress(stderr io.Writer, desc string) *progress {
-	if o.quiet || o.noProgress {
+func (o *outFlags) registerProgress(fs *flag.FlagSet) {
+	o.cmd = strings.TrimPrefix(fs.Name(), "walrec ")
+	o.mode = progAuto
+	fs.Var(&o.mode, "progress", "progress on stderr: auto (a bar on a terminal; elsewhere a line every 10 s once a step has run\n10 s), bar, plain (a line every 10 s), json (a JSON line every 2 s: offset, size, elapsed), none")
+	fs.BoolVar(&o.noProgress, "no-progress", false, "no progress at all (--progress none)")
+}
+
+// progress starts the progress of a step (desc) on file, or returns nil for none.
+func (o *outFlags) progress(stderr io.Writer, desc, file string) *progress {
+	mode := string(o.mode)
+	switch {
+	case o.noProgress || mode == progNone:
 		return nil
+	case mode == progAuto && o.quiet:
+		return nil
+	case mode == progAuto && isTerminal(stderr):
+		mode = progBar
+	case mode == progAuto:
+		mode = progPlain
 	}
-	return newProgress(stderr, desc)
+	return newProgress(stderr, mode, o.cmd, desc, file)
+}
+
+// barOnly is whether progress would be a bar (dump draws none on the terminal it prints to).
+func (o *outFlags) barOnly(stderr io.Writer) bool {
+	return o.mode == progBar || o.mode == progAuto && isTerminal(stderr)
 }
 
 // quoteName is a file name as printed for a person: as it is when it is printable text, else
@@ -303,11 +401,15 @@ func errText(err error) string {
 	return err.Error()
 }
 
+// oneOrMore as parseFlags's npos: one FILE or more (verify, dump).
+const oneOrMore = -1
+
 // parseFlags parses args, allowing flags after positional arguments ("verify FILE --json"),
-// and checks that there are npos positional arguments. When the command should stop there
+// and checks that there are npos positional arguments (oneOrMore: at least one). When the
+// command should stop there
 // (--help: usage on stdout, status 0; a usage error: one line on stderr, status 3) it
 // returns ok = false and the status.
-func parseFlags(fs *flag.FlagSet, usage string, args []string, npos int, stdout, stderr io.Writer) (pos []string, code int, ok bool) {
+func parseFlags(ctx context.Context, fs *flag.FlagSet, usage string, args []string, npos int, stdout, stderr io.Writer) (pos []string, code int, ok bool) {
 	var msg strings.Builder
 	fs.SetOutput(&msg)
 	fs.Usage = func() {}
@@ -330,7 +432,7 @@ func parseFlags(fs *flag.FlagSet, usage string, args []string, npos int, stdout,
 				b.WriteString("\nFlags:\n")
 				printDefaults(fs, &b)
 			}
-			return nil, writeOut(stdout, stderr, "help", b.String()), false
+			return nil, writeOut(ctx, stdout, stderr, "help", b.String()), false
 		}
 		if err != nil {
 			return fail("%s", strings.Replace(strings.TrimSpace(strings.SplitN(msg.String(), "\n", 2)[0]), "defined: -", "defined: --", 1))
@@ -347,6 +449,9 @@ func parseFlags(fs *flag.FlagSet, usage string, args []string, npos int, stdout,
 		args = rest[1:]
 	}
 	switch {
+	case npos == oneOrMore && len(pos) == 0:
+		return fail("missing FILE argument")
+	case npos == oneOrMore:
 	case len(pos) > npos && npos == 0:
 		return fail("unexpected argument %q", pos[0])
 	case len(pos) < npos:

@@ -35,20 +35,21 @@ other bytes would not fit in the free space, recover refuses and cuts nothing.
 repaired log to COPY, a new file: what FILE would hold after the repair. The cut bytes stay
 in FILE, so there is no sidecar. For a directory you cannot write to, or to look first.
 
-It prints the same report as "walrec verify", plus truncated (whether a cut was made, in FILE
-or in COPY), sidecar (the file holding the cut bytes, or null), sidecar_hole_bytes (zero
-bytes kept as holes) and output (COPY, or null) with --json.
+It prints the same report as "walrec verify", plus, with --json (one "report" line),
+truncated (whether a cut was made, in FILE or in COPY), sidecar (the file holding the cut
+bytes, or null), sidecar_hole_bytes (zero bytes kept as holes), output (COPY, or null) and
+output_bytes.
 
-Exit status:
-  0  the file (or COPY) now opens cleanly, after a reported cut or not
-  2  refused (corrupt, not a database, unsupported version, a record over the limit, or a
-     tail in strict mode): the file is untouched
-  3  an I/O error (a short read included; a sidecar that cannot be written or would not fit:
-     nothing was cut), a usage error, or LOCKED: another process has the database open (close
-     it first; "walrec verify" reads it without a lock)
-  130 stopped by Ctrl-C (143 SIGTERM, 129 SIGHUP, 141 SIGPIPE): nothing was cut, and a
-     partial sidecar or COPY was removed
-`
+Here: 0 the file (or COPY) now opens cleanly, after a reported cut or not; 2 refused, the
+file untouched; 3 an I/O error (a short read included; a sidecar that cannot be written or
+would not fit: nothing was cut), a usage error, or LOCKED (close the other process first;
+"walrec verify" reads the file without the lock). A signal while it reads, or while it
+writes the sidecar or COPY, cuts nothing and removes the partial sidecar or COPY; one that
+comes once the cut is made (it is made and synced at once) leaves the cut and its sidecar,
+and the report, with exit 128+N, says so. "walrec recover FILE | true" (141) says on stderr
+what was done.
+
+` + exitCodesHelp
 
 // recoverOpts are recover's own flags.
 type recoverOpts struct {
@@ -63,7 +64,7 @@ func cmdRecover(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var ro recoverOpts
 	fs.StringVar(&ro.sidecarDir, "sidecar-dir", "", "write the sidecar into `DIR` instead of beside the database")
 	fs.StringVar(&ro.output, "output", "", "leave FILE untouched and write the repaired log to `COPY`, a new file")
-	pos, code, ok := parseFlags(fs, recoverUsage, args, 1, stdout, stderr)
+	pos, code, ok := parseFlags(ctx, fs, recoverUsage, args, 1, stdout, stderr)
 	if !ok {
 		return code
 	}
@@ -86,12 +87,13 @@ func cmdRecover(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			return usage("--output %s already exists; recover never replaces a file", quoteName(ro.output))
 		}
 	}
-	rr := recoverFile(ctx, pos[0], &rf, &ro, rf.progress(stderr, "recover"))
-	return emit(stdout, stderr, "recover", &rr.report, &rr, &rf)
+	rr := recoverFile(ctx, pos[0], &rf, &ro, rf.progress(stderr, "recover", pos[0]))
+	return emit(ctx, stdout, stderr, "recover", &rr.report, &rr, &rf, false)
 }
 
 // recoverFile repairs path (or, with --output, writes its repaired copy) and reports.
 func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recoverOpts, p *progress) recoverReport {
+	defer p.done()
 	mode := recovery.Mode(rf.mode)
 	// Never create a database, never open what is not a regular file (a FIFO would block).
 	if err := regularFile(path); err != nil {
@@ -105,11 +107,13 @@ func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recove
 	// renamed another over it meanwhile).
 	f, real, err := db.OpenLocked(path, openMode)
 	if errors.Is(err, db.ErrLocked) {
-		var size int64 // the report says how large the file it could not take is
-		if fi, serr := os.Stat(path); serr == nil {
-			size = fi.Size()
+		r := newReport(path, mode, recovery.Result{}, err)
+		if fi, serr := os.Stat(path); serr == nil { // the report says how large the file it could not take is
+			r.Size = fi.Size()
+		} else {
+			r.sized = false
 		}
-		return recoverReport{report: newReport(path, mode, recovery.Result{Size: size}, err)}
+		return recoverReport{report: r}
 	}
 	if err != nil {
 		r := openErrorReport(path, mode, err)
@@ -122,7 +126,7 @@ func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recove
 	size, err := f.Size()
 	if err != nil {
 		r := newReport(path, mode, recovery.Result{}, err)
-		r.notOpened = true
+		r.notOpened, r.sized, r.measured = true, false, false
 		return recoverReport{report: r}
 	}
 	rfile := db.RecoveryFile(f, size)
@@ -144,8 +148,11 @@ func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recove
 		sc.name, sc.holes, hookErr = db.WriteSidecar(ctx, freeSpaceFS{db.OS}, real, rfile, t, dir)
 		if hookErr != nil {
 			hookErr = sidecarError(ctx, t, dir, hookErr)
+			return hookErr
 		}
-		return hookErr
+		// The sidecar is complete: the cut follows at once, signal or not (a test stops here).
+		pauseHere(ctx, "recover-sidecar")
+		return nil
 	}))
 	res, err := recovery.Recover(ctx, rfile, nil, opts...)
 	p.done()
@@ -159,9 +166,9 @@ func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recove
 		err = hookErr // the sidecar's own error: what failed, and walrec's hint about it
 	}
 	rr := recoverReport{report: newReport(path, mode, res, err)}
-	rr.Truncated = res.Truncated
+	rr.Truncated, rr.cutMade = res.Truncated, res.Truncated
 	if sc.name != "" { // written and kept, even if the cut itself then failed
-		rr.Sidecar, rr.SidecarHoleBytes = ptr(sc.name), sc.holes
+		rr.Sidecar, rr.holes = ptr(sc.name), sc.holes
 	}
 	if err == nil && res.Truncation != nil {
 		rr.Exit = exitOK
@@ -184,13 +191,18 @@ func recoverToCopy(ctx context.Context, path string, f recovery.WritableFile, ou
 	if t := res.Truncation; t != nil {
 		keep = t.Offset
 	}
+	made := false // whether the copy was created (and so, on a failure, removed)
 	fail := func(err error) recoverReport {
 		e := walerr.Wrap(walerr.IO, -1, err, "writing the copy "+quoteName(out))
 		if ctx.Err() != nil {
 			e = walerr.Wrap(walerr.Canceled, -1, ctx.Err(), "stopped while writing the copy "+quoteName(out))
 		}
 		r := recoverReport{report: newReport(path, mode, res, e)}
-		r.Detail += "; the copy was removed and " + quoteName(path) + " is untouched"
+		if made {
+			r.Detail += "; the partial copy was removed and " + quoteName(path) + " is untouched"
+		} else {
+			r.Detail += "; no copy was made and " + quoteName(path) + " is untouched"
+		}
 		return r
 	}
 	if err := needSpace(filepath.Dir(out), keep, "the copy"); err != nil {
@@ -200,6 +212,8 @@ func recoverToCopy(ctx context.Context, path string, f recovery.WritableFile, ou
 	if err != nil {
 		return fail(err)
 	}
+	made = true
+	pauseHere(ctx, "recover-copy")
 	err = copyPrefix(ctx, cf, f, keep)
 	if err == nil {
 		err = cf.Sync()
@@ -220,7 +234,7 @@ func recoverToCopy(ctx context.Context, path string, f recovery.WritableFile, ou
 	}
 	rr.Truncated = res.Truncation != nil
 	rr.Output = ptr(out)
-	rr.OutputBytes = keep
+	rr.OutputBytes = ptr(keep)
 	rr.Exit = exitOK
 	return rr
 }
@@ -279,11 +293,11 @@ func sidecarError(ctx context.Context, t recovery.Truncation, dir string, err er
 	if ctx.Err() != nil {
 		return walerr.Wrap(walerr.Canceled, t.Offset, ctx.Err(), "stopped while keeping the cut bytes in a sidecar; nothing was cut")
 	}
-	detail := "cannot keep the cut bytes in a sidecar"
+	hint := "nothing was cut; free some space, or pass --sidecar-dir DIR (on another filesystem), or --output COPY to write a repaired copy and leave the file as it is"
 	if free, ok := freeSpace(dir); ok && errors.Is(err, db.ErrNoSpace) {
-		detail = fmt.Sprintf("the %s cut bytes do not fit in the %s free in %s (zeros among them would take no space)",
-			group(t.Bytes), bytesHuman(free), dirName(dir))
+		// Said once, in walrec's words: the database's own message says the same again.
+		return walerr.New(walerr.IO, t.Offset, fmt.Sprintf("the %s cut bytes do not fit in the %s free in %s (zeros among them would take no space)",
+			group(t.Bytes), bytesHuman(free), dirName(dir))).WithHint(hint)
 	}
-	return walerr.Wrap(walerr.IO, t.Offset, err, detail).
-		WithHint("nothing was cut; free some space, or pass --sidecar-dir DIR (on another filesystem), or --output COPY to write a repaired copy and leave the file as it is")
+	return walerr.Wrap(walerr.IO, t.Offset, err, "cannot keep the cut bytes in a sidecar").WithHint(hint)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -85,36 +86,52 @@ const (
 	outInvalid     = "invalid_argument"
 )
 
-// report is what verify, recover and dump say about a file; its JSON form is --json's.
-// Every field is always present; one that does not apply is null.
+// report is what verify, recover, dump and bench say about a file; its JSON form is their
+// "report" line. Every field is always present; one that does not apply is null: the
+// measures (size, records, ...) of a file that could not be opened or read, the code of a
+// success, the offset where there is none.
 type report struct {
-	File          string  `json:"file"`
-	FileHex       *string `json:"file_hex"` // the name's bytes in hex when it is not UTF-8 (file then shows U+FFFD), else null
-	Size          int64   `json:"size"`
-	Layout        *string `json:"layout"` // "v1", "legacy", or null (empty, or refused before it was known)
-	Mode          string  `json:"mode"`
-	Outcome       string  `json:"outcome"`
-	Code          *string `json:"code"`           // the error code, null when recovery succeeded
-	Offset        *int64  `json:"offset"`         // where the damage, truncation or error is; null when none
-	TruncateBytes int64   `json:"truncate_bytes"` // what recovery would cut (recover: did cut, or decided to cut before a failure); 0 if none
-	Detail        string  `json:"-"`
-	Hint          string  `json:"-"`
-	DetailJSON    *string `json:"detail"` // what was found, null when nothing to say
-	HintJSON      *string `json:"hint"`   // what to do about it, null when nothing to say
-	Error         *string `json:"error"`  // the full error message, null when none
-	Records       int64   `json:"records"`
-	Ops           int64   `json:"ops"`
-	Bytes         int64   `json:"bytes"`
-	End           int64   `json:"end"`
-	LargestRecord int64   `json:"largest_record"`
-	Parallelism   int     `json:"parallelism"`
-	PeakBuffered  int64   `json:"peak_buffered"`
-	Exit          int     `json:"exit"`
+	jsonHead
+	File         string  `json:"file"`
+	FileHex      *string `json:"file_hex"` // the name's bytes in hex when it is not UTF-8 (file then shows U+FFFD), else null
+	SizeJSON     *int64  `json:"size"`     // null when the file could not be opened
+	Layout       *string `json:"layout"`   // "v1", "legacy", or null (empty, or refused before it was known)
+	Mode         string  `json:"mode"`
+	Outcome      string  `json:"outcome"`
+	Code         *string `json:"code"`           // the error code, null when recovery succeeded
+	Offset       *int64  `json:"offset"`         // where the damage, truncation or error is; null when none
+	TruncateJSON *int64  `json:"truncate_bytes"` // what recovery would cut (recover: did cut, or decided to cut before a failure); 0 if none
+	DetailJSON   *string `json:"detail"`         // what was found, null when nothing to say
+	HintJSON     *string `json:"hint"`           // what to do about it, null when nothing to say
+	Error        *string `json:"error"`          // the full error message, null when none
+	RecordsJSON  *int64  `json:"records"`
+	OpsJSON      *int64  `json:"ops"`
+	BytesJSON    *int64  `json:"bytes"`
+	EndJSON      *int64  `json:"end"`
+	LargestJSON  *int64  `json:"largest_record"`
+	ParallelJSON *int    `json:"parallelism"`
+	PeakJSON     *int64  `json:"peak_buffered"`
+	Signal       *string `json:"signal"` // "SIGINT" when a signal stopped the command, else null
+	Exit         int     `json:"exit"`
+
+	Size          int64  `json:"-"`
+	TruncateBytes int64  `json:"-"`
+	Records       int64  `json:"-"`
+	Ops           int64  `json:"-"`
+	Bytes         int64  `json:"-"`
+	End           int64  `json:"-"`
+	LargestRecord int64  `json:"-"`
+	Parallelism   int    `json:"-"`
+	PeakBuffered  int64  `json:"-"`
+	Detail        string `json:"-"`
+	Hint          string `json:"-"`
 
 	strictTail bool // a strict refusal of a tail: Outcome is the tail's reason
 	readOnly   bool // verify and dump: nothing was or will be written
 	notOpened  bool // the file could not be opened at all
 	cutMade    bool // a failure after the cut was made (its sync failed)
+	sized      bool // Size is known
+	measured   bool // recovery ran: the measures are its
 }
 
 // recoverReport is recover's: the same, plus what was cut and where the bytes went.
@@ -123,10 +140,27 @@ type recoverReport struct {
 	Truncated        bool    `json:"truncated"`
 	Sidecar          *string `json:"sidecar"`            // the file holding the cut bytes, null when none
 	SidecarHex       *string `json:"sidecar_hex"`        // its name's bytes in hex when not UTF-8, else null
-	SidecarHoleBytes int64   `json:"sidecar_hole_bytes"` // zero bytes of the sidecar kept as holes (no disk space)
+	SidecarHoleBytes *int64  `json:"sidecar_hole_bytes"` // zero bytes of the sidecar kept as holes (no disk space); null without a sidecar
 	Output           *string `json:"output"`             // --output: the repaired copy, else null
 	OutputHex        *string `json:"output_hex"`         // its name's bytes in hex when not UTF-8, else null
-	OutputBytes      int64   `json:"output_bytes"`       // --output: the copy's size
+	OutputBytes      *int64  `json:"output_bytes"`       // --output: the copy's size, else null
+
+	holes int64
+}
+
+// stop gives the report of a command that a signal reached (before its report was
+// written) the signal's exit status, 128+N, and names the signal: the shell that ran it
+// learns it was stopped (a loop over files ends), and the report still says what was done.
+// A failure the signal caused is CANCELED.
+func (r *report) stop(ctx context.Context) {
+	n := stopSignal(ctx)
+	if n == 0 {
+		return
+	}
+	if r.Exit >= exitError && r.Outcome != outCanceled {
+		r.Outcome, r.Code = outCanceled, ptr(string(recovery.CodeCanceled))
+	}
+	r.Exit, r.Signal = 128+n, ptr(signalName(n))
 }
 
 // nameHex is the hex of a name that JSON cannot carry exactly (not UTF-8), else nil.
@@ -138,8 +172,18 @@ func nameHex(s *string) *string {
 }
 
 // prepareJSON fills the fields that only the JSON form has.
-func (r *report) prepareJSON() {
+func (r *report) prepareJSON(cmd string) {
+	r.jsonHead = head(cmd, "report")
 	r.FileHex = nameHex(&r.File)
+	r.SizeJSON, r.TruncateJSON, r.RecordsJSON, r.OpsJSON, r.BytesJSON, r.EndJSON, r.LargestJSON, r.ParallelJSON, r.PeakJSON =
+		nil, nil, nil, nil, nil, nil, nil, nil, nil
+	if r.sized || r.measured {
+		r.SizeJSON = ptr(r.Size)
+	}
+	if r.measured {
+		r.TruncateJSON, r.RecordsJSON, r.OpsJSON, r.BytesJSON, r.EndJSON = ptr(r.TruncateBytes), ptr(r.Records), ptr(r.Ops), ptr(r.Bytes), ptr(r.End)
+		r.LargestJSON, r.ParallelJSON, r.PeakJSON = ptr(r.LargestRecord), ptr(r.Parallelism), ptr(r.PeakBuffered)
+	}
 	r.DetailJSON, r.HintJSON = nil, nil
 	if r.Detail != "" {
 		r.DetailJSON = ptr(r.Detail)
@@ -149,9 +193,13 @@ func (r *report) prepareJSON() {
 	}
 }
 
-func (r *recoverReport) prepareJSON() {
-	r.report.prepareJSON()
+func (r *recoverReport) prepareJSON(cmd string) {
+	r.report.prepareJSON(cmd)
 	r.SidecarHex, r.OutputHex = nameHex(r.Sidecar), nameHex(r.Output)
+	r.SidecarHoleBytes = nil
+	if r.Sidecar != nil {
+		r.SidecarHoleBytes = ptr(r.holes)
+	}
 }
 
 // cliHints replace the library's hints, which name library options, by what to do with walrec.
@@ -170,6 +218,7 @@ func newReport(file string, mode recovery.Mode, res recovery.Result, err error) 
 		File: file, Size: res.Size, Mode: mode.String(),
 		Records: res.Records, Ops: res.Ops, Bytes: res.Bytes, End: res.End,
 		LargestRecord: res.LargestRecord, Parallelism: res.Parallelism, PeakBuffered: res.PeakBuffered,
+		sized: true, measured: true,
 	}
 	if res.Layout != recovery.LayoutUnknown {
 		r.Layout = ptr(res.Layout.String())
@@ -192,14 +241,14 @@ func newReport(file string, mode recovery.Mode, res recovery.Result, err error) 
 		var pe *fs.PathError
 		if errors.As(err, &pe) && pe.Path == file {
 			r.Detail = pe.Err.Error() // "permission denied": the path is in the report already
-			r.notOpened = true
+			r.notOpened, r.measured = true, false
 		}
 		r.Outcome, r.Exit = outIO, exitError
 		return r
 	}
 	r.Code = ptr(string(we.Code))
 	if we.Code == db.CodeLocked {
-		r.Outcome, r.Exit = outLocked, exitError
+		r.Outcome, r.Exit, r.measured = outLocked, exitError, false
 		r.Detail = "another process has the database open for writing (it holds the writer's lock)"
 		r.Hint = "close it first, or run walrec verify, which takes no lock and writes nothing"
 		return r
@@ -297,6 +346,8 @@ func writeHuman(w io.Writer, r *report, rec *recoverReport) {
 	}
 	var out string
 	switch {
+	case r.Signal != nil && r.Outcome == outCanceled:
+		out = fmt.Sprintf("stopped by %s%s: %s", *r.Signal, at, r.stoppedWhat(rec))
 	case r.notOpened:
 		out = fmt.Sprintf("%s: %s", r.Outcome, r.Detail)
 	case r.Outcome == outClean:
@@ -332,31 +383,80 @@ func writeHuman(w io.Writer, r *report, rec *recoverReport) {
 	}
 	if rec != nil && rec.Sidecar != nil {
 		held := quoteName(*rec.Sidecar) + " holds the cut bytes"
-		if rec.SidecarHoleBytes > 0 {
-			held += fmt.Sprintf(" (%d of them zeros, kept as a hole: no disk space)", rec.SidecarHoleBytes)
+		if rec.holes > 0 {
+			held += fmt.Sprintf(" (%d of them zeros, kept as a hole: no disk space)", rec.holes)
 		}
 		line("sidecar", held)
 	}
+	ok := r.Exit == exitOK || r.Signal != nil && r.Outcome != outCanceled
 	switch {
-	case rec != nil && rec.Output != nil && r.Exit == exitOK:
-		line("copy", fmt.Sprintf("%s holds the repaired log and opens cleanly (%d bytes)", quoteName(*rec.Output), rec.OutputBytes))
-	case rec != nil && r.Exit == exitOK:
+	case rec != nil && rec.Output != nil && ok:
+		line("copy", fmt.Sprintf("%s holds the repaired log and opens cleanly (%d bytes)", quoteName(*rec.Output), *rec.OutputBytes))
+	case rec != nil && ok && r.Error == nil:
 		line("now", fmt.Sprintf("the file opens cleanly (%d bytes)", r.Size-r.TruncateBytes))
+	}
+	if r.Signal != nil && r.Outcome != outCanceled {
+		line("signal", *r.Signal+" came once the work above was done: it is whole")
 	}
 	line("exit", fmt.Sprint(r.Exit))
 }
 
+// stoppedWhat says what had been done when a signal stopped the command.
+func (r *report) stoppedWhat(rec *recoverReport) string {
+	switch {
+	case r.readOnly:
+		return "nothing was written"
+	case rec != nil && rec.Output != nil:
+		return "the copy was not made (what had been written of it was removed); the file is untouched"
+	case r.cutMade && rec != nil && rec.Sidecar != nil:
+		return fmt.Sprintf("the last %d bytes had been cut before it, and are kept in %s", r.TruncateBytes, quoteName(*rec.Sidecar))
+	case r.cutMade:
+		return fmt.Sprintf("the last %d bytes had been cut before it", r.TruncateBytes)
+	case rec != nil && rec.Sidecar != nil:
+		return fmt.Sprintf("nothing was cut (the bytes recovery would cut are kept in %s as well); the file is untouched", quoteName(*rec.Sidecar))
+	}
+	return "nothing was cut (a partial sidecar was removed); the file is untouched"
+}
+
+// doneText is what recover did, for the line on stderr when its report cannot be written.
+func (rec *recoverReport) doneText() string {
+	switch {
+	case rec.Output != nil && rec.Exit == exitOK:
+		return fmt.Sprintf("wrote the repaired log to %s (%d bytes); the file is untouched", quoteName(*rec.Output), *rec.OutputBytes)
+	case rec.Truncated && rec.Sidecar != nil:
+		return fmt.Sprintf("cut the last %d bytes at offset %d, kept in %s", rec.TruncateBytes, *rec.Offset, quoteName(*rec.Sidecar))
+	case rec.Truncated:
+		return fmt.Sprintf("cut the last %d bytes at offset %d", rec.TruncateBytes, *rec.Offset)
+	}
+	return "nothing was cut; the file is untouched"
+}
+
 // errorLine is the one line on stderr for a failure: "walrec verify FILE: ...".
-func errorLine(stderr io.Writer, cmd string, r *report) {
-	if r.Exit < exitRefused || r.Error == nil {
+func errorLine(stderr io.Writer, cmd string, r *report, rec *recoverReport) {
+	if r.Exit < exitRefused || r.Error == nil && r.Signal == nil {
 		return
 	}
-	msg := *r.Error
+	if r.readOnly && r.Signal != nil && *r.Signal == "SIGPIPE" {
+		return // the reader went away from a command that changed nothing: nothing to say
+	}
+	if r.Signal != nil && r.Outcome != outCanceled {
+		return // the work was done: nothing failed
+	}
+	var msg string
 	switch {
+	case r.Signal != nil:
+		msg = fmt.Sprintf("stopped by %s (exit %d)", *r.Signal, r.Exit)
+		if r.Offset != nil {
+			msg += fmt.Sprintf(" at offset %d", *r.Offset)
+		}
+		msg += ": " + r.stoppedWhat(rec)
 	case r.Outcome == outLocked:
 		msg = "the database is locked by another process (LOCKED): close it first, or run \"walrec verify\", which takes no lock"
 	case r.Code == nil:
 		msg = r.Detail
+		if msg == "" && r.Error != nil {
+			msg = *r.Error
+		}
 	default: // the code, where, what, and what to do, with walrec's hint rather than the library's
 		msg = *r.Code
 		if r.Offset != nil {

@@ -7,7 +7,6 @@ import (
 	"os"
 
 	"github.com/streamwal/recovery/db"
-	"github.com/streamwal/recovery/walerr"
 )
 
 const restoreUsage = `Usage: walrec restore IN FILE [--expect INFO] [--prefix] [--json] [--quiet]
@@ -26,34 +25,49 @@ record boundary is a shorter log that verifies: --expect INFO (the backup's info
 walrec backup --info; for a full backup and its increments, the last increment's) refuses
 it, and a stream whose last record is not the backup's.
 
-Exit status:
-  0  restored
-  2  refused: the stream is corrupt, or ends inside a record (without --prefix), or is not a
-     database
-  3  an I/O error, a usage error, LOCKED (a process has FILE open), or --expect not met
-  130 stopped by Ctrl-C (SIGINT); 143 by SIGTERM, 129 by SIGHUP, 141 by SIGPIPE: nothing is
-     replaced, the temporary file is removed
-`
+With --json, one "report" line: file, input, received_bytes, size, records, ops, tail_bytes.
+
+Here: 0 restored; 2 refused: the stream is corrupt, or ends inside a record (without
+--prefix), or is not a database; 3 an I/O error, a usage error, LOCKED (a process has FILE
+open), or --expect not met. A signal replaces nothing and removes the temporary file.
+
+` + exitCodesHelp
+
+// restoreReport is restore's report.
+type restoreReport struct {
+	jsonHead
+	File     string  `json:"file"`
+	FileHex  *string `json:"file_hex"`
+	Input    string  `json:"input"` // IN, "-" for stdin
+	InputHex *string `json:"input_hex"`
+	Received *int64  `json:"received_bytes"` // null unless restored
+	Size     *int64  `json:"size"`
+	Records  *int64  `json:"records"`
+	Ops      *int64  `json:"ops"`
+	Tail     *int64  `json:"tail_bytes"`
+	outcome
+}
 
 func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("restore")
 	expect := fs.String("expect", "", "the backup's `INFO` JSON: refuse a stream that does not end where the backup did")
 	prefix := fs.Bool("prefix", false, "keep the verified records before a stream's torn or damaged end instead of refusing it")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
+	asJSON := fs.Bool("json", false, "print the report as a JSON line")
 	var of outFlags
 	of.register(fs)
-	pos, code, ok := parseFlags(fs, restoreUsage, args, 2, stdout, stderr)
+	pos, code, ok := parseFlags(ctx, fs, restoreUsage, args, 2, stdout, stderr)
 	if !ok {
 		return code
 	}
 	in, path := pos[0], pos[1]
+	r := restoreReport{jsonHead: head("restore", "report"), File: path, FileHex: nameHex(&path), Input: in, InputHex: nameHex(&in)}
+	done := ""
+	out := func() int {
+		return reportOut(ctx, stdout, stderr, "restore", path, &r.outcome, *asJSON, of.quiet, &r, r.human, done)
+	}
 	fail := func(err error) int {
-		fmt.Fprintf(stderr, "walrec restore: %v\n", err)
-		switch db.CodeOf(err) {
-		case walerr.CorruptWAL, walerr.NotADatabase, walerr.UnsupportedVersion, walerr.RecordTooLarge, walerr.TailDamage:
-			return exitRefused
-		}
-		return exitError
+		r.fail(ctx, err, nil)
+		return out()
 	}
 	opts := []db.RestoreOption{}
 	if *prefix {
@@ -66,36 +80,37 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 		opts = append(opts, db.RestoreExpect(info))
 	}
-	var r io.Reader = os.Stdin
+	var src io.Reader = os.Stdin
 	if in != "-" {
 		f, err := os.Open(in)
 		if err != nil {
 			return fail(err)
 		}
 		defer f.Close()
-		r = f
+		src = f
 	}
-	info, err := db.Restore(ctx, r, path, opts...)
+	info, err := db.Restore(ctx, src, path, opts...)
 	if err != nil {
 		return fail(err)
 	}
-	if of.quiet {
-		return exitOK
+	r.Received, r.Size, r.Records, r.Ops, r.Tail = ptr(info.Received), ptr(info.Size), ptr(info.Records), ptr(info.Ops), ptr(info.Tail)
+	done = fmt.Sprintf("restored %s (%d bytes)", quoteName(path), info.Size)
+	r.succeed("restored", exitOK)
+	return out()
+}
+
+// human is the text report of a restore.
+func (r *restoreReport) human(w io.Writer) {
+	if r.Size == nil {
+		return
 	}
-	w := &errWriter{w: stdout}
-	if *asJSON {
-		writeJSON(w, info)
-	} else {
-		fmt.Fprintf(w, "%s: restored %s, %d records, %d ops\n", quoteName(path), bytesHuman(info.Size), info.Records, info.Ops)
-		if info.Tail > 0 {
-			fmt.Fprintf(w, "left out: the stream's last %s, which is not a whole, verified record (--prefix)\n", bytesHuman(info.Tail))
-		}
+	fmt.Fprintf(w, "%s: restored %s, %d records, %d ops\n", quoteName(r.File), bytesHuman(*r.Size), *r.Records, *r.Ops)
+	if *r.Tail > 0 {
+		fmt.Fprintf(w, "left out: the stream's last %s, which is not a whole, verified record (--prefix)\n", bytesHuman(*r.Tail))
 	}
-	if w.err != nil {
-		fmt.Fprintf(stderr, "walrec restore: restored, but the report could not be written: %v\n", w.err)
-		return exitError
+	if r.Signal != nil && r.Outcome != outCanceled {
+		fmt.Fprintf(w, "%s came once the database was restored: it stays (exit %d)\n", *r.Signal, r.Exit)
 	}
-	return exitOK
 }
 
 // Registered here rather than in main.go's table, so that this command is one file.

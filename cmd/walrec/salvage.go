@@ -35,13 +35,14 @@ Compare it with your own records before you use it; that is why salvage never wo
 COPY must not exist; it is written under a temporary name, synced, and linked to COPY only once
 complete (a failure or a signal leaves no file under COPY's name).
 
-Exit status:
-  0  salvaged, nothing skipped (FILE was clean)
-  1  salvaged, with stretches skipped (the report lists them)
-  3  an I/O or usage error, COPY exists
-  130 stopped by Ctrl-C (SIGINT); 143 by SIGTERM, 129 by SIGHUP, 141 by SIGPIPE: nothing is left
-     under COPY's name
-`
+With --json: one "skipped" line per stretch left out (from, to, bytes, reason), then the
+"report" line (output, layout, size, records, output_bytes, skipped, skipped_bytes, note).
+
+Here: 0 salvaged, nothing skipped (FILE was clean); 1 salvaged, with stretches skipped (the
+report lists them); 3 an I/O or usage error, COPY exists. A signal leaves nothing under
+COPY's name.
+
+` + exitCodesHelp
 
 // salvageSkip is a stretch of FILE that salvage left out.
 type salvageSkip struct {
@@ -50,15 +51,43 @@ type salvageSkip struct {
 	Reason string `json:"reason"` // why the first offset of the stretch did not hold a record
 }
 
+// salvageResult is what the scan found and wrote.
+type salvageResult struct {
+	Layout  string
+	Size    int64
+	Records int64 // records copied
+	Bytes   int64 // bytes of COPY
+	Skipped []salvageSkip
+}
+
+// salvageLine is one --json "skipped" line.
+type salvageLine struct {
+	jsonHead
+	File    string  `json:"file"`
+	FileHex *string `json:"file_hex"`
+	From    int64   `json:"from"`
+	To      int64   `json:"to"`
+	Bytes   int64   `json:"bytes"`
+	Reason  string  `json:"reason"`
+}
+
+// salvageReport is salvage's report.
 type salvageReport struct {
-	File    string        `json:"file"`
-	Output  string        `json:"output"`
-	Layout  string        `json:"layout"`
-	Size    int64         `json:"size"`
-	Records int64         `json:"records"`      // records copied
-	Bytes   int64         `json:"output_bytes"` // bytes of COPY
-	Skipped []salvageSkip `json:"skipped"`
-	Note    string        `json:"note,omitempty"`
+	jsonHead
+	File         string    `json:"file"`
+	FileHex      *string   `json:"file_hex"`
+	Output       string    `json:"output"`
+	OutputHex    *string   `json:"output_hex"`
+	Layout       *string   `json:"layout"` // null unless salvaged
+	Size         *int64    `json:"size"`
+	Records      *int64    `json:"records"`      // records copied
+	OutputBytes  *int64    `json:"output_bytes"` // bytes of COPY
+	Skipped      *int      `json:"skipped"`      // stretches left out
+	SkippedBytes *int64    `json:"skipped_bytes"`
+	Note         optString `json:"note"`
+	outcome
+
+	skipped []salvageSkip
 }
 
 func cmdSalvage(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -66,65 +95,83 @@ func cmdSalvage(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	output := fs.String("output", "", "the new log to write (required; must not exist)")
 	maxRecord := sizeFlag(64 << 20)
 	fs.Var(&maxRecord, "max-record", "the largest payload to take for a record")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
+	asJSON := fs.Bool("json", false, `print one "skipped" JSON line per stretch, then the report`)
 	var of outFlags
 	of.register(fs)
-	pos, code, ok := parseFlags(fs, salvageUsage, args, 1, stdout, stderr)
+	pos, code, ok := parseFlags(ctx, fs, salvageUsage, args, 1, stdout, stderr)
 	if !ok {
 		return code
 	}
 	path := pos[0]
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "walrec salvage: %v\n", err)
-		return exitError
-	}
 	if *output == "" {
 		fmt.Fprintf(stderr, "walrec salvage: --output COPY is required (salvage never works in place)\nrun \"walrec salvage --help\" for usage\n")
 		return exitError
 	}
+	r := salvageReport{jsonHead: head("salvage", "report"), File: path, FileHex: nameHex(&path), Output: *output, OutputHex: nameHex(output)}
+	done := ""
+	out := func() int {
+		return reportOut(ctx, stdout, stderr, "salvage", path, &r.outcome, *asJSON, of.quiet, &r, r.human, done)
+	}
 	f, err := openInput(path)
 	if err != nil {
-		return fail(err)
+		r.fail(ctx, err, nil)
+		return out()
 	}
 	defer f.Close()
-	rep, err := salvageTo(ctx, f, path, *output, int64(maxRecord))
+	p := of.progress(stderr, "salvage", path)
+	res, err := salvageTo(ctx, f, *output, int64(maxRecord), p)
+	p.done()
 	if err != nil {
-		return fail(err)
+		r.fail(ctx, err, nil)
+		return out()
 	}
-	exit := exitOK
-	if len(rep.Skipped) > 0 {
-		exit = exitTail
-		rep.Note = "transactions after a skipped stretch may depend on ones lost in it: check COPY before you use it"
+	var gaps int64
+	for _, s := range res.Skipped {
+		gaps += s.To - s.From
 	}
-	if of.quiet {
-		return exit
-	}
-	w := &errWriter{w: stdout}
-	if *asJSON {
-		if rep.Skipped == nil {
-			rep.Skipped = []salvageSkip{}
-		}
-		writeJSON(w, rep)
+	r.Layout, r.Size, r.Records, r.OutputBytes = ptr(res.Layout), ptr(res.Size), ptr(res.Records), ptr(res.Bytes)
+	r.Skipped, r.SkippedBytes = ptr(len(res.Skipped)), ptr(gaps)
+	done = fmt.Sprintf("wrote %s (%d records, %d bytes)", quoteName(*output), res.Records, res.Bytes)
+	if len(res.Skipped) > 0 {
+		r.succeed("salvaged_with_gaps", exitTail)
+		r.Note = "transactions after a skipped stretch may depend on ones lost in it: check COPY before you use it"
 	} else {
-		fmt.Fprintf(w, "%s: %d records, %s, from %s (%s log, %s)\n", quoteName(*output), rep.Records, bytesHuman(rep.Bytes), quoteName(path), rep.Layout, bytesHuman(rep.Size))
-		for _, s := range rep.Skipped {
-			fmt.Fprintf(w, "skipped [%d, %d), %s: %s\n", s.From, s.To, bytesHuman(s.To-s.From), s.Reason)
+		r.succeed("salvaged", exitOK)
+	}
+	if *asJSON && !of.quiet {
+		w := &errWriter{w: stdout}
+		for _, s := range res.Skipped {
+			writeJSON(w, salvageLine{head("salvage", "skipped"), path, r.FileHex, s.From, s.To, s.To - s.From, s.Reason})
 		}
-		if rep.Note != "" {
-			fmt.Fprintf(w, "note: %s\n", rep.Note)
+		if w.err != nil {
+			return writeFailed(ctx, stderr, "salvage", path, r.Exit, w.err, done)
 		}
 	}
-	if w.err != nil {
-		fmt.Fprintf(stderr, "walrec salvage: salvaged, but the report could not be written: %v\n", w.err)
-		return exitError
+	r.skipped = res.Skipped
+	return out()
+}
+
+// human is the text report of a salvage.
+func (r *salvageReport) human(w io.Writer) {
+	if r.Records == nil {
+		return
 	}
-	return exit
+	fmt.Fprintf(w, "%s: %d records, %s, from %s (%s log, %s)\n", quoteName(r.Output), *r.Records, bytesHuman(*r.OutputBytes), quoteName(r.File), *r.Layout, bytesHuman(*r.Size))
+	for _, s := range r.skipped {
+		fmt.Fprintf(w, "skipped [%d, %d), %s: %s\n", s.From, s.To, bytesHuman(s.To-s.From), s.Reason)
+	}
+	if r.Note != "" {
+		fmt.Fprintf(w, "note: %s\n", r.Note)
+	}
+	if r.Signal != nil && r.Outcome != outCanceled {
+		fmt.Fprintf(w, "%s came once COPY was complete: it is kept (exit %d)\n", *r.Signal, r.Exit)
+	}
 }
 
 // salvageTo writes the records of src that verify to out, through a temporary file linked to
 // out only once complete.
-func salvageTo(ctx context.Context, src inputFile, path, out string, maxRecord int64) (salvageReport, error) {
-	rep := salvageReport{File: path, Output: out, Size: src.Size()}
+func salvageTo(ctx context.Context, src inputFile, out string, maxRecord int64, p *progress) (salvageResult, error) {
+	rep := salvageResult{Size: src.Size()}
 	if _, err := os.Lstat(out); err == nil {
 		return rep, fmt.Errorf("%s exists; salvage never replaces a file", quoteName(out))
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -143,7 +190,7 @@ func salvageTo(ctx context.Context, src inputFile, path, out string, maxRecord i
 	}
 	own := &ownFile{path: tmp.Name(), fi: fi}
 	bw := bufio.NewWriterSize(tmp, 1<<20)
-	s := &salvager{ctx: ctx, r: src, size: src.Size(), max: maxRecord, w: bw, rep: &rep}
+	s := &salvager{ctx: ctx, r: src, size: src.Size(), max: maxRecord, w: bw, rep: &rep, p: p}
 	err = s.run()
 	if err == nil {
 		err = bw.Flush()
@@ -176,7 +223,8 @@ type salvager struct {
 	size int64
 	max  int64
 	w    io.Writer
-	rep  *salvageReport
+	rep  *salvageResult
+	p    *progress
 
 	win    []byte // the file's bytes [winOff, winOff+len(win))
 	winOff int64
@@ -201,11 +249,20 @@ func (s *salvager) run() error {
 	}
 	s.rep.Layout = layout.String()
 	hs := int64(layout.HeaderSize())
+	check := int64(0) // the next offset at which to look at ctx
 	for off := layout.FirstRecord(); off < s.size; {
-		if off%(64<<20) == 0 {
+		if off >= check {
 			if err := s.ctx.Err(); err != nil {
-				return walerr.Wrap(walerr.Canceled, off, err, "salvage stopped; nothing is left under COPY's name")
+				return walerr.New(walerr.Canceled, off, "salvage stopped; nothing is left under COPY's name")
 			}
+			s.p.set(off, s.size)
+			if check == 0 && testPause == "salvage" {
+				pauseHere(s.ctx, "salvage") // COPY's temporary file exists (a signal test stops here)
+				if s.ctx.Err() != nil {
+					continue
+				}
+			}
+			check = off + 1<<20
 		}
 		n, why, err := s.record(off, layout, hs)
 		if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -40,13 +39,12 @@ func TestSalvageKeepsWhatVerifiesOnBothSides(t *testing.T) {
 
 	out := filepath.Join(dir, "copy.db")
 	r := walrec(t, "salvage", path, "--output", out, "--json").mustExit(t, exitTail, "salvage")
-	var rep salvageReport
-	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
-		t.Fatal(err)
-	}
-	if rep.Records != 54 || len(rep.Skipped) != 2 || rep.Skipped[0].From != ends[9] || rep.Skipped[0].To != ends[10] ||
-		rep.Skipped[1].From != ends[29] || rep.Skipped[1].To != ends[34] {
-		t.Fatalf("report %+v", rep)
+	ls := jsonLines(t, "salvage", r.stdout)
+	rep, skipped := ls[len(ls)-1], ofType(t, ls, "skipped")
+	if rep.str(t, "type") != "report" || rep.num(t, "records") != 54 || rep.num(t, "skipped") != 2 || len(skipped) != 2 ||
+		skipped[0].num(t, "from") != ends[9] || skipped[0].num(t, "to") != ends[10] ||
+		skipped[1].num(t, "from") != ends[29] || skipped[1].num(t, "to") != ends[34] || rep.num(t, "exit") != exitTail {
+		t.Fatalf("report %v", ls)
 	}
 	if after, _ := os.ReadFile(path); string(after) != string(b) {
 		t.Fatal("salvage changed FILE")

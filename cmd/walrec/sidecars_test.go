@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,9 +32,11 @@ func TestSidecarsCommand(t *testing.T) {
 	if code := run([]string{"sidecars", path, "--json"}, &out, &errb); code != exitOK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	var list []sidecarJSON
-	if err := json.Unmarshal(out.Bytes(), &list); err != nil || len(list) != 1 || list[0].Size != 3 || list[0].Offset != int64(len(good)) || list[0].Partial {
-		t.Fatalf("sidecars --json: %s %v", out.String(), err)
+	ls := jsonLines(t, "sidecars", out.String())
+	list := ofType(t, ls, "sidecar")
+	if len(list) != 1 || list[0].num(t, "size") != 3 || list[0].num(t, "offset") != int64(len(good)) || list[0]["partial"] != false ||
+		ls[1].str(t, "type") != "report" || ls[1].num(t, "sidecars") != 1 || ls[1]["database_missing"] != false {
+		t.Fatalf("sidecars --json: %s", out.String())
 	}
 
 	// --clear refuses while a writer holds the database.
@@ -50,7 +51,7 @@ func TestSidecarsCommand(t *testing.T) {
 	}
 	w.Close()
 	out.Reset()
-	if code := run([]string{"sidecars", path, "--clear"}, &out, &errb); code != exitOK || !strings.Contains(out.String(), "removed "+list[0].Path) {
+	if code := run([]string{"sidecars", path, "--clear"}, &out, &errb); code != exitOK || !strings.Contains(out.String(), "removed "+list[0].str(t, "path")) {
 		t.Fatalf("--clear: exit %d: %s %s", code, out.String(), errb.String())
 	}
 	out.Reset()
@@ -78,12 +79,12 @@ func TestCompactCommand(t *testing.T) {
 	if code := run([]string{"compact", path, "--json"}, &out, &errb); code != exitOK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	var r compactReport
-	if err := json.Unmarshal(out.Bytes(), &r); err != nil || r.Pairs != 1 || r.Records != 1 || r.After >= r.Before/10 {
-		t.Fatalf("compact --json: %s %v", out.String(), err)
+	r := jsonLines(t, "compact", out.String())[0]
+	if r.num(t, "pairs") != 1 || r.num(t, "records") != 1 || r.num(t, "after_bytes") >= r.num(t, "before_bytes")/10 || r["compacted"] != true {
+		t.Fatalf("compact --json: %s", out.String())
 	}
-	if fi, _ := os.Stat(path); fi.Size() != r.After {
-		t.Fatalf("file %d bytes, report %d", fi.Size(), r.After)
+	if fi, _ := os.Stat(path); fi.Size() != r.num(t, "after_bytes") {
+		t.Fatalf("file %d bytes, report %d", fi.Size(), r.num(t, "after_bytes"))
 	}
 	if code := run([]string{"compact", filepath.Join(t.TempDir(), "missing.db")}, &out, &errb); code != exitError {
 		t.Fatalf("a missing file: exit %d", code)
@@ -102,10 +103,10 @@ func TestSidecarsThroughALink(t *testing.T) {
 		t.Fatal(err)
 	}
 	walrec(t, "recover", link, "--quiet").mustExit(t, exitOK, "recover through the link")
-	var list []sidecarJSON
 	r := walrec(t, "sidecars", link, "--json").mustExit(t, exitOK, "sidecars through the link")
-	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 || filepath.Dir(list[0].Path) != realDir {
-		t.Fatalf("sidecars through the link: %s %v", r.stdout, err)
+	list := ofType(t, jsonLines(t, "sidecars", r.stdout), "sidecar")
+	if len(list) != 1 || filepath.Dir(list[0].str(t, "path")) != realDir {
+		t.Fatalf("sidecars through the link: %s", r.stdout)
 	}
 	walrec(t, "sidecars", link, "--clear", "--quiet").mustExit(t, exitOK, "sidecars --clear through the link")
 	if ents, _ := os.ReadDir(realDir); len(ents) != 1 {

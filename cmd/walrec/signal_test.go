@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"golang.org/x/sys/unix"
 	"io"
 	"os"
@@ -164,7 +165,7 @@ func TestSignalsStopDemo(t *testing.T) {
 			if c.code != tc.code {
 				t.Fatalf("exit %d, want %d; stderr %q", c.code, tc.code, c.errbuf.String())
 			}
-			if !strings.Contains(c.errbuf.String(), "walrec demo: stopped (the temporary directory") {
+			if !strings.Contains(c.errbuf.String(), fmt.Sprintf("walrec demo: stopped by %s (exit %d) (the temporary directory", signalName(int(tc.sig)), tc.code)) {
 				t.Fatalf("stderr %q", c.errbuf.String())
 			}
 			assertEmptyDir(t, tmp)

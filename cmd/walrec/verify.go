@@ -91,19 +91,28 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs := newFlags("verify")
 	var rf recoveryFlags
 	rf.register(fs, true, 0)
-	pos, code, ok := parseFlags(fs, verifyUsage, args, 1, stdout, stderr)
+	pos, code, ok := parseFlags(ctx, fs, verifyUsage, args, oneOrMore, stdout, stderr)
 	if !ok {
 		return code
 	}
 	if !rf.check(fs, stderr) {
 		return exitError
 	}
-	r := verifyFile(ctx, pos[0], &rf, nil, rf.progress(stderr, "verify"))
-	return emit(stdout, stderr, "verify", &r, nil, &rf)
+	worst := exitOK
+	for i, path := range pos {
+		r := verifyFile(ctx, path, &rf, nil, rf.progress(stderr, "verify", path))
+		code := emit(ctx, stdout, stderr, "verify", &r, nil, &rf, i > 0)
+		worst = max(worst, code) // the worst: 0 < 1 < 2 < 3 < 128+N
+		if code > exitError {
+			break // a signal (or a reader gone) ends the run
+		}
+	}
+	return worst
 }
 
 // verifyFile recovers path read-only into app (nil: discard) and reports.
 func verifyFile(ctx context.Context, path string, rf *recoveryFlags, app recovery.Applier, p *progress) report {
+	defer p.done()
 	mode := recovery.Mode(rf.mode)
 	f, err := openInput(path)
 	if err != nil {
@@ -118,30 +127,40 @@ func verifyFile(ctx context.Context, path string, rf *recoveryFlags, app recover
 	return r
 }
 
-// emit prints a report (human or JSON) and the one-line error, and returns its exit status.
+// emit prints a report (text, or a JSON line) and the one-line error, and returns its exit
+// status; sep puts a blank line before a text report (the second FILE's and later).
 //
 // A failure is said once to whoever is looking: the report on stdout says it; the one line on
 // stderr is added only when stdout is not a terminal and the report is not JSON (a person at
-// the terminal then still sees why), or with --quiet, which prints no report.
-func emit(stdout, stderr io.Writer, cmd string, r *report, rec *recoverReport, rf *recoveryFlags) int {
+// the terminal then still sees why), or with --quiet, which prints no report. A report that
+// cannot be written is an error; one whose reader went away is SIGPIPE's 141, and recover
+// then says on stderr what it did.
+func emit(ctx context.Context, stdout, stderr io.Writer, cmd string, r *report, rec *recoverReport, rf *recoveryFlags, sep bool) int {
+	r.stop(ctx)
 	out := &errWriter{w: stdout}
 	switch {
 	case rf.quiet:
 	case rf.json && rec != nil:
-		rec.prepareJSON()
+		rec.prepareJSON(cmd)
 		writeJSON(out, rec)
 	case rf.json:
-		r.prepareJSON()
+		r.prepareJSON(cmd)
 		writeJSON(out, r)
 	default:
+		if sep {
+			fmt.Fprintln(out)
+		}
 		writeHuman(out, r, rec)
 	}
 	if rf.quiet || !rf.json && !isTerminal(stdout) {
-		errorLine(stderr, cmd, r)
+		errorLine(stderr, cmd, r, rec)
 	}
-	if out.err != nil { // a report nobody can read is not a success
-		fmt.Fprintf(stderr, "walrec %s: cannot write the report: %v\n", cmd, out.err)
-		return max(r.Exit, exitError)
+	if out.err != nil {
+		done := ""
+		if rec != nil {
+			done = rec.doneText()
+		}
+		return writeFailed(ctx, stderr, cmd, r.File, r.Exit, out.err, done)
 	}
 	return r.Exit
 }
