@@ -178,6 +178,7 @@ type options struct {
 	beforeTruncate func(Truncation) error
 	prepare        Preparer
 	spool          int64 // RecoverStream only
+	verified       func(off int64, b []byte) error
 }
 
 // Option configures Recover.
@@ -217,6 +218,17 @@ func WithMaxRecordSize(n int64) Option { return func(o *options) { o.maxRecord =
 // where parallelism 1 returns a decision. A panic or Goexit in p on a record that is applied
 // reaches the caller at every parallelism.
 func WithPrepare(p Preparer) Option { return func(o *options) { o.prepare = p } }
+
+// WithVerifiedBytes registers fn, which gets the log's own bytes of the records replayed,
+// headers included, in file order, right after the Applier had them: off is where b starts in
+// the file (the file header, before the first record of a v1 log, is not among them), and b
+// aliases a pooled buffer, valid during the call only. Every byte fn gets was verified; fn
+// gets no byte of a record that was not replayed. Backups and restores copy a log with it,
+// without reading it twice. An error from fn stops recovery as the Applier's does
+// (APPLY_FAILED).
+func WithVerifiedBytes(fn func(off int64, b []byte) error) Option {
+	return func(o *options) { o.verified = fn }
+}
 
 // WithMode sets what recovery may do about damage (default Tolerate).
 func WithMode(m Mode) Option { return func(o *options) { o.mode = m } }
@@ -330,6 +342,7 @@ func Recover(ctx context.Context, f File, app Applier, opts ...Option) (Result, 
 		Preparer: o.prepare,
 		Layout:   pre.Layout,
 		Progress: o.progress,
+		Verified: o.verified,
 		File:     f,
 		Size:     size,
 		Classify: classify.Config{Layout: pre.Layout, MaxRecord: uint32(o.maxRecord), Mode: o.mode},

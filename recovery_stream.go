@@ -92,6 +92,7 @@ func RecoverStream(ctx context.Context, r io.Reader, app Applier, opts ...Option
 		Preparer: o.prepare,
 		Layout:   pre.Layout,
 		Progress: o.progress,
+		Verified: o.verified,
 		Classify: classify.Config{Layout: pre.Layout, MaxRecord: uint32(o.maxRecord), Mode: o.mode},
 		Stats:    apply.Stats{End: pre.Layout.FirstRecord()},
 	}

@@ -7,6 +7,7 @@ package apply
 
 import (
 	"context"
+	"encoding/binary"
 	"io"
 
 	"github.com/streamwal/recovery/classify"
@@ -105,6 +106,10 @@ type Stage struct {
 	Preparer Preparer // may be nil; run by the verifier
 	Layout   format.Layout
 	Progress func(applied, total int64) // may be nil; called once per batch
+	// Verified, if not nil, gets the file's own bytes of the records replayed, headers
+	// included, in file order, after the Applier had them: off is where b starts in the file,
+	// and b is valid during the call only.
+	Verified func(off int64, b []byte) error
 
 	// For classification on the failure path.
 	File     io.ReaderAt
@@ -124,9 +129,13 @@ func (s *Stage) Batch(ctx context.Context, bt *chunk.Batch, buf, aux []byte) (do
 	hdr := int64(s.Layout.HeaderSize())
 	st := &s.Stats
 	w := bt.Walk(s.Layout, buf, aux)
-	var rec Record // set field by field: see Record on why it is never built and copied whole
+	var rec Record     // set field by field: see Record on why it is never built and copied whole
+	bufEnd := bt.First // the end in buf of the records replayed from it
 	for i := range bt.FirstBad {
 		off, p, _, _ := w.Next()
+		if i < bt.N {
+			bufEnd = int(off-bt.Base) + int(hdr) + len(p)
+		}
 		rec.Offset, rec.Payload = off, p
 		rec.meta = uint64(hdr)<<32 | uint64(bt.Ops[i])
 		if s.Preparer != nil {
@@ -142,6 +151,11 @@ func (s *Stage) Batch(ctx context.Context, bt *chunk.Batch, buf, aux []byte) (do
 		st.LargestRecord = max(st.LargestRecord, n)
 		st.End = off + hdr + n
 	}
+	if s.Verified != nil {
+		if err := s.verified(bt, buf[bt.First:bufEnd], aux); err != nil {
+			return true, err
+		}
+	}
 	if s.Progress != nil {
 		s.Progress(st.End, s.Size)
 	}
@@ -154,6 +168,23 @@ func (s *Stage) Batch(ctx context.Context, bt *chunk.Batch, buf, aux []byte) (do
 		return true, s.decide(ctx, classify.Damage{Offset: bt.Stop.Off, Trouble: bt.Stop.Trouble, Detail: bt.Stop.Detail})
 	}
 	return false, nil
+}
+
+// verified hands the replayed records' bytes to s.Verified: those in the chunk (inBuf), then
+// the straddler's when it was replayed too.
+func (s *Stage) verified(bt *chunk.Batch, inBuf, aux []byte) error {
+	if len(inBuf) > 0 {
+		if err := s.Verified(bt.Base+int64(bt.First), inBuf); err != nil {
+			return walerr.Wrap(walerr.ApplyFailed, bt.Base+int64(bt.First), err, "the verified bytes' callback failed")
+		}
+	}
+	if bt.HasAux && bt.FirstBad > bt.N {
+		n := s.Layout.HeaderSize() + int(binary.BigEndian.Uint32(aux))
+		if err := s.Verified(bt.AuxOff, aux[:n]); err != nil {
+			return walerr.Wrap(walerr.ApplyFailed, bt.AuxOff, err, "the verified bytes' callback failed")
+		}
+	}
+	return nil
 }
 
 func (s *Stage) decide(ctx context.Context, d classify.Damage) error {

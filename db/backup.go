@@ -118,23 +118,26 @@ func BackupFile(ctx context.Context, fsys FS, path string, w io.Writer, opts ...
 	return backupLog(ctx, &recFile{f: f, size: size}, size, w, path, opts)
 }
 
-// backupLog copies the verified prefix of the first size bytes of src to w (from the
-// incremental start on).
+// backupLog writes the verified prefix of the first size bytes of src to w (from the
+// incremental start on): recovery, read-only, hands over each run of records it verified and
+// replayed (recovery.WithVerifiedBytes), and they are written as they are, so the log is read
+// once.
 func backupLog(ctx context.Context, src io.ReaderAt, size int64, w io.Writer, path string, opts []BackupOption) (BackupInfo, error) {
 	var o backupOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &backupCopier{ctx: ctx, src: src, w: w, buf: make([]byte, backupChunk)}
+	c := &backupCopier{src: src, w: w}
 	if o.since != nil {
 		if o.since.End < 0 || o.since.End > size || o.since.Start > o.since.End {
 			return BackupInfo{}, rewritten(path, *o.since, fmt.Sprintf("the log is %d bytes now", size))
 		}
-		c.since, c.copied = o.since, o.since.End
+		c.since, c.written = o.since, o.since.End
 	}
-	res, err := recovery.Recover(ctx, &sized{src, size}, c, recovery.ReadOnly(), recovery.WithParallelism(o.par))
+	res, err := recovery.Recover(ctx, &sized{src, size}, c, recovery.ReadOnly(), recovery.WithParallelism(o.par),
+		recovery.WithVerifiedBytes(c.write))
 	if err != nil {
-		if walerr.CodeOf(err) == walerr.ApplyFailed {
+		if walerr.CodeOf(err) == walerr.ApplyFailed && c.err != nil {
 			err = c.err // the copier's own error (a write, the since check)
 		}
 		return c.info(), err
@@ -143,32 +146,27 @@ func backupLog(ctx context.Context, src io.ReaderAt, size int64, w io.Writer, pa
 	if res.Truncation != nil {
 		end = res.Truncation.Offset
 	}
-	if c.since != nil && !c.sinceSeen && c.since.End != 0 && c.since.End != format.FileHeaderSize {
+	if c.since != nil && !c.sinceSeen && c.since.End != 0 && c.since.End != res.Layout.FirstRecord() {
 		return c.info(), rewritten(path, *c.since, "no record ends where it ended")
 	}
-	if err := c.flush(end); err != nil {
-		return c.info(), err
+	if c.since == nil && res.Records == 0 && end > 0 {
+		// A v1 log of a file header and no record: the header is the whole backup.
+		if err := c.header(end); err != nil {
+			return c.info(), err
+		}
 	}
 	c.end, c.tail = end, size-end
 	return c.info(), nil
 }
 
-// backupChunk is how many verified bytes the copier gathers before it copies them to the
-// output: the file's own bytes, read again from where recovery just read them (the page
-// cache), so the output is exactly the file's bytes, headers included.
-const backupChunk = 1 << 20
-
-// backupCopier is the Applier of a backup: recovery verifies and orders the records, and the
-// copier copies the file's bytes up to the end of each verified record.
+// backupCopier is the Applier of a backup (it counts the records and checks an incremental
+// backup's base) and its writer of verified bytes.
 type backupCopier struct {
-	ctx       context.Context
 	src       io.ReaderAt
 	w         io.Writer
-	buf       []byte
 	since     *BackupInfo
 	sinceSeen bool  // a record ended at since.End with since.Last's checksum
-	copied    int64 // bytes before this are written (or skipped: before since.End)
-	verified  int64 // the end of the last record recovery verified
+	written   int64 // the log's bytes before this are written (or skipped: before since.End)
 	records   int64
 	ops       int64
 	lastOff   int64 // the last record written: its offset and header size
@@ -195,32 +193,44 @@ func (c *backupCopier) Apply(r recovery.Record) error {
 	}
 	c.records++
 	c.ops += int64(r.NumOps())
-	c.verified = end
 	c.lastOff, c.lastHdr = r.Offset, int(r.PayloadOffset()-r.Offset)
-	if c.verified-c.copied >= int64(len(c.buf)) {
-		if err := c.flush(c.verified); err != nil {
-			c.err = err
-			return err
-		}
-	}
 	return nil
 }
 
-// flush copies the file's bytes [copied, to) to the output.
-func (c *backupCopier) flush(to int64) error {
-	for c.copied < to {
-		if err := c.ctx.Err(); err != nil {
-			return walerr.Wrap(walerr.Canceled, c.copied, err, "backup stopped; what was written is not a backup")
-		}
-		n := min(int64(len(c.buf)), to-c.copied)
-		if err := walerr.ReadFull(c.src, c.buf[:n], c.copied); err != nil {
+// write writes the verified bytes b, at offset off of the log, that come after what is
+// written; the file header goes first in a full backup.
+func (c *backupCopier) write(off int64, b []byte) error {
+	if c.since == nil && c.written == 0 && off > 0 {
+		if err := c.header(off); err != nil {
 			return err
 		}
-		if _, err := c.w.Write(c.buf[:n]); err != nil {
-			return walerr.Wrap(walerr.IO, c.copied, err, "writing the backup")
-		}
-		c.copied += n
 	}
+	if skip := c.written - off; skip > 0 {
+		if skip >= int64(len(b)) {
+			return nil
+		}
+		b, off = b[skip:], c.written
+	}
+	if _, err := c.w.Write(b); err != nil {
+		c.err = walerr.Wrap(walerr.IO, off, err, "writing the backup")
+		return c.err
+	}
+	c.written = off + int64(len(b))
+	return nil
+}
+
+// header copies the file's first n bytes (its v1 file header) to the output.
+func (c *backupCopier) header(n int64) error {
+	h := make([]byte, n)
+	if err := walerr.ReadFull(c.src, h, 0); err != nil {
+		c.err = err
+		return err
+	}
+	if _, err := c.w.Write(h); err != nil {
+		c.err = walerr.Wrap(walerr.IO, 0, err, "writing the backup")
+		return c.err
+	}
+	c.written = n
 	return nil
 }
 
@@ -231,7 +241,7 @@ func (c *backupCopier) info() BackupInfo {
 		b.Start, b.Last = c.since.End, c.since.Last
 	}
 	if b.End == 0 {
-		b.End = c.copied
+		b.End = c.written
 	}
 	if c.records > 0 {
 		// The last record's payload checksum, as its header holds it (verified).

@@ -55,10 +55,12 @@ func RestoreWithFS(fsys FS) RestoreOption { return func(o *restoreOptions) { o.f
 func RestoreParallelism(n int) RestoreOption { return func(o *restoreOptions) { o.par = n } }
 
 // Restore writes the database file at path from r, a backup stream (a log as Backup writes
-// it: a full backup, and its increments after it), in bounded memory: the stream is written
-// to a new file beside path ("<path>.replace"), every record of it verified by recovery (the
-// same decisions, typed errors and offsets as an open), synced, and only then renamed into
-// place, and the directory synced. A crash at any instant leaves the old file (or none) or the
+// it: a full backup, and its increments after it), in bounded memory, verified as it arrives:
+// recovery.RecoverStream checks every record in parallel (the same decisions, typed errors
+// and offsets as an open), and each run of verified records is appended to a new file beside
+// path ("<path>.replace") as soon as it is verified, so the file never holds a byte that did
+// not verify (a v1 file header is written with its reserved bytes zero). The file is synced,
+// and only then renamed into place, and the directory synced. A crash at any instant leaves the old file (or none) or the
 // new one, whole. A stream whose end is not a whole record is refused with TAIL_DAMAGE and its
 // offset (RestorePrefix keeps the prefix instead); corruption in it is refused with
 // CORRUPT_WAL; either way nothing under path changes. An existing file at path is replaced as
@@ -120,38 +122,36 @@ func create(ctx context.Context, fsys FS, path string, write func(context.Contex
 	return nil
 }
 
-// restoreChunk is the size of the copies from the stream to the new file.
-const restoreChunk = 1 << 20
-
-// restoreInto copies the stream into f, then verifies what it wrote with a read-only recovery
-// of it and keeps (or refuses) accordingly.
+// restoreInto recovers the stream (recovery.RecoverStream: parallel verification, the file's
+// decisions) and appends to f the bytes of each run of records as soon as they are verified,
+// so f never holds a byte that did not verify; then it keeps or refuses what it got.
 func restoreInto(ctx context.Context, f File, r io.Reader, o *restoreOptions) (RestoreInfo, error) {
 	var info RestoreInfo
-	buf := make([]byte, restoreChunk)
-	for {
-		if err := ctx.Err(); err != nil {
-			return info, walerr.Wrap(walerr.Canceled, info.Received, err, "restore stopped; nothing was replaced")
-		}
-		n, err := io.ReadFull(r, buf)
-		if n > 0 {
-			if werr := f.Append(buf[:n]); werr != nil {
-				return info, walerr.Wrap(walerr.IO, info.Received, werr, "writing the restored file")
-			}
-			info.Received += int64(n)
-		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			break
-		}
-		if err != nil {
-			return info, walerr.Wrap(walerr.IO, info.Received, err, "reading the backup stream")
-		}
-	}
 	var last lastRecord
-	res, err := recovery.Recover(ctx, &recFile{f: f, size: info.Received}, &last, recovery.ReadOnly(),
-		recovery.WithParallelism(o.par))
-	info.Records, info.Ops, info.Size = res.Records, res.Ops, info.Received
+	write := func(off int64, b []byte) error {
+		if info.Size == 0 && off > 0 { // the v1 file header, before the first record
+			if err := f.Append(format.FileHeader[:off]); err != nil {
+				return walerr.Wrap(walerr.IO, 0, err, "writing the restored file")
+			}
+			info.Size = off
+		}
+		if err := f.Append(b); err != nil {
+			return walerr.Wrap(walerr.IO, off, err, "writing the restored file")
+		}
+		info.Size = off + int64(len(b))
+		return nil
+	}
+	res, err := recovery.RecoverStream(ctx, r, &last, recovery.WithParallelism(o.par), recovery.WithVerifiedBytes(write))
+	info.Received, info.Records, info.Ops = res.Size, res.Records, res.Ops
 	if err != nil {
 		return info, err
+	}
+	if info.Size == 0 && res.Layout == recovery.LayoutV1 && res.Size >= format.FileHeaderSize {
+		// A v1 log of a file header and no record (whatever tail follows).
+		if err := f.Append(format.FileHeader[:]); err != nil {
+			return info, walerr.Wrap(walerr.IO, 0, err, "writing the restored file")
+		}
+		info.Size = format.FileHeaderSize
 	}
 	if t := res.Truncation; t != nil {
 		if !o.prefix {
@@ -159,10 +159,7 @@ func restoreInto(ctx context.Context, f File, r io.Reader, o *restoreOptions) (R
 				"the stream ends with %d bytes that are not a whole, verified record (%s): a backup cut off or damaged at its end; nothing was replaced", t.Bytes, t.Reason)).
 				WithHint("walrec restore --prefix keeps the records before it")
 		}
-		if err := f.Truncate(t.Offset); err != nil {
-			return info, walerr.Wrap(walerr.IO, t.Offset, err, "cutting the stream's tail from the restored file")
-		}
-		info.Size, info.Tail = t.Offset, t.Bytes
+		info.Tail = t.Bytes
 	}
 	if e := o.expect; e != nil {
 		if err := expected(f, info, last, *e); err != nil {
@@ -172,9 +169,9 @@ func restoreInto(ctx context.Context, f File, r io.Reader, o *restoreOptions) (R
 	return info, nil
 }
 
-// lastRecord is the Applier of a restore's verification: it keeps where the last record is.
+// lastRecord is the Applier of a restore: it keeps where the last record is.
 type lastRecord struct {
-	off int64 // -1 before the first
+	off int64
 	hdr int
 	n   int64
 }

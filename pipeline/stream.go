@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -85,6 +86,11 @@ func RunStream(ctx context.Context, r io.Reader, pending []byte, base int64, cfg
 		depth: depth, prep: st.Preparer,
 	}
 	st.Size = 0
+	// The caller's reader is read in large reads, whatever the records' sizes: a read per
+	// header and per payload would be two system calls per record from a pipe or a socket.
+	ahead := min(streamReadAhead, s.readSize)
+	s.in = bufio.NewReaderSize(readerFunc(s.readCaller), ahead)
+	s.hold(int64(ahead))
 	go s.run()
 	err := s.apply(st)
 	stats := StreamStats{Workers: s.workers, Read: -1}
@@ -131,6 +137,7 @@ func (j *streamJob) raw(from int64) [][]byte {
 type stream struct {
 	ctx      context.Context
 	r        io.Reader
+	in       *bufio.Reader // r, read ahead
 	pending  []byte
 	off      int64 // the stream's offset of the next byte the source reads
 	layout   format.Layout
@@ -382,27 +389,17 @@ func (s *stream) trouble(j *streamJob, got []byte) (*streamJob, error) {
 	return j, nil
 }
 
-// read fills p from the pending bytes, then the caller's reader: io.ReadFull's contract (EOF
-// only when nothing was read; a partial read ends with io.EOF too here, with n < len(p)).
+// streamReadAhead is the largest read of the caller's reader (the read size, when smaller).
+const streamReadAhead = 256 << 10
+
+// read fills p from the pending bytes, then the caller's reader (through the read-ahead):
+// io.ReadFull's contract, except that a partial read ends with io.EOF too, with n < len(p).
 // Errors other than EOF are IO_ERROR at the offset; errStreamStopped once RunStream returned.
 func (s *stream) read(p []byte) (int, error) {
 	n := copy(p, s.pending)
 	s.pending = s.pending[n:]
 	for n < len(p) {
-		if !s.state.CompareAndSwap(streamIdle, streamReading) {
-			return n, errStreamStopped
-		}
-		if s.ctx.Err() != nil { // no read starts once the context is done
-			s.state.Store(streamIdle)
-			return n, errStreamStopped
-		}
-		m, err := s.r.Read(p[n:])
-		if !s.state.CompareAndSwap(streamReading, streamIdle) {
-			return n, errStreamStopped // abandoned: what the read returned is not wanted
-		}
-		if m < 0 || m > len(p)-n {
-			return n, walerr.New(walerr.IO, s.off+int64(n), fmt.Sprintf("reader returned an impossible count %d", m))
-		}
+		m, err := s.in.Read(p[n:])
 		n += m
 		if errors.Is(err, io.EOF) {
 			if n < len(p) {
@@ -411,11 +408,47 @@ func (s *stream) read(p []byte) (int, error) {
 			return n, nil
 		}
 		if err != nil {
+			var stopped *stopError
+			if errors.As(err, &stopped) {
+				return n, errStreamStopped
+			}
 			return n, walerr.Wrap(walerr.IO, s.off+int64(n), err, "read failed")
 		}
 	}
 	return n, nil
 }
+
+// stopError is readCaller's refusal once RunStream returned (a type of its own, so that no
+// error of the caller's reader can pass for it).
+type stopError struct{}
+
+func (*stopError) Error() string { return errStreamStopped.Error() }
+
+// readCaller is one Read of the caller's reader, through the gate that lets RunStream return
+// while it is in progress: no Read starts once RunStream returned or the context is done, and
+// what a Read returns after that is dropped.
+func (s *stream) readCaller(p []byte) (int, error) {
+	if !s.state.CompareAndSwap(streamIdle, streamReading) {
+		return 0, &stopError{}
+	}
+	if s.ctx.Err() != nil { // no read starts once the context is done
+		s.state.Store(streamIdle)
+		return 0, &stopError{}
+	}
+	m, err := s.r.Read(p)
+	if !s.state.CompareAndSwap(streamReading, streamIdle) {
+		return 0, &stopError{} // abandoned: what the read returned is not wanted
+	}
+	if m < 0 || m > len(p) {
+		return 0, fmt.Errorf("reader returned an impossible count %d", m)
+	}
+	return m, err
+}
+
+// readerFunc is a func as an io.Reader.
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 
 // buffer is a pooled buffer: one given back, or a new one while fewer than depth exist.
 func (s *stream) buffer() ([]byte, error) {
