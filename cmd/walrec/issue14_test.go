@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -235,6 +236,17 @@ func TestVersion(t *testing.T) {
 		}
 	}
 	walrec(t, "--version", "extra").mustExit(t, 3, "--version extra")
+
+	// A test binary, like "go run", records no commit: the version names the source tree's,
+	// read with git and said to be so, or says it is unknown; never nothing.
+	r := walrec(t, "--version")
+	if head, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+		if !strings.Contains(r.stdout, ", commit "+strings.TrimSpace(string(head))) || !strings.Contains(r.stdout, "read from its source tree's git at run time") {
+			t.Fatalf("--version without a recorded commit: %q, want commit %s", r.stdout, head)
+		}
+	} else if !strings.Contains(r.stdout, ", commit unknown (") {
+		t.Fatalf("--version without git: %q", r.stdout)
+	}
 }
 
 // TestHelpFlagsSpelling: usage and the flag list spell flags the same way, --name.

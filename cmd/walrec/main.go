@@ -29,13 +29,17 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -302,7 +306,9 @@ func writeOut(ctx context.Context, stdout, stderr io.Writer, what, text string) 
 }
 
 // versionText is "walrec --version": the module version, the commit and the Go release it was
-// built from, as the build recorded them.
+// built from, as the build recorded them. A build that recorded no commit ("go run", or
+// -buildvcs=false) names the commit of the source tree it was built from, read with git at
+// run time and said to be so, or says that the commit is unknown.
 func versionText() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
@@ -326,14 +332,45 @@ func versionText() string {
 		}
 	}
 	out := fmt.Sprintf("walrec %s (%s)", v, bi.Main.Path)
-	if rev != "" {
+	switch {
+	case rev != "":
 		out += fmt.Sprintf(", commit %s", rev)
 		if when != "" {
 			out += " of " + when
 		}
 		out += dirty
+	default:
+		if rev, dirty, ok := sourceCommit(); ok {
+			out += fmt.Sprintf(", commit %s%s (read from its source tree's git at run time: the build recorded none)", rev, dirty)
+		} else {
+			out += ", commit unknown (the build recorded none, as \"go run\" and -buildvcs=false do, and its source tree is not a git checkout here)"
+		}
 	}
 	return out + ", built with " + bi.GoVersion + "\n"
+}
+
+// sourceCommit is the commit of the git checkout this file was compiled from, when that
+// directory is still here (as under "go run"), and whether the checkout has changes.
+func sourceCommit() (rev, dirty string, ok bool) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok || !filepath.IsAbs(file) {
+		return "", "", false // -trimpath: no directory to look in
+	}
+	dir := filepath.Dir(file)
+	if _, err := os.Stat(dir); err != nil {
+		return "", "", false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	b, err := exec.CommandContext(ctx, "git", "-C", dir, "rev-parse", "HEAD").Output()
+	rev = strings.TrimSpace(string(b))
+	if err != nil || len(rev) < 40 {
+		return "", "", false
+	}
+	if st, err := exec.CommandContext(ctx, "git", "-C", dir, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		dirty = " with uncommitted changes"
+	}
+	return rev, dirty, true
 }
 
 // outFlags are --quiet, --progress and --no-progress, which every command that reports takes.
