@@ -14,6 +14,7 @@ import (
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/testdepth"
 	"github.com/streamwal/recovery/internal/testlog"
 )
 
@@ -91,9 +92,10 @@ func TestLoaderCopiesPayload(t *testing.T) {
 	}
 }
 
-// The store replay builds equals a plain map replaying the same ops, at every parallelism.
+// The store replay builds equals a plain map replaying the same ops, at every parallelism: 60
+// random logs (200 with WALREC_DEEP=1).
 func TestLoaderAgreesWithAMap(t *testing.T) {
-	for seed := range uint64(200) {
+	for seed := range uint64(testdepth.Pick(60, 200)) {
 		rng := rand.New(rand.NewPCG(seed, 1))
 		nkeys := 1 + rng.IntN(60)
 		var recs [][]byte
@@ -277,12 +279,13 @@ func TestFinishRefusesARewrittenRecord(t *testing.T) {
 
 // finish in several parts (each a stretch of the file, cut at the first stripe's quantiles)
 // builds the same store as in one, whatever the parts get: values clustered at one end of the
-// file, parts with nothing to read, more parts than keys, records cut between two parts.
+// file, parts with nothing to read, more parts than keys, records cut between two parts. 12
+// random logs (40 with WALREC_DEEP=1).
 func TestFinishInPartsAgreesWithOnePart(t *testing.T) {
 	defer func(b int64) { partBytes = b }(partBytes)
 	partBytes = 1
 	rng := rand.New(rand.NewPCG(11, 11))
-	for seed := range 40 {
+	for seed := range testdepth.Pick(12, 40) {
 		var recs [][]byte
 		nkeys := 1 + rng.IntN([]int{3, 50, 2000}[seed%3])
 		for range 1 + rng.IntN(400) {

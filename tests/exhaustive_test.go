@@ -8,6 +8,7 @@ import (
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/testdepth"
 	"github.com/streamwal/recovery/internal/testlog"
 )
 
@@ -94,12 +95,12 @@ func TestTornTailsExhaustive(t *testing.T) {
 	}
 }
 
-// TestBitFlipsExhaustive flips every bit of a small log in turn, in every mode: every outcome
-// equals the oracle's, no outcome replays a flipped record, and tolerate mode never cuts a
-// region that holds later records.
+// TestBitFlipsExhaustive flips every bit of a small log (3 records; 8 with WALREC_DEEP=1) in
+// turn, in every mode: every outcome equals the oracle's, no outcome replays a flipped record,
+// and tolerate mode never cuts a region that holds later records.
 func TestBitFlipsExhaustive(t *testing.T) {
 	for _, lay := range layouts {
-		l := testlog.RandomLog(2, lay, 5, 2, 6)
+		l := testlog.RandomLog(2, lay, testdepth.Pick(3, 8), 2, 6)
 		last := len(l.Offsets) - 1
 		counts := map[string]int{}
 		for bit := 0; bit < 8*len(l.Bytes); bit++ {
