@@ -138,7 +138,7 @@ func TestPrepareReachesTheApplier(t *testing.T) {
 			}
 			var got any
 			func() {
-				defer func() { got = recover() }()
+				defer func() { got = panicValue(recover()) }()
 				recovery.Recover(context.Background(), bytes.NewReader(l.Bytes), nil, recovery.WithParallelism(par), recovery.WithReadSize(4<<10),
 					recovery.WithPrepare(recovery.PrepareFunc(func(r recovery.Record, dst []uint64) []uint64 {
 						if r.Offset > 20<<10 {
@@ -177,4 +177,12 @@ func TestParallelismReportsTheWorkersThatRan(t *testing.T) {
 			t.Errorf("parallelism %d, %d-byte reads of a %d-byte log: Result.Parallelism %d, want %d", c.par, c.read, len(l.Bytes), res.Parallelism, c.want)
 		}
 	}
+}
+
+// panicValue is what was passed to panic, under the *recovery.Panic that carries it.
+func panicValue(p any) any {
+	if r, ok := p.(*recovery.Panic); ok {
+		return r.Value
+	}
+	return p
 }

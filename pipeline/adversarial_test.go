@@ -414,7 +414,7 @@ func TestFaultAtEveryReadCall(t *testing.T) {
 				go func() {
 					var res result
 					defer func() {
-						res.p = recover()
+						res.p = panicValue(recover())
 						ch <- res
 					}()
 					runL(context.Background(), int64(len(data)), format.LayoutLegacy, r, cfg, apply.Discard)
@@ -465,7 +465,7 @@ func TestApplierFaultWhileHoldingBig(t *testing.T) {
 				go func() {
 					out := "goexit"
 					defer func() {
-						if p := recover(); p != nil {
+						if p := panicValue(recover()); p != nil {
 							out = fmt.Sprint("panic ", p)
 						}
 						done <- out
@@ -655,7 +655,7 @@ func TestReadAheadFaultKeepsDecision(t *testing.T) {
 					go func() {
 						res := "goexit"
 						defer func() {
-							if p := recover(); p != nil {
+							if p := panicValue(recover()); p != nil {
 								res = fmt.Sprint("panic: ", p)
 							}
 							out <- res
@@ -703,7 +703,7 @@ func TestRunRefusesSizeBeforeFirstRecord(t *testing.T) {
 		for _, par := range []int{1, 3} {
 			t.Run(fmt.Sprintf("size=%d/par=%d", size, par), func(t *testing.T) {
 				defer func() {
-					if p := recover(); p != nil {
+					if p := panicValue(recover()); p != nil {
 						t.Fatalf("panic: %v", p)
 					}
 				}()
@@ -776,7 +776,7 @@ func TestStraddlerReadDifferentlyIsIOError(t *testing.T) {
 			for _, par := range []int{1, 3} {
 				t.Run(fmt.Sprintf("%v/big=%v/par=%d", layout, big, par), func(t *testing.T) {
 					defer func() {
-						if p := recover(); p != nil {
+						if p := panicValue(recover()); p != nil {
 							t.Fatalf("panic: %v", p)
 						}
 					}()

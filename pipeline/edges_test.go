@@ -44,7 +44,7 @@ func TestReaderPanicReachesTheCaller(t *testing.T) {
 		t.Run(fmt.Sprintf("par=%d", cfg.Parallelism), func(t *testing.T) {
 			var got any
 			func() {
-				defer func() { got = recover() }()
+				defer func() { got = panicValue(recover()) }()
 				run(context.Background(), bigLog.Bytes, &panicReader{b: bigLog.Bytes, At: 20 << 10}, cfg, apply.Discard)
 			}()
 			if s, ok := got.(string); !ok || len(s) < 12 || s[:12] != "disk on fire" {

@@ -31,6 +31,7 @@ import (
 	"github.com/streamwal/recovery/apply"
 	"github.com/streamwal/recovery/bufpool"
 	"github.com/streamwal/recovery/internal/chunk"
+	"github.com/streamwal/recovery/internal/panics"
 	"github.com/streamwal/recovery/source"
 	"github.com/streamwal/recovery/verify"
 	"github.com/streamwal/recovery/walerr"
@@ -162,6 +163,13 @@ func stats(src *source.Reader, pool *bufpool.Pool[job], workers int) Stats {
 func sequential(ctx context.Context, r io.ReaderAt, src *source.Reader, st *apply.Stage) (_ Stats, err error) {
 	pool := bufpool.New[job](1)
 	var held *buffer
+	defer func() {
+		// The caller's ReadAt, Applier or Preparer panicked: raised again with its stack, as
+		// the parallel path raises a worker's (a *panics.Recovered at every parallelism).
+		if p := recover(); p != nil {
+			panic(panics.Wrap(p))
+		}
+	}()
 	defer func() { // also when the Applier or ReadAt panics: the pool is closed clean
 		if held != nil {
 			release(src, pool, held)
@@ -440,6 +448,9 @@ func (r *run) worker(w *worker) {
 		}
 		if !normal { // a panic here, or a Goexit
 			p := recover()
+			if p != nil {
+				p = panics.Wrap(p) // a chunk's panic the applier raised is one already: its stack is kept
+			}
 			r.flt.record(p, p == nil)
 			r.cancel(errFault)
 		}
@@ -546,7 +557,7 @@ func (r *run) catch(j *job, fn func() error) (err error) {
 			if _, ok := p.(abandonedRead); ok {
 				panic(p)
 			}
-			j.panicked, j.panicV = true, p
+			j.panicked, j.panicV = true, panics.Wrap(p) // its stack, taken here, before unwinding
 		}
 	}()
 	return fn()

@@ -207,7 +207,7 @@ func TestApplierPanicReachesTheCaller(t *testing.T) {
 		t.Run(cfgName(cfg), func(t *testing.T) {
 			func() {
 				defer func() {
-					if p := recover(); p != "applier bug" {
+					if p := panicValue(recover()); p != "applier bug" {
 						t.Fatalf("%+v: recovered %v, want the Applier's panic", cfg, p)
 					}
 					goleak.VerifyNone(t)
@@ -227,4 +227,13 @@ func TestApplierPanicReachesTheCaller(t *testing.T) {
 
 func cfgName(c pipeline.Config) string {
 	return fmt.Sprintf("par=%d/depth=%d/read=%d", c.Parallelism, c.Depth, c.ReadSize)
+}
+
+// panicValue is what was passed to panic, under the *recovery.Panic that carries it with its
+// stack (Recover raises every panic of the caller's code as one, at every parallelism).
+func panicValue(p any) any {
+	if r, ok := p.(*recovery.Panic); ok {
+		return r.Value
+	}
+	return p
 }

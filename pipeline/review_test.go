@@ -257,7 +257,7 @@ func (r panicAt) ReadAt(p []byte, off int64) (int, error) {
 func outcomeOf(t *testing.T, data []byte, layout format.Layout, r readerAt, cfg pipeline.Config) (out string) {
 	t.Helper()
 	defer func() {
-		if p := recover(); p != nil {
+		if p := panicValue(recover()); p != nil {
 			out = fmt.Sprint("panic: ", p)
 		}
 		goleak.VerifyNone(t)
