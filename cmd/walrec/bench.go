@@ -177,7 +177,7 @@ func (b *bencher) recovery(settings []int) ([]benchRow, recovery.Result, *benchF
 			start := time.Now()
 			res, err := recovery.Recover(b.ctx, b.f, nil, recovery.ReadOnly(), recovery.WithParallelism(par),
 				recovery.WithMaxRecordSize(int64(b.rf.maxRecord)),
-				recovery.WithProgress(both(p.callback(), func(int64, int64) { h.Sample() })))
+				recovery.WithProgress(both(both(p.callback(), func(int64, int64) { h.Sample() }), pauseOnce(b.ctx, "bench"))))
 			el := time.Since(start)
 			growth := h.Growth()
 			p.done()

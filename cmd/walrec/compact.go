@@ -122,6 +122,10 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return fail(err)
 	}
 	pauseHere(ctx, "compact-opened")
+	if ctx.Err() != nil { // between the steps: the compaction does not begin
+		d.Close()
+		return fail(walerr.New(walerr.Canceled, -1, "stopped before the compaction began; the new log was not written"))
+	}
 	res, err := d.CompactContext(ctx) // a signal stops it; the old log stays
 	if cerr := d.Close(); err == nil {
 		err = cerr

@@ -173,7 +173,7 @@ func dumpFile(ctx context.Context, path string, rf *recoveryFlags, do *dumpOpts,
 	if !isTerminal(stdout) || !rf.barOnly(stderr) {
 		p = rf.progress(stderr, "dump", path)
 	}
-	dr := dumpReport{report: verifyFile(ctx, path, rf, app, p), Shown: shown}
+	dr := dumpReport{report: verifyFile(ctx, "dump", path, rf, app, p), Shown: shown}
 	r := &dr.report
 	r.stop(ctx)
 	if shown == 0 && n > 0 && (do.from > 0 || do.startOff > 0 || do.endOff > 0) {

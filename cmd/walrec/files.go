@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 )
 
@@ -148,3 +149,13 @@ var (
 	testPause  string
 	testPaused func(ctx context.Context, point string)
 )
+
+// pauseOnce is a progress callback that pauses at point the first time it is called (after
+// recovery's first chunk), or nil outside such a test.
+func pauseOnce(ctx context.Context, point string) func(applied, total int64) {
+	if testPause != point || testPaused == nil {
+		return nil
+	}
+	var once sync.Once
+	return func(int64, int64) { once.Do(func() { pauseHere(ctx, point) }) }
+}

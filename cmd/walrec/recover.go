@@ -130,7 +130,7 @@ func recoverFile(ctx context.Context, path string, rf *recoveryFlags, ro *recove
 		return recoverReport{report: r}
 	}
 	rfile := db.RecoveryFile(f, size)
-	opts := append(rf.options(), recovery.WithProgress(p.callback()))
+	opts := append(rf.options(), recovery.WithProgress(both(p.callback(), pauseOnce(ctx, "recover"))))
 	if ro.output != "" {
 		return recoverToCopy(ctx, path, rfile, ro.output, mode, opts, p)
 	}

@@ -100,7 +100,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	worst := exitOK
 	for i, path := range pos {
-		r := verifyFile(ctx, path, &rf, nil, rf.progress(stderr, "verify", path))
+		r := verifyFile(ctx, "verify", path, &rf, nil, rf.progress(stderr, "verify", path))
 		code := emit(ctx, stdout, stderr, "verify", &r, nil, &rf, i > 0)
 		worst = max(worst, code) // the worst: 0 < 1 < 2 < 3 < 128+N
 		if code > exitError {
@@ -110,8 +110,9 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	return worst
 }
 
-// verifyFile recovers path read-only into app (nil: discard) and reports.
-func verifyFile(ctx context.Context, path string, rf *recoveryFlags, app recovery.Applier, p *progress) report {
+// verifyFile recovers path read-only into app (nil: discard) and reports; the signal tests
+// stop it at the pause point point, after its first chunk.
+func verifyFile(ctx context.Context, point, path string, rf *recoveryFlags, app recovery.Applier, p *progress) report {
 	defer p.done()
 	mode := recovery.Mode(rf.mode)
 	f, err := openInput(path)
@@ -119,7 +120,7 @@ func verifyFile(ctx context.Context, path string, rf *recoveryFlags, app recover
 		return openErrorReport(path, mode, err)
 	}
 	defer f.Close()
-	opts := append(rf.options(), recovery.ReadOnly(), recovery.WithProgress(p.callback()))
+	opts := append(rf.options(), recovery.ReadOnly(), recovery.WithProgress(both(p.callback(), pauseOnce(ctx, point))))
 	res, err := recovery.Recover(ctx, f, app, opts...)
 	p.done()
 	r := newReport(path, mode, res, err)
