@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/streamwal/recovery/db"
+	"github.com/streamwal/recovery/walerr"
 )
 
 const backupUsage = `Usage: walrec backup FILE OUT [--since INFO] [--info INFO_OUT] [--json] [--quiet]
@@ -78,7 +79,7 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return reportOut(ctx, report, stderr, "backup", path, &r.outcome, *asJSON, of.quiet, &r, r.human, done)
 	}
 	fail := func(err error) int {
-		r.fail(ctx, err, nil)
+		r.fail(ctx, err, backupHints)
 		if out == "-" {
 			r.Detail += "; what went to stdout is not a complete backup"
 		}
@@ -114,6 +115,12 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	r.succeed("written", exitOK)
 	return emit()
+}
+
+// backupHints are backup's words for what to do, by code.
+var backupHints = map[walerr.Code]string{
+	walerr.CorruptWAL: "nothing was written; acknowledged records may follow the damage: walrec salvage FILE --output COPY copies every record that verifies",
+	walerr.Rewritten:  "the log was rewritten (compacted) since that backup: take a full backup, without --since",
 }
 
 // human is the text report of a backup.

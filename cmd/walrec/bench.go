@@ -231,7 +231,7 @@ func writeBench(ctx context.Context, stdout, stderr io.Writer, rep *report, rows
 		return benchDone(ctx, out, stderr, rep)
 	}
 	fmt.Fprintf(out, "%s: %s log, %s, %s records, %s ops; best of %d runs, read-only\n",
-		quoteName(rep.File), last.Layout, mib(last.Size), group(last.Records), group(last.Ops), runs)
+		quoteName(rep.File), last.Layout, bytesHuman(last.Size), group(last.Records), group(last.Ops), runs)
 	if t := last.Truncation; t != nil {
 		fmt.Fprintf(out, "(recovery would cut the last %d bytes at offset %d: %s)\n", t.Bytes, t.Offset, t.Reason)
 	}

@@ -185,7 +185,7 @@ func (r *compactReport) human(w io.Writer) {
 	if !r.Compacted {
 		return
 	}
-	fmt.Fprintf(w, "%s: %.1f MiB -> %.1f MiB (%d pairs in %d records)\n", quoteName(r.File), float64(*r.Before)/(1<<20), float64(*r.After)/(1<<20), *r.Pairs, *r.Records)
+	fmt.Fprintf(w, "%s: %s -> %s (%s in %s)\n", quoteName(r.File), bytesHuman(*r.Before), bytesHuman(*r.After), plural(*r.Pairs, "pair"), plural(*r.Records, "record"))
 	if r.CutOffset != nil {
 		kept := ""
 		if r.Sidecar != nil {

@@ -179,8 +179,11 @@ func dumpFile(ctx context.Context, path string, rf *recoveryFlags, do *dumpOpts,
 	if shown == 0 && n > 0 && (do.from > 0 || do.startOff > 0 || do.endOff > 0) {
 		dr.Note = optString(fmt.Sprintf("no record chosen: the log has %s (numbers 0 to %d, the last at offset %d)", plural64(n, "record"), n-1, last))
 	}
+	if dr.Note != "" && !rf.json && !rf.quiet {
+		fmt.Fprintf(w, "(%s)\n", dr.Note)
+	}
 	if do.badBytes > 0 || rf.json {
-		showBad(ctx, w, path, r, hdr, do.badBytes, rf.json, shown > 0)
+		showBad(ctx, w, path, r, hdr, do.badBytes, rf.json, shown > 0 || dr.Note != "")
 	}
 	switch {
 	case rf.quiet:
@@ -188,9 +191,6 @@ func dumpFile(ctx context.Context, path string, rf *recoveryFlags, do *dumpOpts,
 		r.prepareJSON("dump")
 		writeJSON(w, &dr)
 	default:
-		if dr.Note != "" {
-			fmt.Fprintf(w, "(%s)\n", dr.Note)
-		}
 		if shown > 0 || r.Offset != nil && r.Exit > exitOK || dr.Note != "" {
 			fmt.Fprintln(w)
 		}

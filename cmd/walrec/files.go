@@ -31,6 +31,16 @@ func notRegular(path string, fi fs.FileInfo) error {
 	return &fs.PathError{Op: "open", Path: path, Err: errors.New("not a regular file (" + kindOf(fi) + ")")}
 }
 
+// pathCause is err without the operation and path a *fs.PathError adds: "no such file or
+// directory".
+func pathCause(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
 // kindOf names a file's type for a person.
 func kindOf(fi fs.FileInfo) string {
 	switch m := fi.Mode(); {

@@ -96,6 +96,7 @@ func (o *outcome) fail(ctx context.Context, err error, hints map[walerr.Code]str
 			o.Offset = ptr(we.Offset)
 		}
 		if we.Code == db.CodeLocked {
+			o.Error = optString(lockedError(we))
 			o.Detail = "another process has the database open for writing (it holds the writer's lock)"
 			o.Hint = "close it first; walrec verify, get and scan read it without the lock"
 		}
@@ -106,6 +107,10 @@ func (o *outcome) fail(ctx context.Context, err error, hints map[walerr.Code]str
 		o.Code, o.Outcome, o.Detail = ptr(string(walerr.Canceled)), outCanceled, "stopped"
 	default:
 		o.Detail = optString(errText(err))
+		var pe *fs.PathError
+		if errors.As(err, &pe) && error(pe) == err {
+			o.Detail = optString(pe.Err.Error()) // "no such file or directory": the report names the file
+		}
 	}
 	if ctx.Err() != nil && o.Code == nil { // stopped by its context: canceled, whatever the error says
 		o.Outcome, o.Code = outCanceled, ptr(string(walerr.Canceled))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/db"
+	"github.com/streamwal/recovery/walerr"
 )
 
 // inputFile is a log opened for reading only: positional reads, a size, nothing that writes.
@@ -205,12 +206,17 @@ func (r *recoverReport) prepareJSON(cmd string) {
 // cliHints replace the library's hints, which name library options, by what to do with walrec.
 var cliHints = map[recovery.Code]string{
 	recovery.CodeCorruptWAL: "acknowledged records may follow, so nothing was cut and the file is untouched; " +
-		"--mode point-in-time keeps the records before this offset and cuts the rest, which walrec recover keeps in a sidecar",
+		"walrec recover --mode point-in-time cuts from this offset on (keeping the bytes in a sidecar), and walrec salvage --output COPY copies every record that verifies, after the damage too",
 	recovery.CodeRecordTooLarge: "if the record is real, raise --max-record-size (at most 4294967294); the file is untouched",
 	recovery.CodeTailDamage:     "the file is untouched; without --mode strict, recovery cuts this tail, which walrec recover keeps in a sidecar",
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// lockedError is a LOCKED error's message in walrec's words: the library's names a Go option.
+func lockedError(we *walerr.Error) string {
+	return fmt.Sprintf("db: LOCKED %s: another process has the database open for writing", we.Path)
+}
 
 // newReport describes what recovery (res, err) said about file.
 func newReport(file string, mode recovery.Mode, res recovery.Result, err error) report {
@@ -249,6 +255,7 @@ func newReport(file string, mode recovery.Mode, res recovery.Result, err error) 
 	r.Code = ptr(string(we.Code))
 	if we.Code == db.CodeLocked {
 		r.Outcome, r.Exit, r.measured = outLocked, exitError, false
+		r.Error = ptr(lockedError(we))
 		r.Detail = "another process has the database open for writing (it holds the writer's lock)"
 		r.Hint = "close it first, or run walrec verify, which takes no lock and writes nothing"
 		return r

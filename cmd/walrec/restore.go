@@ -84,7 +84,7 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if in != "-" {
 		f, err := os.Open(in)
 		if err != nil {
-			return fail(err)
+			return fail(fmt.Errorf("IN %s: %s", quoteName(in), pathCause(err)))
 		}
 		defer f.Close()
 		src = f

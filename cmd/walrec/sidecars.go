@@ -103,7 +103,7 @@ func listSidecars(ctx context.Context, path string, clear, asJSON, quiet bool, s
 	for _, s := range list {
 		total += s.Size
 	}
-	if r.DatabaseMissing != nil && (err == nil || clear) {
+	if r.DatabaseMissing != nil && (err == nil || len(list) > 0) {
 		r.Sidecars, r.Bytes = ptr(len(list)), ptr(total)
 	}
 	if err != nil {
