@@ -9,11 +9,11 @@
 # Time budget: 30 minutes on the 2-core development VM (each step has its own -timeout, 75
 # minutes in all, so a hang fails instead of using CI's 90), measured in docs/testing.md. The
 # steps, in order:
-#   1. race detector on, WALREC_DEEP=1 (internal/testdepth): ./tests, ./tests/dst and ./db at
-#      their deep size: 3,000 random logs through every pipeline configuration in every mode,
+#   1. race detector on, WALREC_DEEP=1 (internal/testdepth): ./tests, ./tests/dst, ./tests/oracle
+#      and ./db at their deep size: 3,000 random logs through every pipeline configuration in every mode,
 #      1,000 simulation seeds per profile, every bit of an 8-record log flipped, the heap check
 #      on a 512 MiB log, 64 MiB logs of the smallest records, the database's loader against a
-#      map on 200 logs;
+#      map on 200 logs, every prefix of the kernel's fixtures but the largest;
 #   2. without the race detector (about 10x faster here, and the build whose pool buffers live
 #      outside the Go heap): 20,000 random logs (RANDOM_LOGS) and 10,000 simulation seeds
 #      (DST_SEEDS);
@@ -29,8 +29,8 @@ fuzztime=${DEEP_FUZZTIME:-3m}
 step() { echo "== deep: $* ($(date -u +%H:%M:%S) UTC)"; }
 start=$(date +%s)
 
-step "1/4 race, WALREC_DEEP=1: ./tests ./tests/dst ./db"
-WALREC_DEEP=1 go test -race -count=1 -timeout 40m ./tests/ ./tests/dst/ ./db/
+step "1/4 race, WALREC_DEEP=1: ./tests ./tests/dst ./tests/oracle ./db"
+WALREC_DEEP=1 go test -race -count=1 -timeout 40m ./tests/ ./tests/dst/ ./tests/oracle/ ./db/
 
 step "2/4 no race: $random_logs random logs, $dst_seeds simulation seeds"
 RANDOM_LOGS=$random_logs go test -count=1 -timeout 15m -run '^TestRandomLogsAllConfigs$' ./tests/

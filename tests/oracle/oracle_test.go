@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/streamwal/recovery/internal/fixtures"
+	"github.com/streamwal/recovery/internal/testdepth"
 )
 
 // ---- a tiny local encoder (deliberately not shared with the rest of the project) ----
@@ -110,22 +111,30 @@ func TestKernelFixtures(t *testing.T) {
 }
 
 // Every prefix of a clean kernel file is a crash at that point: it must recover to exactly
-// the records that fit, cutting the partial one as a tail (never refusing).
+// the records that fit, cutting the partial one as a tail (never refusing). Every prefix of the
+// small files, and the cuts around record boundaries of the larger ones.
 func TestKernelFixturePrefixes(t *testing.T) {
 	dir, all := fixtures.Load(t)
 	for _, f := range all {
 		t.Run(f.File, func(t *testing.T) {
 			data := fixtures.Read(t, dir, f)
 			cuts := make([]int, 0, len(data)+1)
-			if len(data) <= 20000 {
+			if len(data) <= testdepth.Pick(2000, 20000) {
 				for cut := 0; cut <= len(data); cut++ {
 					cuts = append(cuts, cut)
 				}
 			} else {
-				// The big fixture: every cut within 14 bytes of every 64th record boundary
-				// and in its last 300 bytes (keeps -race fast; each cut replays the prefix).
+				// A larger fixture (by default every one over 2,000 bytes; with WALREC_DEEP=1
+				// only the big one): every cut within 14 bytes of every 8th record boundary
+				// (in the big one every 256th, 64th with WALREC_DEEP=1) and of the last one,
+				// and in its last 60 bytes (300) (keeps -race fast; each cut replays the
+				// prefix).
+				stride := 8
+				if len(data) > 20000 {
+					stride = testdepth.Pick(256, 64)
+				}
 				for i, ro := range f.RecordOffsets {
-					if i%64 != 0 {
+					if i%stride != 0 && i != len(f.RecordOffsets)-1 {
 						continue
 					}
 					for d := -14; d <= 14; d++ {
@@ -134,7 +143,7 @@ func TestKernelFixturePrefixes(t *testing.T) {
 						}
 					}
 				}
-				for cut := len(data) - 300; cut <= len(data); cut++ {
+				for cut := len(data) - testdepth.Pick(60, 300); cut <= len(data); cut++ {
 					cuts = append(cuts, cut)
 				}
 			}
