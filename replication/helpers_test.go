@@ -22,7 +22,17 @@ import (
 // retries until its deadline) and, if still there, ignored. They are raft's own and end on
 // their own; nothing of this package's is ignored.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, raftLeftovers()...)
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	if code == 0 {
+		if err := goleak.Find(raftLeftovers()...); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: goroutines left after the tests: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 func raftLeftovers() []goleak.Option {
