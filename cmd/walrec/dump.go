@@ -102,7 +102,7 @@ func cmdDump(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for i, path := range pos {
 		code := dumpFile(ctx, path, &rf, &do, i > 0, stdout, stderr)
 		worst = max(worst, code) // the worst: 0 < 1 < 2 < 3 < 128+N
-		if code > exitError {
+		if code > exitError || ctx.Err() != nil {
 			break // a signal (or a reader gone) ends the run
 		}
 	}

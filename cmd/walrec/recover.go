@@ -293,7 +293,7 @@ func sidecarError(ctx context.Context, t recovery.Truncation, dir string, err er
 	if ctx.Err() != nil {
 		return walerr.Wrap(walerr.Canceled, t.Offset, ctx.Err(), "stopped while keeping the cut bytes in a sidecar; nothing was cut")
 	}
-	hint := "nothing was cut; free some space, or pass --sidecar-dir DIR (on another filesystem), or --output COPY to write a repaired copy and leave the file as it is"
+	hint := "free some space, or pass --sidecar-dir DIR (on another filesystem), or --output COPY to write a repaired copy and leave the file as it is"
 	if free, ok := freeSpace(dir); ok && errors.Is(err, db.ErrNoSpace) {
 		// Said once, in walrec's words: the database's own message says the same again.
 		return walerr.New(walerr.IO, t.Offset, fmt.Sprintf("the %s cut bytes do not fit in the %s free in %s (zeros among them would take no space)",

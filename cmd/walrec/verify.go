@@ -103,7 +103,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		r := verifyFile(ctx, "verify", path, &rf, nil, rf.progress(stderr, "verify", path))
 		code := emit(ctx, stdout, stderr, "verify", &r, nil, &rf, i > 0)
 		worst = max(worst, code) // the worst: 0 < 1 < 2 < 3 < 128+N
-		if code > exitError {
+		if code > exitError || ctx.Err() != nil {
 			break // a signal (or a reader gone) ends the run
 		}
 	}
