@@ -106,7 +106,7 @@ func TestProgressHeartbeat(t *testing.T) {
 	t.Cleanup(func() { progressEvery["json"] = old })
 	var b syncBuffer
 	p := newProgress(&b, progJSON, "verify", "verify", "x.db")
-	p.set(100, 1000) // one report, then silence
+	p.set(100, 1000)    // one report, then silence
 	for b.lines() < 3 { // the ticker writes on; this waits for it, whatever the machine's speed
 		time.Sleep(time.Millisecond)
 	}
