@@ -256,6 +256,11 @@ func (n *Node) Shutdown() error {
 		close(n.stop)
 		n.wg.Wait()
 		errs := []error{n.raft.Shutdown().Error()}
+		if c, ok := n.cfg.Transport.(interface{ CloseStreams() }); ok {
+			// raft's NetworkTransport: its pooled connections, whose handlers on the other
+			// nodes would otherwise wait on them for good (Close closes only the listener).
+			c.CloseStreams()
+		}
 		if c, ok := n.cfg.Transport.(raft.WithClose); ok {
 			errs = append(errs, c.Close())
 		}
