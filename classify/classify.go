@@ -1,4 +1,4 @@
-// Package classify is the rule of evidence (../shared/spec/recovery.md section 2, made exact in
+// Package classify is the rule of evidence (stated, and made exact, in
 // docs/classification.md): what the first bytes of a file say it is, and what a damaged record
 // means. Decide is called only on the failure path, by the one applier, in file order; the hot
 // path never enters it. ChecksumMatches (a streamed CRC, stateless) is also used by the carver
