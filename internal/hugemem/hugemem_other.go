@@ -5,3 +5,5 @@ package hugemem
 func offered() bool { return false }
 
 func advise([]byte) {}
+
+func adviseAround([]byte) {}

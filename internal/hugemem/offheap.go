@@ -31,10 +31,15 @@ const (
 // aligned to n or to a huge page, whichever is smaller, with length and capacity n. It serves only powers of two in
 // [MinOffHeap, MaxOffHeap], on Linux with huge pages offered and outside race and invariants
 // builds (where buffers stay on the Go heap so the race detector sees them); otherwise ok is
-// false and the caller allocates as usual. The caller owns the memory until Put.
+// false and the caller allocates as usual. The caller owns the memory until Put. (Builds for
+// measurement only, scripts/pool-alloc.sh: pool_heap keeps the buffers on the Go heap as race
+// builds do; pool_hugeheap serves Get and Take from the Go heap, advised for huge pages.)
 func Get(n int) (b []byte, ok bool) {
-	if n < MinOffHeap || n > MaxOffHeap || n&(n-1) != 0 || !offHeap || !offered() {
+	if n < MinOffHeap || n > MaxOffHeap || n&(n-1) != 0 {
 		return nil, false
+	}
+	if !offHeap || !offered() {
+		return heapGet(n) // pool_hugeheap builds only: otherwise ok is false
 	}
 	return get(n)
 }
@@ -43,7 +48,7 @@ func Get(n int) (b []byte, ok bool) {
 // it, or any slice of it, again) and reports whether it did; memory from anywhere else is left
 // alone. Put panics on a piece of Get's memory that is not one Get returned, or that is back
 // already: an ownership bug, not a condition to paper over.
-func Put(b []byte) bool { return put(b) }
+func Put(b []byte) bool { return put(b) || hugeHeap && !OffHeap() && heapPut(b) }
 
 // MaxTake is the largest buffer Take serves: a record of the default maximum size (1 GiB)
 // with its header, and then some. Its mapping is the next power of two, 2 GiB: Take serves
@@ -58,8 +63,11 @@ const MaxTake = 1<<30 + 1<<20
 // pages returned to the kernel at once, so that a replaced buffer is not held beside its
 // replacement: at most Held(n) bytes of a taken buffer are ever resident.
 func Take(n int) (b []byte, ok bool) {
-	if n < MinOffHeap || n > MaxTake || !offHeap || !offered() || ^uint(0)>>32 == 0 {
+	if n < MinOffHeap || n > MaxTake {
 		return nil, false
+	}
+	if !offHeap || !offered() || ^uint(0)>>32 == 0 {
+		return heapTake(n) // pool_hugeheap builds only: otherwise ok is false
 	}
 	return take(n)
 }

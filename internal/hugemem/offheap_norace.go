@@ -1,4 +1,4 @@
-//go:build !race && !invariants
+//go:build !race && !invariants && !pool_heap && !pool_hugeheap
 
 package hugemem
 
