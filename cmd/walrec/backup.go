@@ -63,7 +63,7 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	infoOut := fs.String("info", "", "also write the backup's info JSON to `INFO_OUT` (for a later --since or restore --expect)")
 	asJSON := fs.Bool("json", false, "print the report as a JSON line")
 	var of outFlags
-	of.register(fs)
+	of.registerQuiet(fs)
 	pos, code, ok := parseFlags(ctx, fs, backupUsage, args, 2, stdout, stderr)
 	if !ok {
 		return code

@@ -15,7 +15,7 @@ import (
 )
 
 const benchUsage = `Usage: walrec bench FILE [--parallelism 1,2,4,8] [--runs 3] [--max-record-size N] [--json]
-                    [--quiet] [--no-progress]
+                    [--quiet] [--progress MODE]
 
 Recovers FILE read-only (O_RDONLY, no lock, no write; records are verified and discarded)
 at each parallelism given and prints, for each, the best wall time of --runs runs, file MB/s

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/db"
 	"github.com/streamwal/recovery/walerr"
 )
@@ -62,6 +63,16 @@ type compactReport struct {
 	CompactMBps *float64 `json:"compact_mb_per_second"` // of the log compacted (after a cut)
 	OpenAfter   *float64 `json:"open_after_seconds"`
 	outcome
+
+	dones []func() // the progress of the opens, to end
+}
+
+// stopProgress ends the progress of the opens so far.
+func (r *compactReport) stopProgress() {
+	for _, d := range r.dones {
+		d()
+	}
+	r.dones = nil
 }
 
 // compactHints are compact's words for what to do, by code: no flag compact does not have.
@@ -78,7 +89,7 @@ var compactHints = map[walerr.Code]string{
 func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("compact")
 	asJSON := fs.Bool("json", false, "print the report as a JSON line")
-	var of outFlags // no bar is drawn here; --quiet prints nothing on success
+	var of outFlags // progress: the opens' recovery
 	of.register(fs)
 	pos, code, ok := parseFlags(ctx, fs, compactUsage, args, 1, stdout, stderr)
 	if !ok {
@@ -102,14 +113,21 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if fi, err := os.Stat(path); err == nil {
 		r.Before = ptr(fi.Size())
 	}
+	opened := func(desc string) db.Option { // an open's recovery, with its progress
+		p := of.progress(stderr, desc, path)
+		r.dones = append(r.dones, p.done)
+		return db.WithRecovery(recovery.WithProgress(p.callback()))
+	}
+	defer r.stopProgress()
 	t0 := time.Now()
-	d, err := db.OpenContext(ctx, path, db.ReadOnly()) // timed the same way as the open after
+	d, err := db.OpenContext(ctx, path, db.ReadOnly(), opened("open before")) // timed the same way as the open after
+	r.stopProgress()
 	if err != nil {
 		return fail(err)
 	}
 	r.OpenBefore = ptr(time.Since(t0).Seconds())
 	d.Close()
-	d, err = db.OpenContext(ctx, path, db.OnTruncate(func(t db.TruncationReport) {
+	d, err = db.OpenContext(ctx, path, opened("open"), db.OnTruncate(func(t db.TruncationReport) {
 		if t.Truncated {
 			r.CutOffset, r.CutBytes = ptr(t.Offset), ptr(t.Bytes)
 			if t.Sidecar != "" {
@@ -117,6 +135,7 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			}
 		}
 	}))
+	r.stopProgress()
 	if err != nil {
 		r.cutBySize(path)
 		return fail(err)
@@ -140,7 +159,8 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	pauseHere(ctx, "compact-renamed")
 	if ctx.Err() == nil { // a measure: a signal now skips it, and the report says what was done
 		t0 = time.Now()
-		d, err = db.OpenContext(ctx, path, db.ReadOnly())
+		d, err = db.OpenContext(ctx, path, db.ReadOnly(), opened("open after"))
+		r.stopProgress()
 		if err != nil && ctx.Err() == nil {
 			return fail(err)
 		}

@@ -15,9 +15,9 @@ import (
 	"github.com/streamwal/recovery/walerr"
 )
 
-const dumpUsage = `Usage: walrec dump FILE [--json] [--max-bytes N] [--mode tolerate|strict|point-in-time]
-                   [--max-record-size N] [--from N] [--start-offset OFFSET] [--limit N]
-                   [--bad-bytes N] [--quiet] [--no-progress]
+const dumpUsage = `Usage: walrec dump FILE... [--json] [--max-bytes N] [--mode tolerate|strict|point-in-time]
+                   [--max-record-size N] [--from N] [--start-offset OFFSET] [--end-offset OFFSET]
+                   [--limit N] [--bad-bytes N] [--quiet] [--progress MODE]
 
 Prints the records of FILE and their ops, read-only (O_RDONLY, no lock, no write): for each
 record its offset, length and checksum status, then each op, "set KEY = VALUE" or
@@ -28,16 +28,21 @@ there is one: its header decoded (length, checksums, how many of its bytes the f
 and its first --bad-bytes bytes in hex, at their offsets in the file. Last comes what
 recovery says about the rest, the report of "walrec verify".
 
---from N, --start-offset OFFSET and --limit N choose which records are printed: from record
-number N (counting from 0), or from the first record at or after byte OFFSET, and at most N
-of them. The whole file is still read and checked, so the report and the exit status stay
-those of "walrec verify".
+--from N, --start-offset OFFSET, --end-offset OFFSET and --limit N choose which records are
+printed: from record number N (counting from 0), or from the first record at or after byte
+OFFSET, up to the first record at or after --end-offset, and at most N of them. The whole
+file is still read and checked, so the report and the exit status stay those of "walrec
+verify"; when they choose no record, a note says how many the log has.
 
-With --json it prints JSON lines, one per op:
-  {"record": N, "offset": OFFSET, "op": "set"|"delete", "key_hex": "...", "value_hex": "..."|null}
-then, for a bad record, one line {"bad_record": {...}} (offset, header fields, hex), and,
-last, one line holding the verify report (it has an "outcome" field). --quiet prints the
-records and no report.
+Several FILEs are dumped one after the other, each under a heading "== FILE ==" (in JSON,
+every line names its file); the exit status is the worst of theirs.
+
+With --json it prints, per FILE, one "op" line per op (file, record, offset, op, key_hex,
+key_bytes, value_hex, value_bytes: keys and values cut after --max-bytes bytes as in text,
+their whole lengths beside them; value null for a delete), then, for a bad record, one
+"bad_record" line (offset, available, length, length_ok, stored_crc, computed_crc, hex),
+and, last, the "report" line of "walrec verify" with shown (the records printed) and note.
+--quiet prints the records and no report.
 
 Exit status: as for "walrec verify".
 

@@ -9,11 +9,12 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/db"
 	"github.com/streamwal/recovery/walerr"
 )
 
-const getUsage = `Usage: walrec get FILE KEY [--hex] [--json] [--quiet]
+const getUsage = `Usage: walrec get FILE KEY [--hex] [--json] [--quiet] [--progress MODE]
 
 Prints the value of KEY in the database FILE, as the database would return it now: FILE is
 opened read-only (db.ReadOnly: no lock, nothing written, a running writer is not disturbed),
@@ -31,6 +32,7 @@ I/O or usage error.
 ` + exitCodesHelp
 
 const scanUsage = `Usage: walrec scan FILE [--prefix P | --from K --to K] [--limit N] [--hex] [--json] [--quiet]
+                 [--progress MODE]
 
 Prints the live pairs of the database FILE in key order (unsigned bytes), as the database would
 return them now: FILE is opened read-only (no lock, nothing written), recovered in memory. With
@@ -80,7 +82,7 @@ func cmdGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	out := func(human func(io.Writer)) int {
 		return reportOut(ctx, stdout, stderr, "get", path, &r.outcome, *asJSON, of.quiet, &r, human, "")
 	}
-	d, err := openForReading(ctx, path)
+	d, err := openForReading(ctx, path, of.progress(stderr, "get", path))
 	if err != nil {
 		r.fail(ctx, err, readHints)
 		return out(nil)
@@ -175,7 +177,7 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	out := func() int {
 		return reportOut(ctx, stdout, stderr, "scan", path, &r.outcome, *asJSON, of.quiet, &r, nil, "")
 	}
-	d, err := openForReading(ctx, path)
+	d, err := openForReading(ctx, path, of.progress(stderr, "scan", path))
 	if err != nil {
 		r.fail(ctx, err, readHints)
 		return out()
@@ -223,12 +225,13 @@ var readHints = map[walerr.Code]string{
 	walerr.CorruptWAL: "acknowledged records may follow the damage: walrec salvage FILE --output COPY copies every record that verifies, and get or scan can then read COPY",
 }
 
-// openForReading opens the database read-only for get and scan.
-func openForReading(ctx context.Context, path string) (*db.DB, error) {
+// openForReading opens the database read-only for get and scan, its recovery's progress on p.
+func openForReading(ctx context.Context, path string, p *progress) (*db.DB, error) {
+	defer p.done()
 	if err := regularFile(path); err != nil { // db.Open would not create it read-only, but would block on a FIFO
 		return nil, err
 	}
-	return db.OpenContext(ctx, path, db.ReadOnly())
+	return db.OpenContext(ctx, path, db.ReadOnly(), db.WithRecovery(recovery.WithProgress(p.callback())))
 }
 
 // leftOut is the size of a tail recovery would cut, which the read-only open left out (null

@@ -76,12 +76,15 @@ func TestProgressWithoutTerminal(t *testing.T) {
 			t.Fatalf("%v: stderr %q", args, r.stderr)
 		}
 	}
-	// gen, dump, recover, bench and salvage take it too.
 	r = walrec(t, "gen", filepath.Join(dir, "g.db"), "--size", "4MiB", "--progress", "json", "--quiet")
 	if ls := jsonLines(t, "gen", r.stderr); len(ls) == 0 || ls[0].str(t, "type") != "progress" {
 		t.Fatalf("gen --progress json: %q", r.stderr)
 	}
-	for _, cmd := range [][]string{{"dump", path}, {"recover", path}, {"bench", path, "--runs", "1", "--parallelism", "1"}, {"salvage", path, "--output", filepath.Join(dir, "s.db")}} {
+	// gen, dump, recover, bench, salvage, get, scan and compact take it too.
+	cp := filepath.Join(dir, "cp.db")
+	os.WriteFile(cp, readAll(t, path), 0o644)
+	for _, cmd := range [][]string{{"dump", path}, {"recover", path}, {"bench", path, "--runs", "1", "--parallelism", "1"}, {"salvage", path, "--output", filepath.Join(dir, "s.db")},
+		{"get", path, "key00000001"}, {"scan", path}, {"compact", cp}} {
 		r = walrec(t, append(cmd, "--progress", "json", "--quiet")...)
 		if ls := jsonLines(t, cmd[0], r.stderr); len(ls) == 0 || ls[0].str(t, "type") != "progress" {
 			t.Fatalf("%s --progress json: %q", cmd[0], r.stderr)

@@ -381,15 +381,22 @@ type outFlags struct {
 }
 
 func (o *outFlags) register(fs *flag.FlagSet) {
-	o.cmd = strings.TrimPrefix(fs.Name(), "walrec ")
-	fs.BoolVar(&o.quiet, "quiet", false, "print nothing on success: the exit status says it (failures still get one line on stderr)")
+	o.registerQuiet(fs)
 	o.registerProgress(fs)
+}
+
+// registerQuiet is --quiet alone, for the commands that show no progress (their work is
+// short whatever the file: sidecars, backup, restore).
+func (o *outFlags) registerQuiet(fs *flag.FlagSet) {
+	o.cmd = strings.TrimPrefix(fs.Name(), "walrec ")
+	o.mode = progNone
+	fs.BoolVar(&o.quiet, "quiet", false, "print nothing on success: the exit status says it (failures still get one line on stderr)")
 }
 
 func (o *outFlags) registerProgress(fs *flag.FlagSet) {
 	o.cmd = strings.TrimPrefix(fs.Name(), "walrec ")
 	o.mode = progAuto
-	fs.Var(&o.mode, "progress", "progress on stderr: auto (a bar on a terminal; elsewhere a line every 10 s once a step has run\n10 s), bar, plain (a line every 10 s), json (a JSON line every 2 s: offset, size, elapsed), none")
+	fs.Var(&o.mode, "progress", "how to show progress on stderr, a `MODE`: auto (a bar on a terminal; elsewhere a line every 10 s once a step has run\n10 s), bar, plain (a line every 10 s), json (a JSON line every 2 s: offset, size, elapsed), none")
 	fs.BoolVar(&o.noProgress, "no-progress", false, "no progress at all (--progress none)")
 }
 

@@ -16,7 +16,7 @@ import (
 
 const recoverUsage = `Usage: walrec recover FILE [--mode tolerate|strict|point-in-time] [--json]
                       [--max-record-size N] [--parallelism N]
-                      [--sidecar-dir DIR | --output COPY] [--quiet] [--no-progress]
+                      [--sidecar-dir DIR | --output COPY] [--quiet] [--progress MODE]
 
 Does the repair a database open does, and nothing else: it takes the database's writer lock
 on FILE (the lock db.Open takes), lets recovery cut a torn or damaged tail (in point-in-time

@@ -54,7 +54,7 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	prefix := fs.Bool("prefix", false, "keep the verified records before a stream's torn or damaged end instead of refusing it")
 	asJSON := fs.Bool("json", false, "print the report as a JSON line")
 	var of outFlags
-	of.register(fs)
+	of.registerQuiet(fs)
 	pos, code, ok := parseFlags(ctx, fs, restoreUsage, args, 2, stdout, stderr)
 	if !ok {
 		return code

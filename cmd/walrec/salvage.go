@@ -16,7 +16,7 @@ import (
 	"github.com/streamwal/recovery/walerr"
 )
 
-const salvageUsage = `Usage: walrec salvage FILE --output COPY [--max-record 64MiB] [--json] [--quiet]
+const salvageUsage = `Usage: walrec salvage FILE --output COPY [--max-record 64MiB] [--json] [--quiet] [--progress MODE]
 
 For a log that recovery refuses (corruption in the middle): copies every record of FILE that
 verifies, before and after the damage, into a new log COPY, and reports each stretch it

@@ -67,8 +67,8 @@ func cmdSidecars(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs := newFlags("sidecars")
 	clear := fs.Bool("clear", false, "delete the sidecars (takes the database's lock)")
 	asJSON := fs.Bool("json", false, `print one "sidecar" JSON line each, then the report`)
-	var of outFlags // no bar is ever drawn here; --quiet prints nothing on success
-	of.register(fs)
+	var of outFlags // no progress here: listing is quick; --quiet prints nothing on success
+	of.registerQuiet(fs)
 	pos, code, ok := parseFlags(ctx, fs, sidecarsUsage, args, 1, stdout, stderr)
 	if !ok {
 		return code

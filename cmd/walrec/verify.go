@@ -10,23 +10,25 @@ import (
 	"github.com/streamwal/recovery/classify"
 )
 
-const verifyUsage = `Usage: walrec verify FILE [--json] [--mode tolerate|strict|point-in-time]
-                     [--max-record-size N] [--parallelism N] [--quiet] [--no-progress]
+const verifyUsage = `Usage: walrec verify FILE... [--json] [--mode tolerate|strict|point-in-time]
+                     [--max-record-size N] [--parallelism N] [--quiet] [--progress MODE]
 
 Reports what recovery would do with FILE without doing it: the file is opened read-only
 (O_RDONLY), no lock is taken and nothing is ever written, so it is safe on a database that
 another process has open. It replays every record (verifying checksums and ops, discarding
 them) and prints the outcome: clean, empty, a torn or damaged tail recovery would cut (and
-where, and why), or why recovery refuses the file.
+where, and why), or why recovery refuses the file. With several FILEs, one report each, in
+order; the exit status is the worst of theirs.
 
-With --json it prints one JSON object: file, size, layout ("v1", "legacy" or null), mode,
+With --json it prints one "report" line per FILE: file, size, layout ("v1", "legacy" or null), mode,
 outcome ("clean", "empty", "torn_header", "torn_tail", "damaged_tail", "corrupt",
 "not_a_database", "unsupported_version", "record_too_large", "incomplete_read", "io_error",
 ...), code (the error code, or null), offset (where the damage, cut or error is, or null),
 truncate_bytes (what recovery would cut, 0 if none), records, ops, bytes, end,
-largest_record, parallelism, peak_buffered, detail, hint, error and exit. Every field is
-always present, null when it does not apply. A file name that is not UTF-8 cannot be carried
-exactly in a JSON string: file_hex then holds its bytes in hex (else it is null).
+largest_record, parallelism, peak_buffered, detail, hint, error, signal and exit. Every field
+is always present, null when it does not apply (a file that cannot be opened has null
+measures). A file name that is not UTF-8 cannot be carried exactly in a JSON string: file_hex
+then holds its bytes in hex (else it is null).
 
 A failure is said once: the report on stdout says it, and one line goes to stderr as well
 only when stdout is not a terminal (so a person still sees it when the report is redirected).
