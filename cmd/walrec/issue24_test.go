@@ -254,3 +254,26 @@ func TestSeveralFiles(t *testing.T) {
 		t.Fatalf("canceled: exit %d, %q", code, out.String())
 	}
 }
+
+// TestREADMEWalrec: the README's walrec section has the one exit table and the JSON
+// convention, as the help does.
+func TestREADMEWalrec(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Skip("no README here:", err)
+	}
+	s := string(b)
+	for _, want := range []string{
+		"| 128+N | stopped by signal N: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP, 141 SIGPIPE",
+		"0 < 1 < 2 < 3 < 128+N", `"version": 1`, "`report` per FILE", "never\n`locked`", "--progress MODE",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("README.md lacks %q", want)
+		}
+	}
+	for _, want := range []string{"128+N stopped by signal N", "0 < 1 < 2 < 3 <\n  128+N", `"version": 1`} {
+		if !strings.Contains(exitCodesHelp+jsonHelp, want) {
+			t.Errorf("the help lacks %q", want)
+		}
+	}
+}
