@@ -10,11 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"math/rand/v2"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"github.com/streamwal/recovery/apply"
 	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/faults"
 	"github.com/streamwal/recovery/internal/testlog"
 	"github.com/streamwal/recovery/pipeline"
 	"github.com/streamwal/recovery/walerr"
@@ -209,19 +208,6 @@ func TestTinyReadsEqualSequential(t *testing.T) {
 	goleak.VerifyNone(t)
 }
 
-// overlapFail fails, with (0, EIO), every read that touches byte X.
-type overlapFail struct {
-	b []byte
-	X int64
-}
-
-func (r overlapFail) ReadAt(p []byte, off int64) (int, error) {
-	if off <= r.X && r.X < off+int64(len(p)) {
-		return 0, errEIO
-	}
-	return bytes.NewReader(r.b).ReadAt(p, off)
-}
-
 // TestReadErrorSameEverywhere: a device error on one byte is reported with the same code,
 // offset and message at every parallelism and read size, whether the byte is met by a chunk
 // read, a header split across chunks or a straddler's read; and a byte the sequential loop
@@ -237,7 +223,7 @@ func TestReadErrorSameEverywhere(t *testing.T) {
 			}
 			codes := map[walerr.Code]int{}
 			for _, x := range xs {
-				r := overlapFail{data, x}
+				r := faults.Bytes(data, faults.Touching(x).Fail(errEIO)) // every read of byte x fails
 				ref := summarizeFail(t, data, layout, r, pipeline.Config{Parallelism: 1, ReadSize: 64}, failAt)
 				codes[ref.code]++
 				for _, cfg := range []pipeline.Config{{Parallelism: 2, Depth: 2, ReadSize: 64}, {Parallelism: 4, Depth: 9, ReadSize: 64}, {Parallelism: 8, Depth: 4, ReadSize: 64}} {
@@ -249,21 +235,6 @@ func TestReadErrorSameEverywhere(t *testing.T) {
 			t.Logf("%v applier fails at %d: %d fault offsets, outcomes %v", layout, failAt, len(xs), codes)
 		}
 	}
-}
-
-// startFail fails every read that starts at one of the offsets in at.
-type startFail struct {
-	b     []byte
-	at    map[int64]bool
-	fired atomic.Int64
-}
-
-func (r *startFail) ReadAt(p []byte, off int64) (int, error) {
-	if r.at[off] {
-		r.fired.Add(1)
-		return 0, errEIO
-	}
-	return bytes.NewReader(r.b).ReadAt(p, off)
 }
 
 // TestSkippedChunkReadErrorIgnored: chunks wholly inside a record read whole are read ahead
@@ -282,11 +253,11 @@ func TestSkippedChunkReadErrorIgnored(t *testing.T) {
 		l.Append(testlog.SizedTx(rng, 200, 8))
 	}
 	first := format.LayoutV1.FirstRecord()
-	at := map[int64]bool{}
+	var at []int64
 	bigStart, bigEnd := l.Offsets[bigAt], l.Offsets[bigAt+1]
 	for k := int64(0); first+k*rs < int64(len(l.Bytes)); k++ {
 		if s := first + k*rs; s > bigStart && s+rs <= bigEnd {
-			at[s] = true // a chunk wholly inside the big record
+			at = append(at, s) // a chunk wholly inside the big record
 		}
 	}
 	if len(at) < 5 {
@@ -295,12 +266,12 @@ func TestSkippedChunkReadErrorIgnored(t *testing.T) {
 	for _, cfg := range []pipeline.Config{{Parallelism: 1, ReadSize: rs}, {Parallelism: 2, Depth: 3, ReadSize: rs}, {Parallelism: 8, Depth: 16, ReadSize: rs}} {
 		fired := int64(0)
 		for range 5 {
-			r := &startFail{b: l.Bytes, at: at}
-			s := summarize(t, l.Bytes, format.LayoutV1, r, cfg)
+			fault := faults.StartingAt(at...).Fail(errEIO) // every read that starts a covered chunk
+			s := summarize(t, l.Bytes, format.LayoutV1, faults.Bytes(l.Bytes, fault), cfg)
 			if s.code != "" || s.records != int64(len(l.Offsets)) {
-				t.Fatalf("%+v: %v (read errors fired in skipped chunks: %d)", cfg, s, r.fired.Load())
+				t.Fatalf("%+v: %v (read errors fired in skipped chunks: %d)", cfg, s, fault.Count())
 			}
-			fired += r.fired.Load()
+			fired += fault.Count()
 		}
 		t.Logf("%+v: %d read errors fired in skipped chunks over 5 runs, none reported", cfg, fired)
 	}
@@ -354,37 +325,6 @@ func TestBigTokenHandOff(t *testing.T) {
 	}
 }
 
-// panicAtCall panics (or calls runtime.Goexit) at read call K.
-type panicAtCall struct {
-	b      []byte
-	K      int64
-	goexit bool
-	calls  atomic.Int64
-
-	mu    sync.Mutex
-	reads map[[2]int64]bool // every (offset, length) asked for
-	atK   [2]int64          // the read call K asked for
-}
-
-func (r *panicAtCall) ReadAt(p []byte, off int64) (int, error) {
-	r.mu.Lock()
-	if r.reads == nil {
-		r.reads = map[[2]int64]bool{}
-	}
-	r.reads[[2]int64{off, int64(len(p))}] = true
-	r.mu.Unlock()
-	if r.calls.Add(1) == r.K {
-		r.mu.Lock()
-		r.atK = [2]int64{off, int64(len(p))}
-		r.mu.Unlock()
-		if r.goexit {
-			runtime.Goexit()
-		}
-		panic(fmt.Sprintf("read call %d", r.K))
-	}
-	return bytes.NewReader(r.b).ReadAt(p, off)
-}
-
 // TestFaultAtEveryReadCall: a panic, or a runtime.Goexit, at any read call (a chunk read, a
 // header split, a straddler, a streamed legacy CRC, the evidence search) stops the pipeline
 // without a hang or a leak: the panic reaches the caller, a Goexit ends the caller's goroutine,
@@ -395,17 +335,33 @@ func TestFaultAtEveryReadCall(t *testing.T) {
 	l := bigRecordLog(8, format.LayoutLegacy, rs, 30)
 	data := bytes.Clone(l.Bytes)
 	data[l.Offsets[25]+9] ^= 1 // damage near the end: the evidence search reads too
+	// reads is every (offset, length) r was asked for; atK, what call k asked for.
+	reads := func(r *faults.Reader, k int64) (all map[[2]int64]bool, atK [2]int64) {
+		all = map[[2]int64]bool{}
+		for _, c := range r.Log() {
+			all[[2]int64{c.Off, int64(c.Len)}] = true
+			if c.N == k {
+				atK = [2]int64{c.Off, int64(c.Len)}
+			}
+		}
+		return all, atK
+	}
 	var calls int64
 	var loopReads map[[2]int64]bool // what the sequential loop reads
 	{
-		r := &panicAtCall{b: data}
+		r := faults.Bytes(data, faults.Always().Record())
 		summarize(t, data, format.LayoutLegacy, r, pipeline.Config{Parallelism: 1, ReadSize: rs})
-		calls, loopReads = r.calls.Load(), r.reads
+		calls = r.Calls()
+		loopReads, _ = reads(r, 0)
 	}
 	for _, cfg := range []pipeline.Config{{Parallelism: 1, ReadSize: rs}, {Parallelism: 2, Depth: 2, ReadSize: rs}, {Parallelism: 4, Depth: 7, ReadSize: rs}} {
 		for k := int64(1); k <= calls+2; k += max(1, calls/40) {
 			for _, goexit := range []bool{false, true} {
-				r := &panicAtCall{b: data, K: k, goexit: goexit}
+				fault := faults.OnCall(k).Panic(fmt.Sprintf("read call %d", k))
+				if goexit {
+					fault = faults.OnCall(k).Goexit()
+				}
+				r := faults.Bytes(data, faults.Always().Record(), fault)
 				type result struct {
 					returned bool
 					p        any
@@ -426,20 +382,21 @@ func TestFaultAtEveryReadCall(t *testing.T) {
 				case <-time.After(time.Minute): // a hang detector, not a timing assertion
 					t.Fatalf("%+v fault at call %d (goexit %v): hang", cfg, k, goexit)
 				}
-				fired := r.calls.Load() >= k
+				fired := r.Calls() >= k
+				_, atK := reads(r, k)
 				switch {
 				case !fired && (!res.returned || res.p != nil):
 					t.Fatalf("%+v call %d: no fault fired, but returned=%v panic=%v", cfg, k, res.returned, res.p)
 				case fired && goexit && res.p != nil,
-					fired && goexit && loopReads[r.atK] && res.returned:
+					fired && goexit && loopReads[atK] && res.returned:
 					// A Goexit ends the caller's goroutine; only one in a read-ahead the loop never
 					// makes, in flight when the decision stopped the run, may instead be dropped
 					// with that straggler (pipeline.Run's doc).
 					t.Fatalf("%+v Goexit at call %d: returned=%v panic=%v", cfg, k, res.returned, res.p)
-				case fired && !goexit && !loopReads[r.atK] && (!res.returned || res.p != nil):
+				case fired && !goexit && !loopReads[atK] && (!res.returned || res.p != nil):
 					// a read-ahead the loop never makes: its panic must not become the outcome
 					t.Fatalf("%+v panic at call %d (a read the loop never makes): returned=%v panic=%v", cfg, k, res.returned, res.p)
-				case fired && !goexit && loopReads[r.atK] && res.p != fmt.Sprintf("read call %d", k):
+				case fired && !goexit && loopReads[atK] && res.p != fmt.Sprintf("read call %d", k):
 					t.Fatalf("%+v panic at call %d: recovered %#v", cfg, k, res.p)
 				}
 				goleak.VerifyNone(t)
@@ -500,19 +457,9 @@ func TestApplierFaultWhileHoldingBig(t *testing.T) {
 	}
 }
 
-// cancelAtCall cancels a context at read call K.
-type cancelAtCall struct {
-	b      []byte
-	K      int64
-	cancel context.CancelFunc
-	calls  atomic.Int64
-}
-
-func (r *cancelAtCall) ReadAt(p []byte, off int64) (int, error) {
-	if r.calls.Add(1) == r.K {
-		r.cancel()
-	}
-	return bytes.NewReader(r.b).ReadAt(p, off)
+// cancelOnCall is a reader over b that calls cancel at read call k, then reads.
+func cancelOnCall(b []byte, k int64, cancel context.CancelFunc) *faults.Reader {
+	return faults.Bytes(b, faults.OnCall(k).Do(func(faults.Call) { cancel() }))
 }
 
 // TestCancelAtEveryReadCall: a cancellation at any read call (also while a worker waits in
@@ -525,7 +472,7 @@ func TestCancelAtEveryReadCall(t *testing.T) {
 		for _, cfg := range []pipeline.Config{{Parallelism: 1, ReadSize: rs}, {Parallelism: 3, Depth: 2, ReadSize: rs}, {Parallelism: 8, Depth: 10, ReadSize: rs}} {
 			for k := int64(1); k < 200; k += 3 {
 				ctx, cancel := context.WithCancel(context.Background())
-				r := &cancelAtCall{b: l.Bytes, K: k, cancel: cancel}
+				r := cancelOnCall(l.Bytes, k, cancel)
 				st, stats, err := runL(ctx, int64(len(l.Bytes)), layout, r, cfg, apply.Discard)
 				cancel()
 				what := fmt.Sprintf("%v %+v cancel at call %d", layout, cfg, k)
@@ -535,7 +482,7 @@ func TestCancelAtEveryReadCall(t *testing.T) {
 				if err == nil && st.Stats.Records != int64(len(l.Offsets)) {
 					t.Fatalf("%s: no error after %d records", what, st.Stats.Records)
 				}
-				if r.calls.Load() < k && err != nil {
+				if r.Calls() < k && err != nil {
 					t.Fatalf("%s: canceled though the cancel never fired: %v", what, err)
 				}
 				settled(t, what, stats)
@@ -583,34 +530,6 @@ func TestConcurrentRecoveriesStayApart(t *testing.T) {
 	}
 }
 
-// gatedPanicReader panics at the first read that touches an offset >= At, after closing
-// reached, so that a test can hold the Applier until the read-ahead got there.
-type gatedPanicReader struct {
-	b       []byte
-	At      int64
-	goexit  bool
-	gate    int64 // if > 0, the read at this offset waits until the fault fired (or 5 s)
-	once    sync.Once
-	reached chan struct{}
-}
-
-func (r *gatedPanicReader) ReadAt(p []byte, off int64) (int, error) {
-	if r.gate > 0 && off == r.gate {
-		select {
-		case <-r.reached:
-		case <-time.After(5 * time.Second): // not reached: the test cannot fail
-		}
-	}
-	if off+int64(len(p)) > r.At {
-		r.once.Do(func() { close(r.reached) })
-		if r.goexit {
-			runtime.Goexit()
-		}
-		panic("read-ahead fault")
-	}
-	return bytes.NewReader(r.b).ReadAt(p, off)
-}
-
 // TestBug_ReadAheadFaultOverridesDecision: the stream is decided in chunk 0 (the Applier fails
 // on record 0, or record 1 is larger than the maximum record size); the sequential loop never
 // reads past chunk 1 and returns that decision. The parallel pipeline reads ahead; a panic (or
@@ -647,10 +566,17 @@ func TestReadAheadFaultKeepsDecision(t *testing.T) {
 				name := fmt.Sprintf("%s/goexit=%v/par=%d", c.name, goexit, cfg.Parallelism)
 				t.Run(name, func(t *testing.T) {
 					cfg.MaxRecord = c.max
-					r := &gatedPanicReader{b: c.data, At: c.at, goexit: goexit, reached: make(chan struct{})}
-					if !c.fail && cfg.Parallelism > 1 {
-						r.gate = format.LayoutV1.FirstRecord() // chunk 0's read waits for the read-ahead
+					// The first read that touches a byte at or past c.at panics (or Goexits).
+					fault := faults.Past(c.at).Panic("read-ahead fault")
+					if goexit {
+						fault = faults.Past(c.at).Goexit()
 					}
+					rules := []*faults.Rule{fault}
+					if !c.fail && cfg.Parallelism > 1 { // chunk 0's read waits for the read-ahead's fault
+						// (or 5 s: if it never comes, the test cannot fail)
+						rules = append([]*faults.Rule{faults.StartingAt(format.LayoutV1.FirstRecord()).Await(fault.Fired(), 5*time.Second, nil)}, rules...)
+					}
+					r := faults.Bytes(c.data, rules...)
 					out := make(chan string, 1)
 					go func() {
 						res := "goexit"
@@ -663,7 +589,7 @@ func TestReadAheadFaultKeepsDecision(t *testing.T) {
 						_, _, err := runL(context.Background(), int64(len(c.data)), format.LayoutV1, r, cfg, apply.Func(func(rec apply.Record) error {
 							if rec.Offset == l.Offsets[0] && cfg.Parallelism > 1 {
 								select { // hold record 0 until the read-ahead faulted
-								case <-r.reached:
+								case <-fault.Fired():
 									time.Sleep(10 * time.Millisecond) // let the fault stop the run
 								case <-time.After(5 * time.Second): // not reached: the test cannot fail
 								}
@@ -717,28 +643,7 @@ func TestRunRefusesSizeBeforeFirstRecord(t *testing.T) {
 	}
 }
 
-var (
-	_       io.ReaderAt = overlapFail{}
-	errBoom             = errors.New("boom")
-)
-
-// rereadReader returns the file's bytes, except that a read starting exactly at offset At (the
-// carver's second read of a straddling record, header included) sees the record's length
-// field raised by Delta: storage that returns different bytes on a re-read, or a file
-// overwritten during recovery.
-type rereadReader struct {
-	b     []byte
-	At    int64
-	Delta uint32
-}
-
-func (r rereadReader) ReadAt(p []byte, off int64) (int, error) {
-	n, err := bytes.NewReader(r.b).ReadAt(p, off)
-	if off == r.At && n >= 4 {
-		binary.BigEndian.PutUint32(p, binary.BigEndian.Uint32(p)+r.Delta)
-	}
-	return n, err
-}
+var errBoom = errors.New("boom")
 
 // TestStraddlerReadDifferentlyIsIOError: the carver validates a straddling record's header,
 // then reads the record again, header included; the walk trusts the length in that second
@@ -780,7 +685,14 @@ func TestStraddlerReadDifferentlyIsIOError(t *testing.T) {
 							t.Fatalf("panic: %v", p)
 						}
 					}()
-					r := rereadReader{b: l.Bytes, At: at, Delta: 1000}
+					// A read that starts exactly at the straddler (the carver's second read of it,
+					// header included) sees its length field raised by 1000: storage that returns
+					// different bytes on a re-read, or a file overwritten during recovery.
+					r := faults.Bytes(l.Bytes, faults.StartingAt(at).Corrupt(func(b []byte, _ faults.Call) {
+						if len(b) >= 4 {
+							binary.BigEndian.PutUint32(b, binary.BigEndian.Uint32(b)+1000)
+						}
+					}))
 					_, stats, err := runL(context.Background(), int64(len(l.Bytes)), layout, r, pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
 					if walerr.CodeOf(err) == "" {
 						t.Fatalf("want a typed error for a record that changed between two reads, got %v", err)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,37 +14,10 @@ import (
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/apply"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/faults"
 	"github.com/streamwal/recovery/internal/testlog"
 	"github.com/streamwal/recovery/pipeline"
 )
-
-// heldReader holds every read that starts before release is closed (it tells entered about
-// each), and records every read that starts once canceled is set, with its time since then.
-type heldReader struct {
-	b        []byte
-	entered  chan struct{}
-	release  chan struct{}
-	canceled atomic.Bool
-	at       time.Time // when canceled was set
-
-	mu    sync.Mutex
-	after []string // the reads that started after the cancel
-}
-
-func newHeldReader(b []byte) *heldReader {
-	return &heldReader{b: b, entered: make(chan struct{}, 1<<16), release: make(chan struct{})}
-}
-
-func (r *heldReader) ReadAt(p []byte, off int64) (int, error) {
-	if r.canceled.Load() {
-		r.mu.Lock()
-		r.after = append(r.after, fmt.Sprintf("%d bytes at %d, %v after the cancel", len(p), off, time.Since(r.at)))
-		r.mu.Unlock()
-	}
-	r.entered <- struct{}{}
-	<-r.release
-	return bytes.NewReader(r.b).ReadAt(p, off)
-}
 
 // TestNoReadStartsAfterCancel: once the context is done, no read starts: not the carver's read
 // of a header that crosses its chunk's end, not its read of a record that runs past it, not a
@@ -83,7 +55,14 @@ func TestNoReadStartsAfterCancel(t *testing.T) {
 	}{{"straddle", straddle.Bytes}, {"header", header.Bytes}, {"torn", torn.Bytes}} {
 		for _, cfg := range []pipeline.Config{{Parallelism: 1, Depth: 1, ReadSize: rs}, {Parallelism: 4, Depth: 7, ReadSize: rs}} {
 			t.Run(fmt.Sprintf("%s/par=%d", c.name, cfg.Parallelism), func(t *testing.T) {
-				r := newHeldReader(c.data)
+				// Every read is held until the gate is released (entered is told of each); those
+				// that begin once canceled is set are recorded.
+				var canceled atomic.Bool
+				entered := make(chan struct{}, 1<<16)
+				gate := faults.NewGate()
+				defer gate.Release()
+				r := faults.Bytes(c.data, faults.When(canceled.Load).Record(),
+					faults.Always().Do(func(faults.Call) { entered <- struct{}{} }).Stall(gate.C()))
 				chunks := (int64(len(c.data)) - 8 + rs - 1) / rs
 				inFlight := int(min(int64(cfg.Parallelism), chunks)) // every worker is inside a read
 				ctx, cancel := context.WithCancel(context.Background())
@@ -98,12 +77,12 @@ func TestNoReadStartsAfterCancel(t *testing.T) {
 					done <- result{err, stats}
 				}()
 				for range inFlight {
-					<-r.entered
+					<-entered
 				}
 				cancel()
-				r.at = time.Now()
-				r.canceled.Store(true)
-				close(r.release)
+				at := time.Now()
+				canceled.Store(true)
+				gate.Release()
 				var res result
 				select {
 				case res = <-done:
@@ -111,8 +90,12 @@ func TestNoReadStartsAfterCancel(t *testing.T) {
 					t.Fatal("Run did not return after the cancel")
 				}
 				goleak.VerifyNone(t) // every read has returned: nothing more can start
-				if len(r.after) > 0 {
-					t.Fatalf("%d read(s) started after the cancel: %v", len(r.after), r.after)
+				if after := r.Log(); len(after) > 0 {
+					var reads []string
+					for _, c := range after {
+						reads = append(reads, fmt.Sprintf("%d bytes at %d, %v after the cancel", c.Len, c.Off, c.At.Sub(at)))
+					}
+					t.Fatalf("%d read(s) started after the cancel: %v", len(after), reads)
 				}
 				if !errors.Is(res.err, context.Canceled) || !errors.Is(res.err, recovery.ErrCanceled) {
 					t.Fatalf("want CANCELED, got %v", res.err)

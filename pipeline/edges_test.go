@@ -19,21 +19,14 @@ import (
 	"github.com/streamwal/recovery/apply"
 	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/faults"
 	"github.com/streamwal/recovery/internal/testlog"
 	"github.com/streamwal/recovery/pipeline"
 )
 
-// panicReader panics in ReadAt from offset At on.
-type panicReader struct {
-	b  []byte
-	At int64
-}
-
-func (r *panicReader) ReadAt(p []byte, off int64) (int, error) {
-	if off+int64(len(p)) > r.At {
-		panic(fmt.Sprintf("disk on fire at %d", off))
-	}
-	return bytes.NewReader(r.b).ReadAt(p, off)
+// diskOnFire is a reader over b whose every read of a byte at or past at panics.
+func diskOnFire(b []byte, at int64) *faults.Reader {
+	return faults.Bytes(b, faults.Past(at).Panic("disk on fire"))
 }
 
 // TestReaderPanicReachesTheCaller: a panic in the caller's ReadAt comes back on the caller's
@@ -45,9 +38,9 @@ func TestReaderPanicReachesTheCaller(t *testing.T) {
 			var got any
 			func() {
 				defer func() { got = panicValue(recover()) }()
-				run(context.Background(), bigLog.Bytes, &panicReader{b: bigLog.Bytes, At: 20 << 10}, cfg, apply.Discard)
+				run(context.Background(), bigLog.Bytes, diskOnFire(bigLog.Bytes, 20<<10), cfg, apply.Discard)
 			}()
-			if s, ok := got.(string); !ok || len(s) < 12 || s[:12] != "disk on fire" {
+			if got != "disk on fire" {
 				t.Fatalf("want the reader's panic, got %#v", got)
 			}
 			goleak.VerifyNone(t)
@@ -74,7 +67,7 @@ func TestGoexitDoesNotHang(t *testing.T) {
 						return nil
 					})
 					if where == "reader" {
-						r, app = goexitReader{bigLog.Bytes}, apply.Discard
+						r, app = faults.Bytes(bigLog.Bytes, faults.StartingFrom(30<<10+1).Goexit()), apply.Discard
 					}
 					run(context.Background(), bigLog.Bytes, r, cfg, app)
 					returned = true
@@ -91,15 +84,6 @@ func TestGoexitDoesNotHang(t *testing.T) {
 			})
 		}
 	}
-}
-
-type goexitReader struct{ b []byte }
-
-func (r goexitReader) ReadAt(p []byte, off int64) (int, error) {
-	if off > 30<<10 {
-		runtime.Goexit()
-	}
-	return bytes.NewReader(r.b).ReadAt(p, off)
 }
 
 // TestApplierContextErrorIsTheSameEverywhere: an Applier that returns context.Canceled (its
@@ -155,29 +139,16 @@ func TestPayloadCannotReachTheNextRecord(t *testing.T) {
 	}
 }
 
-// fullWithError returns every byte asked for, zeros past At, together with an I/O error.
-type fullWithError struct {
-	b  []byte
-	At int64
-}
-
 var errEIO = errors.New("EIO")
-
-func (r fullWithError) ReadAt(p []byte, off int64) (int, error) {
-	n, err := bytes.NewReader(r.b).ReadAt(p, off)
-	if off+int64(len(p)) > r.At {
-		clear(p[max(0, r.At-off):])
-		return len(p), errEIO
-	}
-	return n, err
-}
 
 // TestFullReadWithErrorIsNotGood: a read that fills the buffer but reports an error is an I/O
 // error, never a reason to cut (before: zeros came back with EIO and the tail was cut).
 func TestFullReadWithErrorIsNotGood(t *testing.T) {
 	for _, cfg := range configs {
 		t.Run(cfgName(cfg), func(t *testing.T) {
-			st, stats, err := run(context.Background(), bigLog.Bytes, fullWithError{bigLog.Bytes, int64(len(bigLog.Bytes)) - 100}, cfg, apply.Discard)
+			// Every read of the last 100 bytes returns zeros, a full count and EIO.
+			r := faults.Bytes(bigLog.Bytes, faults.Past(int64(len(bigLog.Bytes))-100).Lie(errEIO))
+			st, stats, err := run(context.Background(), bigLog.Bytes, r, cfg, apply.Discard)
 			if !errors.Is(err, recovery.ErrIO) || !errors.Is(err, errEIO) || st.Truncation != nil {
 				t.Fatalf("%+v: want IO_ERROR and no cut, got %v, cut %v", cfg, err, st.Truncation)
 			}
@@ -217,21 +188,6 @@ func TestTinyReadSizes(t *testing.T) {
 	}
 }
 
-// slowReader sleeps before every read and counts the bytes asked for after cancel.
-type slowReader struct {
-	b         []byte
-	canceled  *atomic.Bool
-	afterRead atomic.Int64
-}
-
-func (r *slowReader) ReadAt(p []byte, off int64) (int, error) {
-	time.Sleep(200 * time.Microsecond)
-	if r.canceled.Load() {
-		r.afterRead.Add(int64(len(p)))
-	}
-	return bytes.NewReader(r.b).ReadAt(p, off)
-}
-
 // TestCancelDuringLargeLegacyRecord: cancelling while the source streams the CRC of a legacy
 // record larger than a read stops it promptly: it reads at most a few more chunks, not the
 // rest of the 8 MiB record (before, the stream ignored the context).
@@ -240,7 +196,8 @@ func TestCancelDuringLargeLegacyRecord(t *testing.T) {
 	l := testlog.Build(format.LayoutLegacy, format.AppendSet(nil, []byte("a"), []byte("b")), big)
 	for _, par := range []int{1, 2, 4} {
 		var canceled atomic.Bool
-		r := &slowReader{b: l.Bytes, canceled: &canceled}
+		// Every read sleeps 200 µs first; those that end their sleep after the cancel are kept.
+		r := faults.Bytes(l.Bytes, faults.Always().Delay(200*time.Microsecond), faults.When(canceled.Load).Record())
 		ctx, cancel := context.WithCancel(context.Background())
 		stopped := make(chan struct{})
 		go func() {
@@ -256,7 +213,11 @@ func TestCancelDuringLargeLegacyRecord(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("par %d: want a cancellation, got %v", par, err)
 		}
-		if after := r.afterRead.Load(); after > int64(par+4)*(4<<10) {
+		after := 0
+		for _, c := range r.Log() {
+			after += c.Len
+		}
+		if after > (par+4)*(4<<10) {
 			t.Fatalf("par %d: %d bytes read after the cancel", par, after)
 		}
 		goleak.VerifyNone(t)

@@ -19,9 +19,9 @@ func TestPanicCarriesItsStack(t *testing.T) {
 	for _, cfg := range configs {
 		t.Run(fmt.Sprintf("reader/par=%d", cfg.Parallelism), func(t *testing.T) {
 			p := recovered(func() {
-				run(context.Background(), bigLog.Bytes, &panicReader{b: bigLog.Bytes, At: 20 << 10}, cfg, apply.Discard)
+				run(context.Background(), bigLog.Bytes, diskOnFire(bigLog.Bytes, 20<<10), cfg, apply.Discard)
 			})
-			if !strings.HasPrefix(fmt.Sprint(p.Value), "disk on fire") || !strings.Contains(string(p.Stack), "panicReader).ReadAt") {
+			if p.Value != "disk on fire" || !strings.Contains(string(p.Stack), "faults.(*Reader).ReadAt") {
 				t.Fatalf("value %v, stack:\n%s", p.Value, p.Stack)
 			}
 		})

@@ -14,6 +14,7 @@ import (
 	"github.com/streamwal/recovery/bufpool"
 	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/faults"
 	"github.com/streamwal/recovery/internal/testlog"
 	"github.com/streamwal/recovery/pipeline"
 )
@@ -108,11 +109,11 @@ func TestReadFailsAtCallK(t *testing.T) {
 	for _, cfg := range configs {
 		t.Run(cfgName(cfg), func(t *testing.T) {
 			for _, k := range []int64{1, 2, 30} {
-				r := &testlog.Reader{B: bigLog.Bytes, FailAt: k}
-				_, stats, err := run(context.Background(), bigLog.Bytes, r, cfg, apply.Discard)
+				fault := faults.OnCall(k).Fail(faults.ErrInjected)
+				_, stats, err := run(context.Background(), bigLog.Bytes, faults.Bytes(bigLog.Bytes, fault), cfg, apply.Discard)
 				what := fmt.Sprintf("%+v read fails at call %d", cfg, k)
-				if !errors.Is(err, testlog.ErrInjected) || !errors.Is(err, recovery.ErrIO) || r.Fired.Load() != 1 {
-					t.Fatalf("%s: err=%v fired=%d", what, err, r.Fired.Load())
+				if !errors.Is(err, faults.ErrInjected) || !errors.Is(err, recovery.ErrIO) || fault.Count() != 1 {
+					t.Fatalf("%s: err=%v fired=%d", what, err, fault.Count())
 				}
 				settled(t, what, stats)
 			}
@@ -129,7 +130,7 @@ func TestEarlyDamageBeforeReadFault(t *testing.T) {
 	data[bigLog.Offsets[3]+format.V1HeaderSize] ^= 1
 	for _, cfg := range configs {
 		t.Run(cfgName(cfg), func(t *testing.T) {
-			r := &testlog.Reader{B: data, FailFrom: 8 << 10}
+			r := faults.Bytes(data, faults.StartingFrom(8<<10).Fail(faults.ErrInjected))
 			st, stats, err := run(context.Background(), data, r, cfg, apply.Discard)
 			what := fmt.Sprintf("%+v bad record 3, read fault past 8 KiB", cfg)
 			if !errors.Is(err, recovery.ErrCorruptWAL) || st.Stats.Records != 3 {

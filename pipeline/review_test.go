@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -25,31 +24,16 @@ import (
 	"github.com/streamwal/recovery/apply"
 	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/faults"
 	"github.com/streamwal/recovery/pipeline"
 	"github.com/streamwal/recovery/tests/oracle"
 	"github.com/streamwal/recovery/walerr"
 )
 
-// dribbleReader delivers a pseudo-random number of bytes (at least one) of every read with a
-// nil error, as io.ReaderAt allows only with an error but some readers do anyway; a read that
-// reaches the end of the file reports io.EOF with its last bytes (allowed: n == len(p) with
-// io.EOF is a full read). The count is a hash of the read, so every goroutine sees the same
-// behaviour for the same read and a failure reproduces.
-type dribbleReader struct{ b []byte }
-
-func (r dribbleReader) ReadAt(p []byte, off int64) (int, error) {
-	if off >= int64(len(r.b)) {
-		return 0, io.EOF
-	}
-	h := uint64(off)*0x9E3779B97F4A7C15 ^ uint64(len(p))*0xBF58476D1CE4E5B9
-	h ^= h >> 29
-	want := 1 + int(h%uint64(max(1, len(p))))
-	n := copy(p[:want], r.b[off:])
-	if off+int64(n) == int64(len(r.b)) {
-		return n, io.EOF
-	}
-	return n, nil
-}
+// dribbling is a reader over b that delivers a pseudo-random number of bytes (at least one) of
+// every read with a nil error, as io.ReaderAt allows only with an error but some readers do
+// anyway, the same for the same read on every goroutine (faults.Rule.Dribble).
+func dribbling(b []byte) *faults.Reader { return faults.Bytes(b, faults.Always().Dribble()) }
 
 // fullResult is everything a run decides, for comparisons between configurations.
 type fullResult struct {
@@ -197,7 +181,7 @@ func TestPreparedDribbledReadsEqualSequential(t *testing.T) {
 						for _, dribble := range []bool{false, true} {
 							var r readerAt = bytes.NewReader(data)
 							if dribble {
-								r = dribbleReader{data}
+								r = dribbling(data)
 							}
 							cfg := pipeline.Config{Parallelism: pd.p, Depth: pd.d, ReadSize: rs, MaxRecord: maxRec}
 							if g := runFull(t, data, layout, r, cfg); g != ref {
@@ -240,19 +224,6 @@ func TestRunRefusesReadSizePastTheOffsets(t *testing.T) {
 	}
 }
 
-// panicAt panics, with a value that names only the byte, in every read that touches byte X.
-type panicAt struct {
-	b []byte
-	X int64
-}
-
-func (r panicAt) ReadAt(p []byte, off int64) (int, error) {
-	if off <= r.X && r.X < off+int64(len(p)) {
-		panic(fmt.Sprintf("byte %d unreadable", r.X))
-	}
-	return bytes.NewReader(r.b).ReadAt(p, off)
-}
-
 // outcomeOf runs cfg over r and says what came back: the panic's value, or the decision.
 func outcomeOf(t *testing.T, data []byte, layout format.Layout, r readerAt, cfg pipeline.Config) (out string) {
 	t.Helper()
@@ -279,7 +250,7 @@ func TestReaderPanicByOffsetSameEverywhere(t *testing.T) {
 		data[l.Offsets[15]+int64(layout.HeaderSize())+3] ^= 0x10 // a payload flip: damage, then the search
 		kinds := map[bool]int{}
 		for x := layout.FirstRecord(); x < int64(len(data)); x += 211 {
-			r := panicAt{data, x}
+			r := faults.Bytes(data, faults.Touching(x).Panic(fmt.Sprintf("byte %d unreadable", x))) // every read of byte x
 			ref := outcomeOf(t, data, layout, r, pipeline.Config{Parallelism: 1, ReadSize: rs})
 			kinds[len(ref) > 6 && ref[:6] == "panic:"]++
 			for _, cfg := range []pipeline.Config{{Parallelism: 2, Depth: 2, ReadSize: rs}, {Parallelism: 3, Depth: 7, ReadSize: rs}, {Parallelism: 8, Depth: 16, ReadSize: rs}} {
@@ -325,7 +296,7 @@ func FuzzTinyReads(f *testing.F) {
 			t.Fatalf("sequential %v, %s", ref, diff)
 		}
 		cfg := pipeline.Config{Parallelism: 1 + int(par%8), Depth: 2 + int(par/8), ReadSize: 1 + int(readSize), MaxRecord: max}
-		for _, r := range []readerAt{bytes.NewReader(data), dribbleReader{data}} {
+		for _, r := range []readerAt{bytes.NewReader(data), dribbling(data)} {
 			if g := runFull(t, data, pre.Layout, r, cfg); g != ref {
 				t.Fatalf("%+v (%T):\n got  %v\n want %v", cfg, r, g, ref)
 			}
@@ -350,7 +321,7 @@ func TestCancelAmidTinyChunks(t *testing.T) {
 			var r readerAt = bytes.NewReader(data)
 			var app apply.Applier = apply.Discard
 			if i%2 == 0 {
-				r = &cancelAtCall{b: data, K: k, cancel: cancel}
+				r = cancelOnCall(data, k, cancel)
 			} else {
 				n := int64(0)
 				app = apply.Func(func(apply.Record) error {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,39 +13,10 @@ import (
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/apply"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/faults"
 	"github.com/streamwal/recovery/internal/testlog"
 	"github.com/streamwal/recovery/pipeline"
 )
-
-// stallReader stalls every read that touches a byte at or past From until release is closed
-// (the test closes it only after Run has returned); stalled is closed when the first one
-// starts, and stalls receives the length of each one that does.
-type stallReader struct {
-	b        []byte
-	From     int64
-	release  chan struct{}
-	released sync.Once
-	once     sync.Once
-	stalled  chan struct{}
-	stalls   chan int
-}
-
-// Release lets the stalled reads finish (once; deferred too, so that a failing test leaves
-// no goroutine behind).
-func (r *stallReader) Release() { r.released.Do(func() { close(r.release) }) }
-
-func newStallReader(b []byte, from int64) *stallReader {
-	return &stallReader{b: b, From: from, release: make(chan struct{}), stalled: make(chan struct{}), stalls: make(chan int, 1<<16)}
-}
-
-func (r *stallReader) ReadAt(p []byte, off int64) (int, error) {
-	if off+int64(len(p)) > r.From {
-		r.once.Do(func() { close(r.stalled) })
-		r.stalls <- len(p)
-		<-r.release
-	}
-	return bytes.NewReader(r.b).ReadAt(p, off)
-}
 
 // damagedAt354 is a log of small records whose record at offset 354 fails its CRC, followed
 // by good records (evidence of later writes: CORRUPT_WAL at 354), 128 KiB in all.
@@ -87,14 +57,18 @@ func TestDecisionDoesNotWaitForReadAhead(t *testing.T) {
 	}
 	for _, cfg := range []pipeline.Config{{Parallelism: 2, Depth: 17, ReadSize: 4 << 10}, {Parallelism: 8, Depth: 16, ReadSize: 4 << 10}} {
 		t.Run(fmt.Sprintf("par=%d", cfg.Parallelism), func(t *testing.T) {
-			r := newStallReader(data, 64<<10)
-			defer r.Release()
+			// Every read of a byte past 64 KiB stalls until the gate is released (deferred too, so
+			// that a failing test leaves no read stalled).
+			gate := faults.NewGate()
+			defer gate.Release()
+			stall := faults.Past(64 << 10).Stall(gate.C())
+			r := faults.Bytes(data, stall)
 			first := true
 			app := apply.Func(func(apply.Record) error {
 				if first { // hold the decision until read-ahead has stalled
 					first = false
 					select {
-					case <-r.stalled:
+					case <-stall.Fired():
 					case <-time.After(time.Minute):
 						return errors.New("setup: no read-ahead reached 64 KiB")
 					}
@@ -128,7 +102,7 @@ func TestDecisionDoesNotWaitForReadAhead(t *testing.T) {
 			if err != nil || st.Stats.Records != int64(len(other.Offsets)) {
 				t.Fatalf("a recovery beside the straggler: %v after %d records", err, st.Stats.Records)
 			}
-			r.Release()
+			gate.Release()
 			goleak.VerifyNone(t)
 		})
 	}
@@ -146,8 +120,12 @@ func TestContextEndsAStalledDecision(t *testing.T) {
 	for _, how := range []string{"cancel", "deadline"} {
 		for _, cfg := range []pipeline.Config{{Parallelism: 2, Depth: 4, ReadSize: 4 << 10}, {Parallelism: 8, Depth: 16, ReadSize: 4 << 10}} {
 			t.Run(fmt.Sprintf("%s/par=%d", how, cfg.Parallelism), func(t *testing.T) {
-				r := newStallReader(data, 64<<10)
-				defer r.Release()
+				// Every read of a byte past 64 KiB stalls until the gate is released; stalls gets
+				// the length of each.
+				gate := faults.NewGate()
+				defer gate.Release()
+				stalls := make(chan int, 1<<16)
+				r := faults.Bytes(data, faults.Past(64<<10).Do(func(c faults.Call) { stalls <- c.Len }).Stall(gate.C()))
 				quit := make(chan struct{})
 				defer close(quit)
 				var ctx context.Context
@@ -161,7 +139,7 @@ func TestContextEndsAStalledDecision(t *testing.T) {
 					go func() { // cancel once the search's own read (longer than a chunk's) stalls
 						for {
 							select {
-							case n := <-r.stalls:
+							case n := <-stalls:
 								if n > cfg.ReadSize {
 									cancel()
 									return
@@ -192,7 +170,7 @@ func TestContextEndsAStalledDecision(t *testing.T) {
 				if stats.Out > stats.Stragglers || how == "cancel" && stats.Stragglers < 1 {
 					t.Fatalf("%d buffer(s) out, %d straggler(s): want at most one each, and in the search's stalled read at least the applier", stats.Out, stats.Stragglers)
 				}
-				r.Release()
+				gate.Release()
 				goleak.VerifyNone(t)
 			})
 		}
