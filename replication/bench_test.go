@@ -37,8 +37,11 @@ import (
 //
 // Reported per install: MB/s of snapshot, peak-MiB (VmHWM), store-MiB (resident after the
 // install, once garbage is collected: the store itself and the runtime), over-store-MiB (peak
-// minus that: what the install needed on top of the store) and heap-peak-MiB (Go heap objects,
-// sampled every 2 ms). The data (the source database, the snapshot, the installed copy: about
+// minus that), open-peak-MiB (the peak of a plain open of the installed database, measured in
+// the same child afterwards: the store with the location index the database's open builds
+// while it loads, what a restart of the node costs), over-open-MiB (the install's peak minus
+// the open's: what installing a snapshot needs beyond opening its database) and heap-peak-MiB
+// (Go heap objects, sampled every 2 ms). The data (the source database, the snapshot, the installed copy: about
 // three times the size) lives in a temporary directory, removed at the end.
 func BenchmarkInstallSnapshot(b *testing.B) {
 	sizes := []int64{256 << 20}
@@ -67,6 +70,8 @@ func BenchmarkInstallSnapshot(b *testing.B) {
 				b.ReportMetric(mib(last.PeakRSS), "peak-MiB")
 				b.ReportMetric(mib(last.StoreRSS), "store-MiB")
 				b.ReportMetric(mib(last.PeakRSS-last.StoreRSS), "over-store-MiB")
+				b.ReportMetric(mib(last.OpenPeakRSS), "open-peak-MiB")
+				b.ReportMetric(mib(last.PeakRSS-last.OpenPeakRSS), "over-open-MiB")
 				b.ReportMetric(mib(last.PeakHeap), "heap-peak-MiB")
 				b.ReportMetric(float64(last.Restore)/1e9, "install-s")
 			})
@@ -149,6 +154,9 @@ type childReport struct {
 	PeakRSS  int64         // VmHWM
 	StoreRSS int64         // VmRSS after the install, garbage collected and returned
 	PeakHeap int64         // sampled /memory/classes/heap/objects:bytes
+	// OpenPeakRSS is the peak RSS of a plain open of the installed database, in the same
+	// process after the install's memory was returned (VmHWM reset through clear_refs).
+	OpenPeakRSS int64
 	Applied  uint64
 }
 
@@ -218,6 +226,25 @@ func helperMain() int {
 		debug.FreeOSMemory()
 		rep := childReport{Restore: elapsed, PeakRSS: procStatus("VmHWM"), StoreRSS: procStatus("VmRSS"),
 			PeakHeap: peakHeap.Load(), Applied: f.AppliedIndex()}
+		// What a plain open of the installed database takes (a node's restart): the store
+		// and the index the database's open builds beside it while it loads.
+		if err := f.Close(); err != nil {
+			return err
+		}
+		runtime.GC()
+		debug.FreeOSMemory()
+		if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil { // VmHWM := VmRSS
+			return fmt.Errorf("reset the peak RSS: %w", err)
+		}
+		g, err := OpenFSM(target, FSMOptions{CompactMinBytes: -1, Logger: hclog.NewNullLogger()})
+		if err != nil {
+			return err
+		}
+		rep.OpenPeakRSS = procStatus("VmHWM")
+		if g.AppliedIndex() != rep.Applied {
+			return fmt.Errorf("reopened at %d, installed at %d", g.AppliedIndex(), rep.Applied)
+		}
+		g.Close()
 		return json.NewEncoder(os.Stdout).Encode(rep)
 	}(); err != nil {
 		fmt.Fprintln(os.Stderr, "install child:", err)
