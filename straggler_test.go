@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,35 +12,17 @@ import (
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/faults"
 	"github.com/streamwal/recovery/internal/testlog"
 )
 
-// chunkStaller is a MemFile whose chunk reads (exactly readSize bytes) after the first chunk
-// stall until release is closed; the first chunk's read waits until one of them has started
-// (stalled), so that read-ahead is under way before anything is decided.
-type chunkStaller struct {
+// stalledFile is a MemFile whose reads go through r.
+type stalledFile struct {
 	*testlog.MemFile
-	readSize int
-	release  chan struct{}
-	once     sync.Once
-	stalled  chan struct{}
+	r *faults.Reader
 }
 
-func (f *chunkStaller) ReadAt(p []byte, off int64) (int, error) {
-	switch {
-	case len(p) != f.readSize: // the carver's and the classification's reads
-	case off == format.FileHeaderSize: // chunk 0
-		select {
-		case <-f.stalled:
-		case <-time.After(time.Minute):
-			return 0, errors.New("setup: no read-ahead started")
-		}
-	default:
-		f.once.Do(func() { close(f.stalled) })
-		<-f.release
-	}
-	return f.MemFile.ReadAt(p, off)
-}
+func (f stalledFile) ReadAt(p []byte, off int64) (int, error) { return f.r.ReadAt(p, off) }
 
 // TestRecoverCutsBesideAStalledRead: a damaged header at offset 354 followed by zeros is a
 // damaged tail, decided in the first chunk; read-ahead of the later chunks stalls. Recover
@@ -61,10 +42,17 @@ func TestRecoverCutsBesideAStalledRead(t *testing.T) {
 	data[at+4] ^= 0xFF                   // its self-checksum fails
 	clear(data[at+format.V1HeaderSize:]) // and nothing but zeros follows: a damaged tail
 	const rs = 4 << 10
-	f := &chunkStaller{MemFile: testlog.NewMemFile(data), readSize: rs, release: make(chan struct{}), stalled: make(chan struct{})}
-	var releaseOnce sync.Once
-	release := func() { releaseOnce.Do(func() { close(f.release) }) }
-	defer release()
+	// The chunk reads (exactly rs bytes; not the carver's or the classification's) after the
+	// first chunk stall until the gate is released; the first chunk's read waits until one of
+	// them has begun, so that read-ahead is under way before anything is decided.
+	gate := faults.NewGate()
+	defer gate.Release()
+	isChunk := func(c faults.Call) bool { return c.Len == rs }
+	stall := faults.Where(func(c faults.Call) bool { return isChunk(c) && c.Off != format.FileHeaderSize }).Stall(gate.C())
+	chunk0 := faults.Where(func(c faults.Call) bool { return isChunk(c) && c.Off == format.FileHeaderSize }).
+		Await(stall.Fired(), time.Minute, errors.New("setup: no read-ahead started"))
+	mem := testlog.NewMemFile(data)
+	f := stalledFile{mem, faults.New(mem, chunk0, stall)}
 	type result struct {
 		res recovery.Result
 		err error
@@ -86,9 +74,9 @@ func TestRecoverCutsBesideAStalledRead(t *testing.T) {
 	if n := f.Size(); n != at {
 		t.Fatalf("the file is %d bytes after the cut, want %d", n, at)
 	}
-	release()
+	gate.Release()
 	goleak.VerifyNone(t)
-	if n := f.Size(); n != at || f.Truncates != 1 {
+	if n := f.Size(); n != at || mem.Truncates != 1 {
 		t.Fatalf("after the stalled reads returned: %d bytes, %d cuts", n, f.Truncates)
 	}
 }

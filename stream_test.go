@@ -15,6 +15,7 @@ import (
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/faults"
 	"github.com/streamwal/recovery/internal/testlog"
 )
 
@@ -165,36 +166,22 @@ func TestStreamOfEmptyAndShortInputs(t *testing.T) {
 	}
 }
 
-// stallReader delivers its bytes, then blocks in Read until released.
-type stallReader struct {
-	b       []byte
-	stalled chan struct{} // closed when a Read blocks
-	release chan struct{}
-}
-
-func (s *stallReader) Read(p []byte) (int, error) {
-	if len(s.b) > 0 {
-		n := copy(p, s.b)
-		s.b = s.b[n:]
-		return n, nil
-	}
-	close(s.stalled)
-	<-s.release
-	return 0, io.EOF
-}
-
 // A canceled recovery of a stream whose reader blocks returns CANCELED at once; the source,
 // left in the Read, exits when the Read returns and leaves nothing behind.
 func TestStreamCancelWhileTheReaderBlocks(t *testing.T) {
 	l := testlog.RandomLog(3, format.LayoutV1, 50, 4, 1000)
-	r := &stallReader{b: l.Bytes, stalled: make(chan struct{}), release: make(chan struct{})}
+	// The stream delivers the log, then its next Read blocks until the gate is released.
+	gate := faults.NewGate()
+	defer gate.Release()
+	stall := faults.StartingFrom(int64(len(l.Bytes))).Stall(gate.C())
+	r := faults.NewStream(bytes.NewReader(l.Bytes), stall)
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { <-r.stalled; cancel() }()
+	go func() { <-stall.Fired(); cancel() }()
 	_, err := recovery.RecoverStream(ctx, r, nil, recovery.WithParallelism(3), recovery.WithReadSize(4<<10))
 	if !errors.Is(err, recovery.ErrCanceled) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want CANCELED", err)
 	}
-	close(r.release)
+	gate.Release()
 	goleak.VerifyNone(t)
 }
 
