@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -101,13 +103,4 @@ func TestBackupKilledLeavesNoneAndRestoreFromStdin(t *testing.T) {
 	if b, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != exitRefused || !strings.Contains(string(b), "TAIL_DAMAGE") {
 		t.Fatalf("a cut stream from stdin: exit %d: %s", cmd.ProcessState.ExitCode(), b)
 	}
-}
-
-func readAll(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

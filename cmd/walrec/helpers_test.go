@@ -233,3 +233,13 @@ func lines(s string) []string {
 	}
 	return out
 }
+
+// readAll is the file's bytes; failing to read it fails the test.
+func readAll(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
