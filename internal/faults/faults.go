@@ -67,7 +67,8 @@ type Rule struct {
 }
 
 // step is one thing a rule does to a call; done says that it decided the call's result.
-type step func(e *engine, c Call, p []byte, read func([]byte) (int, error)) (n int, err error, done bool)
+// src reads from the source what the call asks for (or less).
+type step func(e *engine, c Call, p []byte, src source) (n int, err error, done bool)
 
 func newRule(match func(Call) bool) *Rule {
 	return &Rule{match: match, fired: make(chan struct{})}
@@ -125,7 +126,7 @@ func Where(match func(Call) bool) *Rule { return newRule(match) }
 
 // Do calls fn with the call (to cancel a context, or tell a test the read began).
 func (r *Rule) Do(fn func(Call)) *Rule {
-	return r.add(func(_ *engine, c Call, _ []byte, _ func([]byte) (int, error)) (int, error, bool) {
+	return r.add(func(_ *engine, c Call, _ []byte, _ source) (int, error, bool) {
 		fn(c)
 		return 0, nil, false
 	}, false)
@@ -133,7 +134,7 @@ func (r *Rule) Do(fn func(Call)) *Rule {
 
 // Delay sleeps for d.
 func (r *Rule) Delay(d time.Duration) *Rule {
-	return r.add(func(*engine, Call, []byte, func([]byte) (int, error)) (int, error, bool) {
+	return r.add(func(*engine, Call, []byte, source) (int, error, bool) {
 		time.Sleep(d)
 		return 0, nil, false
 	}, false)
@@ -145,7 +146,7 @@ func (r *Rule) Stall(release <-chan struct{}) *Rule { return r.Await(release, 0,
 // Await blocks the call until ch is closed. If limit (when > 0) passes first, the call fails
 // with err, or goes on as if ch had closed when err is nil.
 func (r *Rule) Await(ch <-chan struct{}, limit time.Duration, err error) *Rule {
-	return r.add(func(*engine, Call, []byte, func([]byte) (int, error)) (int, error, bool) {
+	return r.add(func(*engine, Call, []byte, source) (int, error, bool) {
 		if limit <= 0 {
 			<-ch
 			return 0, nil, false
@@ -163,7 +164,7 @@ func (r *Rule) Await(ch <-chan struct{}, limit time.Duration, err error) *Rule {
 
 // Record keeps the call, with the time, in the reader's Log.
 func (r *Rule) Record() *Rule {
-	return r.add(func(e *engine, c Call, _ []byte, _ func([]byte) (int, error)) (int, error, bool) {
+	return r.add(func(e *engine, c Call, _ []byte, _ source) (int, error, bool) {
 		c.At = time.Now()
 		e.mu.Lock()
 		e.log = append(e.log, c)
@@ -176,7 +177,7 @@ func (r *Rule) Record() *Rule {
 
 // Fail reads nothing and returns (0, err).
 func (r *Rule) Fail(err error) *Rule {
-	return r.add(func(*engine, Call, []byte, func([]byte) (int, error)) (int, error, bool) {
+	return r.add(func(*engine, Call, []byte, source) (int, error, bool) {
 		return 0, err, true
 	}, true)
 }
@@ -185,8 +186,8 @@ func (r *Rule) Fail(err error) *Rule {
 // with err, which may be nil (a short count with a nil error, as io.ReaderAt forbids and some
 // readers do) or io.EOF; an error of the source's own (io.EOF at its end) is returned instead.
 func (r *Rule) Short(n int, err error) *Rule {
-	return r.add(func(_ *engine, _ Call, p []byte, read func([]byte) (int, error)) (int, error, bool) {
-		m, serr := read(p[:max(0, min(n, len(p)))])
+	return r.add(func(_ *engine, _ Call, p []byte, src source) (int, error, bool) {
+		m, serr := src.read(p[:max(0, min(n, len(p)))])
 		if serr != nil {
 			return m, serr, true
 		}
@@ -196,8 +197,8 @@ func (r *Rule) Short(n int, err error) *Rule {
 
 // Half delivers half the bytes asked for (rounded down), with err; as Short otherwise.
 func (r *Rule) Half(err error) *Rule {
-	return r.add(func(_ *engine, _ Call, p []byte, read func([]byte) (int, error)) (int, error, bool) {
-		m, serr := read(p[:len(p)/2])
+	return r.add(func(_ *engine, _ Call, p []byte, src source) (int, error, bool) {
+		m, serr := src.read(p[:len(p)/2])
 		if serr != nil {
 			return m, serr, true
 		}
@@ -210,14 +211,14 @@ func (r *Rule) Half(err error) *Rule {
 // reproduces); a read that reaches the end of a source with a Size reports io.EOF with its
 // last bytes, a full count included (which io.ReaderAt allows).
 func (r *Rule) Dribble() *Rule {
-	return r.add(func(e *engine, c Call, p []byte, read func([]byte) (int, error)) (int, error, bool) {
+	return r.add(func(e *engine, c Call, p []byte, src source) (int, error, bool) {
 		if len(p) == 0 {
-			m, err := read(p)
+			m, err := src.read(p)
 			return m, err, true
 		}
 		h := uint64(c.Off)*0x9E3779B97F4A7C15 ^ uint64(len(p))*0xBF58476D1CE4E5B9
 		h ^= h >> 29
-		m, err := read(p[:1+int(h%uint64(len(p)))])
+		m, err := src.read(p[:1+int(h%uint64(len(p)))])
 		if size := e.size(); err == nil && size >= 0 && c.Off+int64(m) == size {
 			err = io.EOF
 		}
@@ -228,7 +229,7 @@ func (r *Rule) Dribble() *Rule {
 // Lie returns a full count together with err, with zeros in p: a device that fills the
 // buffer with nothing and reports the failure.
 func (r *Rule) Lie(err error) *Rule {
-	return r.add(func(_ *engine, _ Call, p []byte, _ func([]byte) (int, error)) (int, error, bool) {
+	return r.add(func(_ *engine, _ Call, p []byte, _ source) (int, error, bool) {
 		clear(p)
 		return len(p), err, true
 	}, true)
@@ -237,8 +238,8 @@ func (r *Rule) Lie(err error) *Rule {
 // Claim reads p from the source, then returns n and err whatever it got: n may be more than
 // len(p) or negative, a count no reader may return.
 func (r *Rule) Claim(n int, err error) *Rule {
-	return r.add(func(_ *engine, _ Call, p []byte, read func([]byte) (int, error)) (int, error, bool) {
-		read(p)
+	return r.add(func(_ *engine, _ Call, p []byte, src source) (int, error, bool) {
+		src.read(p)
 		return n, err, true
 	}, true)
 }
@@ -247,8 +248,8 @@ func (r *Rule) Claim(n int, err error) *Rule {
 // returns them: storage that returns other bytes than it holds, or a file changed under the
 // reader between two reads.
 func (r *Rule) Corrupt(fn func(b []byte, c Call)) *Rule {
-	return r.add(func(_ *engine, c Call, p []byte, read func([]byte) (int, error)) (int, error, bool) {
-		m, err := read(p)
+	return r.add(func(_ *engine, c Call, p []byte, src source) (int, error, bool) {
+		m, err := src.read(p)
 		fn(p[:max(0, min(m, len(p)))], c)
 		return m, err, true
 	}, true)
@@ -256,17 +257,31 @@ func (r *Rule) Corrupt(fn func(b []byte, c Call)) *Rule {
 
 // Panic panics with v.
 func (r *Rule) Panic(v any) *Rule {
-	return r.add(func(*engine, Call, []byte, func([]byte) (int, error)) (int, error, bool) {
+	return r.add(func(*engine, Call, []byte, source) (int, error, bool) {
 		panic(v)
 	}, true)
 }
 
 // Goexit calls runtime.Goexit, as t.Fatal does, ending the reading goroutine.
 func (r *Rule) Goexit() *Rule {
-	return r.add(func(*engine, Call, []byte, func([]byte) (int, error)) (int, error, bool) {
+	return r.add(func(*engine, Call, []byte, source) (int, error, bool) {
 		runtime.Goexit()
 		return 0, nil, true
 	}, true)
+}
+
+// source is the reader's source, at the call's offset.
+type source struct {
+	at  io.ReaderAt // a Reader's source
+	off int64
+	s   io.Reader // a Stream's
+}
+
+func (s source) read(p []byte) (int, error) {
+	if s.at != nil {
+		return s.at.ReadAt(p, s.off)
+	}
+	return s.s.Read(p)
 }
 
 // engine is what a Reader and a Stream share: the rules, the counters and the log.
@@ -281,8 +296,8 @@ type engine struct {
 	log []Call
 }
 
-func (e *engine) call(p []byte, off int64, read func([]byte) (int, error)) (int, error) {
-	c := Call{N: e.calls.Add(1), Off: off, Len: len(p)}
+func (e *engine) call(p []byte, src source) (int, error) {
+	c := Call{N: e.calls.Add(1), Off: src.off, Len: len(p)}
 	e.asked.Add(int64(len(p)))
 	for m := e.maxLen.Load(); int64(len(p)) > m && !e.maxLen.CompareAndSwap(m, int64(len(p))); m = e.maxLen.Load() {
 	}
@@ -293,12 +308,12 @@ func (e *engine) call(p []byte, off int64, read func([]byte) (int, error)) (int,
 		r.count.Add(1)
 		r.once.Do(func() { close(r.fired) })
 		for _, s := range r.steps {
-			if n, err, done := s(e, c, p, read); done {
+			if n, err, done := s(e, c, p, src); done {
 				return n, err
 			}
 		}
 	}
-	return read(p)
+	return src.read(p)
 }
 
 // Calls is how many calls have begun.
@@ -338,7 +353,7 @@ func Bytes(b []byte, rules ...*Rule) *Reader { return New(bytes.NewReader(b), ru
 
 // ReadAt reads at off, as the rules say.
 func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
-	return r.call(p, off, func(q []byte) (int, error) { return r.src.ReadAt(q, off) })
+	return r.call(p, source{at: r.src, off: off})
 }
 
 // Size is the source's Size (a recovery.File's), or -1 if it has none.
@@ -367,7 +382,8 @@ func NewStream(src io.Reader, rules ...*Rule) *Stream {
 
 // Read reads the next bytes, as the rules say.
 func (s *Stream) Read(p []byte) (int, error) {
-	n, err := s.call(p, s.pos.Load(), s.src.Read)
+	off := s.pos.Load()
+	n, err := s.call(p, source{off: off, s: s.src})
 	if n > 0 && n <= len(p) {
 		s.pos.Add(int64(n))
 	}

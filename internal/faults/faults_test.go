@@ -313,3 +313,18 @@ func ExampleReader() {
 	// ", wor" <nil>
 	// "ld" <nil>
 }
+
+// TestNoAllocationPerCall: a call allocates nothing unless a rule records it, so that a test
+// that measures recovery's allocations can read through a Reader.
+func TestNoAllocationPerCall(t *testing.T) {
+	p := make([]byte, 8)
+	r := faults.Bytes(data, faults.Touching(3).Short(2, nil), faults.OnCall(1<<40).Fail(faults.ErrInjected), faults.Always().Dribble())
+	s := faults.NewStream(iotest.HalfReader(bytes.NewReader(bytes.Repeat(data, 1000))), faults.FromCall(1).Short(4, nil))
+	if n := testing.AllocsPerRun(100, func() {
+		r.ReadAt(p, 0)
+		r.ReadAt(p, 10)
+		s.Read(p)
+	}); n != 0 {
+		t.Fatalf("%v allocations per call", n)
+	}
+}
