@@ -183,7 +183,8 @@ func (osFS) SyncDir(dir string) error {
 }
 
 type osFile struct {
-	f *os.File
+	f      *os.File
+	locked bool // Lock succeeded: Close releases the lock before it closes
 }
 
 func (o *osFile) ReadAt(p []byte, off int64) (int, error) { return o.f.ReadAt(p, off) }
@@ -201,7 +202,12 @@ func (o *osFile) Append(ps ...[]byte) error {
 
 func (o *osFile) Sync() error               { return syncData(o.f) }
 func (o *osFile) Truncate(size int64) error { return o.f.Truncate(size) }
-func (o *osFile) Close() error              { return o.f.Close() }
+func (o *osFile) Close() error {
+	if o.locked {
+		unlockFile(o.f)
+	}
+	return o.f.Close()
+}
 
 func (o *osFile) Is(path string) (bool, error) {
 	named, err := os.Stat(path)
@@ -232,6 +238,7 @@ func (o *osFile) Lock() error {
 		return newError(CodeLocked, o.f.Name(),
 			"another writer (this process or another) has it open; close that one first, or open with db.ReadOnly() to inspect it", err)
 	}
+	o.locked = err == nil
 	return err
 }
 

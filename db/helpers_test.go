@@ -13,10 +13,14 @@ import (
 )
 
 // Recovery's parallel pipeline starts goroutines on Open: none may outlive it.
+// testChildren are the child processes tests start (this binary, re-executed), by the name
+// DB_TEST_CHILD gives.
+var testChildren = map[string]func() int{}
+
 // DB_TEST_CHILD makes the binary a child process of a test instead.
 func TestMain(m *testing.M) {
-	if os.Getenv("DB_TEST_CHILD") == "compact" {
-		os.Exit(childCompact())
+	if child := testChildren[os.Getenv("DB_TEST_CHILD")]; child != nil {
+		os.Exit(child())
 	}
 	goleak.VerifyTestMain(m)
 }

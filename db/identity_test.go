@@ -1,3 +1,5 @@
+//go:build unix
+
 package db_test
 
 import (
@@ -253,6 +255,8 @@ func splitLines(s string) []string {
 	}
 	return out
 }
+
+func init() { testChildren["compact"] = childCompact }
 
 // childCompact is the refusing process of TestCompactRefusesWhenTheOwnerCannotBeKept.
 func childCompact() int {

@@ -32,3 +32,17 @@ func lockFile(f *os.File) error {
 	}
 	return lerr
 }
+
+// unlockFile releases f's flock. Close releases it too, but only once the descriptor is really
+// closed, which waits for a read still in flight on it (recovery may leave one behind, see
+// recovery.Recover): released here, the lock goes with Close, whatever is in flight.
+func unlockFile(f *os.File) {
+	conn, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = conn.Control(func(fd uintptr) {
+		for unix.Flock(int(fd), unix.LOCK_UN) == unix.EINTR {
+		}
+	})
+}
