@@ -5,34 +5,14 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"io"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/faults"
 	"github.com/streamwal/recovery/walerr"
 )
-
-// countingReader is an io.ReaderAt over b that counts the bytes asked of it.
-type countingReader struct {
-	b     []byte
-	bytes int64
-	calls int64
-}
-
-func (r *countingReader) ReadAt(p []byte, off int64) (int, error) {
-	r.calls++
-	r.bytes += int64(len(p))
-	if off < 0 || off >= int64(len(r.b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, r.b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
 
 func v1Header(n, payloadCRC uint32) []byte {
 	h := binary.BigEndian.AppendUint32(nil, n)
@@ -61,13 +41,13 @@ func TestDecideTornWithinMaximum(t *testing.T) {
 	off := int64(len(base))
 	for cut := format.V1HeaderSize; cut < len(rec); cut++ {
 		data := append(bytes.Clone(base), rec[:cut]...)
-		r := &countingReader{b: data}
+		r := faults.Bytes(data) // counts the bytes asked of it
 		tr, err := Decide(context.Background(), r, int64(len(data)), v1Config, Damage{Offset: off, Trouble: Torn, Detail: "record runs past the end of the file"})
 		if err != nil || tr == nil || tr.Offset != off || tr.Bytes != int64(cut) || tr.Reason != TornTail {
 			t.Fatalf("cut %d: want a torn tail at %d, got %+v, %v", cut, off, tr, err)
 		}
-		if r.bytes != format.V1HeaderSize {
-			t.Fatalf("cut %d: read %d bytes: the header alone decides", cut, r.bytes)
+		if r.Asked() != format.V1HeaderSize {
+			t.Fatalf("cut %d: read %d bytes: the header alone decides", cut, r.Asked())
 		}
 	}
 }
@@ -211,7 +191,7 @@ func TestSearchReadsBoundedByWork(t *testing.T) {
 			cfg.Layout = format.LayoutLegacy
 		}
 		damaged := cfg.Layout == format.LayoutLegacy || rng.IntN(2) == 0
-		r := &countingReader{b: data}
+		r := faults.Bytes(data) // counts the bytes asked of it
 		budget := Budget(int64(len(data)), off)
 		if rng.IntN(4) == 0 {
 			budget /= 8 // run out early sometimes
@@ -228,9 +208,9 @@ func TestSearchReadsBoundedByWork(t *testing.T) {
 		}
 		examined := sc.at - off + 1
 		limit := examined*134/100 + sc.used*5/4 + 96<<10
-		if sc.read != r.bytes || r.bytes > limit {
+		if sc.read != r.Asked() || r.Asked() > limit {
 			t.Fatalf("case %d (%v, damaged=%v, %d-byte tail): read %d bytes (scanner counted %d), examined %d, %d units: limit %d",
-				i, cfg.Layout, damaged, n, r.bytes, sc.read, examined, sc.used, limit)
+				i, cfg.Layout, damaged, n, r.Asked(), sc.read, examined, sc.used, limit)
 		}
 	}
 	t.Logf("200 tails: %d found evidence, %d ran out of budget", found, exhausted)
@@ -245,7 +225,7 @@ func TestSearchReadsBoundedByWork(t *testing.T) {
 // forever (a hang under a context that is never canceled).
 func TestChecksumMatchesRefusesWhatCannotProgress(t *testing.T) {
 	data := v1Log(3)
-	r := &countingReader{b: data}
+	r := faults.Bytes(data) // counts the bytes asked of it
 	for _, c := range []struct {
 		scratch []byte
 		off, n  int64
