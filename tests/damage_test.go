@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"runtime"
 	"testing"
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/faults"
 	"github.com/streamwal/recovery/internal/testlog"
 )
 
@@ -146,10 +148,10 @@ func TestHostileInput(t *testing.T) {
 				t.Fatalf("%v over max: %v", lay, w)
 			}
 			// Never buffered: no read larger than the read size.
-			r := &testlog.Reader{B: over.Bytes}
+			r := faults.Bytes(over.Bytes)
 			_, err := recovery.Recover(context.Background(), r, nil, recovery.ReadOnly(), recovery.WithMaxRecordSize(maxRec), recovery.WithReadSize(4096))
-			if !errors.Is(err, recovery.ErrRecordTooLarge) || r.MaxRead.Load() > 64<<10 {
-				t.Fatalf("%v over max: err=%v largest read %d", lay, err, r.MaxRead.Load())
+			if !errors.Is(err, recovery.ErrRecordTooLarge) || r.MaxLen() > 64<<10 {
+				t.Fatalf("%v over max: err=%v largest read %d", lay, err, r.MaxLen())
 			}
 		}
 	})
@@ -157,14 +159,14 @@ func TestHostileInput(t *testing.T) {
 		big := testlog.RandomLog(6, format.LayoutV1, 3000, 3, 60)
 		for _, c := range wide {
 			for call := int64(2); call <= 4; call++ {
-				r := &testlog.Reader{B: big.Bytes, ShortAt: call}
-				_, err := recovery.Recover(context.Background(), r, nil, append(c.opts(), recovery.WithReadSize(16<<10))...)
-				if !errors.Is(err, recovery.ErrIncompleteRead) || r.Fired.Load() != 1 {
-					t.Fatalf("%v short read at call %d: want INCOMPLETE_READ, got %v (fired %d)", c, call, err, r.Fired.Load())
+				short := faults.OnCall(call).Half(io.EOF) // half the bytes, and the end of the file
+				_, err := recovery.Recover(context.Background(), faults.Bytes(big.Bytes, short), nil, append(c.opts(), recovery.WithReadSize(16<<10))...)
+				if !errors.Is(err, recovery.ErrIncompleteRead) || short.Count() != 1 {
+					t.Fatalf("%v short read at call %d: want INCOMPLETE_READ, got %v (fired %d)", c, call, err, short.Count())
 				}
-				f := &testlog.Reader{B: big.Bytes, FailAt: call}
+				f := faults.Bytes(big.Bytes, faults.OnCall(call).Fail(faults.ErrInjected))
 				_, err = recovery.Recover(context.Background(), f, nil, append(c.opts(), recovery.WithReadSize(16<<10))...)
-				if !errors.Is(err, recovery.ErrIO) || !errors.Is(err, testlog.ErrInjected) {
+				if !errors.Is(err, recovery.ErrIO) || !errors.Is(err, faults.ErrInjected) {
 					t.Fatalf("%v read fault at call %d: want IO_ERROR wrapping the cause, got %v", c, call, err)
 				}
 			}
@@ -173,7 +175,7 @@ func TestHostileInput(t *testing.T) {
 	t.Run("reads delivered in small chunks", func(t *testing.T) {
 		w := want(v1.Bytes, modeOpt{})
 		for _, c := range wide {
-			r := &testlog.Reader{B: v1.Bytes, Chunk: 7}
+			r := faults.Bytes(v1.Bytes, faults.Always().Short(7, nil)) // 7 bytes a call, nil error
 			st := map[string]string{}
 			res, err := recovery.Recover(context.Background(), r, mapApplier(st), c.opts()...)
 			if err != nil || res.Records != w.Records || len(st) != len(w.State) {
@@ -189,7 +191,7 @@ func TestHostileInput(t *testing.T) {
 func assertBounded(t *testing.T, data []byte, readSize int) {
 	t.Helper()
 	for _, c := range []config{{par: 1}, {par: 4, depth: 4}} {
-		r := &testlog.Reader{B: data}
+		r := faults.Bytes(data)
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		res, err := recovery.Recover(context.Background(), r, nil, append(c.opts(), recovery.ReadOnly(), recovery.WithReadSize(readSize))...)
@@ -199,8 +201,8 @@ func assertBounded(t *testing.T, data []byte, readSize int) {
 		}
 		alloc := after.TotalAlloc - before.TotalAlloc
 		limit := uint64(c.par+4)*uint64(readSize) + 512<<10 // pool + evidence-search windows + slack
-		if r.MaxRead.Load() > int64(max(readSize, 64<<10)) || res.PeakBuffered > memBound(c.par+3, readSize, readSize) || alloc > limit {
-			t.Fatalf("%v: largest read %d, pool peak %d, allocated %d (limit %d)", c, r.MaxRead.Load(), res.PeakBuffered, alloc, limit)
+		if r.MaxLen() > int64(max(readSize, 64<<10)) || res.PeakBuffered > memBound(c.par+3, readSize, readSize) || alloc > limit {
+			t.Fatalf("%v: largest read %d, pool peak %d, allocated %d (limit %d)", c, r.MaxLen(), res.PeakBuffered, alloc, limit)
 		}
 	}
 }

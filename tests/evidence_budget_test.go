@@ -5,39 +5,16 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/faults"
 	"github.com/streamwal/recovery/internal/testlog"
 )
-
-// countingFile is a read-only recovery.File over b that counts the bytes asked of it and the
-// calls made.
-type countingFile struct {
-	b            []byte
-	bytes, calls atomic.Int64
-}
-
-func (f *countingFile) Size() int64 { return int64(len(f.b)) }
-
-func (f *countingFile) ReadAt(p []byte, off int64) (int, error) {
-	f.calls.Add(1)
-	f.bytes.Add(int64(len(p)))
-	if off < 0 || off >= int64(len(f.b)) {
-		return 0, io.EOF
-	}
-	n := copy(p, f.b[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
 
 // hostileTail is a tail that makes the evidence search examine many candidates.
 type hostileTail struct {
@@ -128,7 +105,7 @@ func TestEvidenceSearchReadsBounded(t *testing.T) {
 					t.Fatalf("the oracle stops at record %d, not at the tail: %v", w.Records, w)
 				}
 				for _, c := range tornConfigs {
-					f := &countingFile{b: data}
+					f := faults.Bytes(data) // counts the calls and the bytes asked
 					st := map[string]string{}
 					opts := append(c.opts(), recovery.ReadOnly())
 					if h.m.maxRecord > 0 {
@@ -139,11 +116,11 @@ func TestEvidenceSearchReadsBounded(t *testing.T) {
 					if diff := same(g, w); diff != "" {
 						t.Fatalf("%v: differs from the oracle: %s\n got  %v\n want %v", c, diff, g, w)
 					}
-					read, limit := f.bytes.Load(), int64(readFactor*len(data)+readAllowance)
+					read, limit := f.Asked(), int64(readFactor*len(data)+readAllowance)
 					t.Logf("%v: %s; read %d bytes in %d calls for a %d-byte file (%.2fx)",
-						c, class(g), read, f.calls.Load(), len(data), float64(read)/float64(len(data)))
+						c, class(g), read, f.Calls(), len(data), float64(read)/float64(len(data)))
 					if read > limit {
-						t.Fatalf("%v: read %d bytes in %d calls for a %d-byte file (limit %d)", c, read, f.calls.Load(), len(data), limit)
+						t.Fatalf("%v: read %d bytes in %d calls for a %d-byte file (limit %d)", c, read, f.Calls(), len(data), limit)
 					}
 				}
 			})
@@ -194,11 +171,11 @@ func BenchmarkHostileTail(b *testing.B) {
 				b.SetBytes(int64(len(c.data)))
 				var read int64
 				for b.Loop() {
-					f := &countingFile{b: c.data}
+					f := faults.Bytes(c.data)
 					if _, err := recovery.Recover(context.Background(), f, nil, recovery.ReadOnly(), recovery.WithParallelism(1)); err != nil {
 						b.Fatal(err)
 					}
-					read = f.bytes.Load()
+					read = f.Asked()
 				}
 				b.ReportMetric(float64(read)/float64(len(c.data)), "read-x")
 			})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/faults"
 	"github.com/streamwal/recovery/internal/heapsample"
 	"github.com/streamwal/recovery/internal/testdepth"
 	"github.com/streamwal/recovery/internal/testlog"
@@ -57,7 +58,7 @@ func TestMemoryBoundedByPool(t *testing.T) {
 			}
 		}
 		bound := memBound(c.depth, c.readSize, largest)
-		r := &testlog.Reader{B: l.Bytes}
+		r := faults.Bytes(l.Bytes)
 		res, err := recovery.Recover(context.Background(), r, nil, recovery.WithParallelism(c.par),
 			recovery.WithPoolDepth(max(c.depth, 2)), recovery.WithReadSize(c.readSize))
 		if c.par == 1 {
@@ -66,8 +67,8 @@ func TestMemoryBoundedByPool(t *testing.T) {
 		if err != nil || res.Records != int64(len(l.Offsets)) {
 			t.Fatalf("%+v: %v %+v", c, err, res)
 		}
-		if res.PeakBuffered > bound || r.MaxRead.Load() > int64(max(c.readSize, largest)) {
-			t.Fatalf("%+v: %d-byte log: pool peak %d, largest read %d; bound %d", c, len(l.Bytes), res.PeakBuffered, r.MaxRead.Load(), bound)
+		if res.PeakBuffered > bound || r.MaxLen() > int64(max(c.readSize, largest)) {
+			t.Fatalf("%+v: %d-byte log: pool peak %d, largest read %d; bound %d", c, len(l.Bytes), res.PeakBuffered, r.MaxLen(), bound)
 		}
 		t.Logf("%+v: %d-byte log (%.0fx the bound): pool peak %d bytes <= bound %d", c, len(l.Bytes), float64(len(l.Bytes))/float64(bound), res.PeakBuffered, bound)
 	}
