@@ -14,12 +14,17 @@
 # read-only db.Open at parallelism 1 and 0 (= GOMAXPROCS). About 8 minutes on the 2-core VM
 # with 5 rounds. The benchmarks' logs live in $TMPDIR while a binary runs (at most 512 MiB);
 # the binaries and raw outputs in a temporary directory, removed at the end (also on Ctrl-C)
-# unless KEEP=1. Needs go and python3.
+# unless KEEP=1. Needs go, git and python3.
+#
+# The variants are built from REV (default 0c7e8c4, the commit that added the build tags; the
+# off-heap allocator was removed after this measurement, so later trees cannot build it), taken
+# out with git archive into the temporary directory: the working tree is not touched.
 #
 #   scripts/pool-alloc.sh
 #   ROUNDS=3 RECOVER_X=5 OPEN_X=3 scripts/pool-alloc.sh     # shorter
 set -euo pipefail
 cd "$(dirname "$0")/.."
+rev=${REV:-0c7e8c46cac2badd2e9498cf2a696f1319a47062}
 rounds=${ROUNDS:-5}
 rx=${RECOVER_X:-10}
 ox=${OPEN_X:-5}
@@ -33,9 +38,11 @@ trap 'exit 130' INT TERM
 
 variants=(offheap hugeheap heap)
 declare -A tags=([offheap]="" [hugeheap]=pool_hugeheap [heap]=pool_heap)
+mkdir "$work/src"
+git archive "$rev" | tar -x -C "$work/src"
 for v in "${variants[@]}"; do
-	go test -c -tags "${tags[$v]}" -o "$work/pipeline.$v.test" ./pipeline
-	go test -c -tags "${tags[$v]}" -o "$work/db.$v.test" ./db
+	(cd "$work/src" && go test -c -tags "${tags[$v]}" -o "$work/pipeline.$v.test" ./pipeline)
+	(cd "$work/src" && go test -c -tags "${tags[$v]}" -o "$work/db.$v.test" ./db)
 done
 recbench='^BenchmarkRecover$/^size=(256B|4KiB)$/^(discard|map)$/^par=(1|2)$'
 openbench='^BenchmarkOpenDemo$/^open$/^parallelism=(1|0)$'
@@ -45,7 +52,7 @@ echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $rounds rounds; per variant and round, two fresh processes:"
 echo "#   pipeline.\$v.test -test.run '^\$' -test.bench '$recbench' -test.benchtime ${rx}x"
 echo "#   db.\$v.test -test.run '^\$' -test.bench '$openbench' -test.benchtime ${ox}x"
-echo "# built with go test -c [-tags pool_hugeheap|pool_heap] ./pipeline ./db"
+echo "# built from $(git rev-parse --short "$rev") with go test -c [-tags pool_hugeheap|pool_heap] ./pipeline ./db"
 for r in $(seq "$rounds"); do
 	for i in 0 1 2; do
 		v=${variants[$(((r - 1 + i) % 3))]}
