@@ -5,35 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/faults"
 	"github.com/streamwal/recovery/internal/testlog"
 )
-
-// faultyReader's ReadAt panics with v (or calls runtime.Goexit) once `after` reads are done
-// (by any goroutine).
-type faultyReader struct {
-	log    []byte
-	after  int64
-	reads  atomic.Int64
-	v      any
-	goexit bool
-}
-
-func (f *faultyReader) ReadAt(p []byte, off int64) (int, error) {
-	if f.reads.Add(1) > f.after {
-		if f.goexit {
-			runtime.Goexit()
-		}
-		panic(f.v)
-	}
-	return bytes.NewReader(f.log).ReadAt(p, off)
-}
 
 // A panic in the caller's ReadAt while finish reads the values back (on a part's goroutine)
 // is raised again on finish's caller once every part has stopped, as recovery does with a
@@ -57,18 +36,18 @@ func TestFinishRaisesAPartsPanicOnTheCaller(t *testing.T) {
 	}
 	for _, par := range []int{1, 4} {
 		for _, after := range []int64{0, 2} {
-			f := &faultyReader{log: log, after: after, v: "boom"}
+			f := faults.Bytes(log, faults.FromCall(after+1).Panic("boom")) // once after reads are done, by any goroutine
 			got := func() (p any) {
 				defer func() { p = recover() }()
 				_, err := replayed().finish(context.Background(), f, int64(len(log)), par)
 				t.Fatalf("par %d, panic after %d reads: finish returned (%v) instead of panicking", par, after, err)
 				return nil
 			}()
-			if r, ok := got.(*recovery.Panic); !ok || r.Value != "boom" || !strings.Contains(string(r.Stack), "faultyReader).ReadAt") {
+			if r, ok := got.(*recovery.Panic); !ok || r.Value != "boom" || !strings.Contains(string(r.Stack), "faults.(*Reader).ReadAt") {
 				t.Fatalf("par %d, panic after %d reads: recovered %v, want the ReadAt's panic with the ReadAt's stack", par, after, got)
 			}
 		}
-		f := &faultyReader{log: log, after: 1, goexit: true}
+		f := faults.Bytes(log, faults.FromCall(2).Goexit())
 		returned := false
 		done := make(chan struct{})
 		go func() {

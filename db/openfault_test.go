@@ -11,6 +11,7 @@ import (
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/db"
+	"github.com/streamwal/recovery/internal/faults"
 )
 
 // panicFS is the OS filesystem whose files' ReadAt panics once armed, and which counts the
@@ -27,20 +28,16 @@ func (s *panicFS) OpenFile(path string, mode db.OpenMode) (db.File, error) {
 		return nil, err
 	}
 	s.opened.Add(1)
-	return &panicFile{File: f, fs: s}, nil
+	return &panicFile{File: f, fs: s, r: faults.New(f, faults.When(s.armed.Load).Panic("read-back failed"))}, nil
 }
 
 type panicFile struct {
 	db.File
 	fs *panicFS
+	r  *faults.Reader // over File: every read panics while fs is armed
 }
 
-func (f *panicFile) ReadAt(p []byte, off int64) (int, error) {
-	if f.fs.armed.Load() {
-		panic("read-back failed")
-	}
-	return f.File.ReadAt(p, off)
-}
+func (f *panicFile) ReadAt(p []byte, off int64) (int, error) { return f.r.ReadAt(p, off) }
 
 func (f *panicFile) Close() error {
 	f.fs.closed.Add(1)
