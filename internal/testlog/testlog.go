@@ -1,6 +1,7 @@
 // Package testlog builds logs and files for tests and benchmarks: random transactions in
-// either layout, an in-memory WritableFile that counts writes, and readers that misbehave on
-// cue. It uses the project's encoder (format); the oracle in tests/oracle does not.
+// either layout and an in-memory WritableFile that counts writes. Readers that fail, lie,
+// stall or panic on command are internal/faults'. It uses the project's encoder (format); the
+// oracle in tests/oracle does not.
 package testlog
 
 import (
@@ -126,6 +127,10 @@ func (f *MemFile) Sync() error { f.mu.Lock(); defer f.mu.Unlock(); f.Syncs++; re
 // read from offset FailFrom on, with Err;
 // return a short read (half the bytes and io.EOF) at call ShortAt, deliver at most Chunk bytes
 // per call with a nil error, and record the largest read it was asked for.
+//
+// Deprecated: use internal/faults (faults.OnCall(n).Fail, StartingFrom(x).Fail,
+// OnCall(n).Half(io.EOF), Always().Short(n, nil), Reader.MaxLen). Kept only for
+// cmd/walrec's TestReadFaults, until that suite moves to faults.
 type Reader struct {
 	B        []byte
 	FailAt   int64
