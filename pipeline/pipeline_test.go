@@ -12,75 +12,8 @@ import (
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/apply"
 	"github.com/streamwal/recovery/bufpool"
-	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
-	"github.com/streamwal/recovery/internal/faults"
-	"github.com/streamwal/recovery/internal/testlog"
-	"github.com/streamwal/recovery/pipeline"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-var configs = []pipeline.Config{
-	{Parallelism: 1, Depth: 1, ReadSize: 4 << 10},
-	{Parallelism: 2, Depth: 2, ReadSize: 4 << 10},
-	{Parallelism: 3, Depth: 5, ReadSize: 8 << 10},
-	{Parallelism: 8, Depth: 16, ReadSize: 4 << 10},
-}
-
-// bigLog has many batches in flight at any moment.
-var bigLog = testlog.RandomLog(99, format.LayoutV1, 20000, 3, 40)
-
-// run drives pipeline.Run directly, so the test sees the pool's own accounting.
-func run(ctx context.Context, data []byte, r interface {
-	ReadAt([]byte, int64) (int, error)
-}, cfg pipeline.Config, app apply.Applier) (*apply.Stage, pipeline.Stats, error) {
-	cfg.MaxRecord = classify.DefaultMaxRecord
-	st := &apply.Stage{
-		Applier: app, Layout: format.LayoutV1, File: r, Size: int64(len(data)),
-		Classify: classify.Config{Layout: format.LayoutV1, MaxRecord: cfg.MaxRecord},
-	}
-	stats, err := pipeline.Run(ctx, r, int64(len(data)), cfg, st)
-	return st, stats, err
-}
-
-// settled checks the two promises every exit keeps: every buffer is back but those of the
-// workers still inside a read when Run returned (at most one each), and every goroutine is
-// gone once those reads have returned.
-func settled(t *testing.T, what string, stats pipeline.Stats) {
-	t.Helper()
-	if stats.Out > stats.Stragglers {
-		t.Fatalf("%s: %d buffer(s) still out of the pool, %d straggler(s)", what, stats.Out, stats.Stragglers)
-	}
-	goleak.VerifyNone(t)
-}
-
-func TestCancelMidRecovery(t *testing.T) {
-	for _, cfg := range configs {
-		t.Run(cfgName(cfg), func(t *testing.T) {
-			for _, at := range []int64{0, 1, 777, 15000} {
-				ctx, cancel := context.WithCancel(context.Background())
-				n := int64(0)
-				st, stats, err := run(ctx, bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(apply.Record) error {
-					if n == at {
-						cancel()
-					}
-					n++
-					return nil
-				}))
-				cancel()
-				what := fmt.Sprintf("%+v cancel at record %d", cfg, at)
-				if !errors.Is(err, context.Canceled) || !errors.Is(err, recovery.ErrCanceled) {
-					t.Fatalf("%s: want a cancellation error, got %v", what, err)
-				}
-				if st.Stats.Records >= int64(len(bigLog.Offsets)) {
-					t.Fatalf("%s: ran to the end (%d records) despite cancellation", what, st.Stats.Records)
-				}
-				settled(t, what, stats)
-			}
-		})
-	}
-}
 
 func TestApplierFailsAtRecordK(t *testing.T) {
 	boom := errors.New("store full")
@@ -101,42 +34,6 @@ func TestApplierFailsAtRecordK(t *testing.T) {
 				}
 				settled(t, what, stats)
 			}
-		})
-	}
-}
-
-func TestReadFailsAtCallK(t *testing.T) {
-	for _, cfg := range configs {
-		t.Run(cfgName(cfg), func(t *testing.T) {
-			for _, k := range []int64{1, 2, 30} {
-				fault := faults.OnCall(k).Fail(faults.ErrInjected)
-				_, stats, err := run(context.Background(), bigLog.Bytes, faults.Bytes(bigLog.Bytes, fault), cfg, apply.Discard)
-				what := fmt.Sprintf("%+v read fails at call %d", cfg, k)
-				if !errors.Is(err, faults.ErrInjected) || !errors.Is(err, recovery.ErrIO) || fault.Count() != 1 {
-					t.Fatalf("%s: err=%v fired=%d", what, err, fault.Count())
-				}
-				settled(t, what, stats)
-			}
-		})
-	}
-}
-
-// TestEarlyDamageBeforeReadFault: damage in an early batch is decided before a read fault the
-// read-ahead met later, exactly as the sequential loop (which never makes that read) decides.
-// The fault is placed by offset (past the first read), not by call count: how many reads the
-// read-ahead made first is the scheduler's business.
-func TestEarlyDamageBeforeReadFault(t *testing.T) {
-	data := bytes.Clone(bigLog.Bytes)
-	data[bigLog.Offsets[3]+format.V1HeaderSize] ^= 1
-	for _, cfg := range configs {
-		t.Run(cfgName(cfg), func(t *testing.T) {
-			r := faults.Bytes(data, faults.StartingFrom(8<<10).Fail(faults.ErrInjected))
-			st, stats, err := run(context.Background(), data, r, cfg, apply.Discard)
-			what := fmt.Sprintf("%+v bad record 3, read fault past 8 KiB", cfg)
-			if !errors.Is(err, recovery.ErrCorruptWAL) || st.Stats.Records != 3 {
-				t.Fatalf("%s: want CORRUPT_WAL after 3 records, got %v after %d", what, err, st.Stats.Records)
-			}
-			settled(t, what, stats)
 		})
 	}
 }
@@ -224,17 +121,4 @@ func TestApplierPanicReachesTheCaller(t *testing.T) {
 			}()
 		})
 	}
-}
-
-func cfgName(c pipeline.Config) string {
-	return fmt.Sprintf("par=%d/depth=%d/read=%d", c.Parallelism, c.Depth, c.ReadSize)
-}
-
-// panicValue is what was passed to panic, under the *recovery.Panic that carries it with its
-// stack (Recover raises every panic of the caller's code as one, at every parallelism).
-func panicValue(p any) any {
-	if r, ok := p.(*recovery.Panic); ok {
-		return r.Value
-	}
-	return p
 }

@@ -1,15 +1,17 @@
 package pipeline_test
 
+// What the caller's code may do from inside a run: an Applier, a Preparer or a ReadAt that
+// calls runtime.Goexit (as t.Fatal does), an Applier that returns a context error of its own
+// or appends to the payload it was given.
+
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,33 +22,8 @@ import (
 	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
 	"github.com/streamwal/recovery/internal/faults"
-	"github.com/streamwal/recovery/internal/testlog"
 	"github.com/streamwal/recovery/pipeline"
 )
-
-// diskOnFire is a reader over b whose every read of a byte at or past at panics.
-func diskOnFire(b []byte, at int64) *faults.Reader {
-	return faults.Bytes(b, faults.Past(at).Panic("disk on fire"))
-}
-
-// TestReaderPanicReachesTheCaller: a panic in the caller's ReadAt comes back on the caller's
-// goroutine at every parallelism (before, a parallel recovery crashed the process), after
-// every goroutine has stopped and every buffer is back.
-func TestReaderPanicReachesTheCaller(t *testing.T) {
-	for _, cfg := range configs {
-		t.Run(fmt.Sprintf("par=%d", cfg.Parallelism), func(t *testing.T) {
-			var got any
-			func() {
-				defer func() { got = panicValue(recover()) }()
-				run(context.Background(), bigLog.Bytes, diskOnFire(bigLog.Bytes, 20<<10), cfg, apply.Discard)
-			}()
-			if got != "disk on fire" {
-				t.Fatalf("want the reader's panic, got %#v", got)
-			}
-			goleak.VerifyNone(t)
-		})
-	}
-}
 
 // TestGoexitDoesNotHang: an Applier (or a ReadAt) that calls runtime.Goexit, as t.Fatal does,
 // ends the caller's goroutine at every parallelism, as the sequential loop would; before, a
@@ -136,91 +113,6 @@ func TestPayloadCannotReachTheNextRecord(t *testing.T) {
 				t.Fatalf("%+v: %v after %d records", cfg, err, i)
 			}
 		})
-	}
-}
-
-var errEIO = errors.New("EIO")
-
-// TestFullReadWithErrorIsNotGood: a read that fills the buffer but reports an error is an I/O
-// error, never a reason to cut (before: zeros came back with EIO and the tail was cut).
-func TestFullReadWithErrorIsNotGood(t *testing.T) {
-	for _, cfg := range configs {
-		t.Run(cfgName(cfg), func(t *testing.T) {
-			// Every read of the last 100 bytes returns zeros, a full count and EIO.
-			r := faults.Bytes(bigLog.Bytes, faults.Past(int64(len(bigLog.Bytes))-100).Lie(errEIO))
-			st, stats, err := run(context.Background(), bigLog.Bytes, r, cfg, apply.Discard)
-			if !errors.Is(err, recovery.ErrIO) || !errors.Is(err, errEIO) || st.Truncation != nil {
-				t.Fatalf("%+v: want IO_ERROR and no cut, got %v, cut %v", cfg, err, st.Truncation)
-			}
-			settled(t, "full read with error", stats)
-		})
-	}
-}
-
-// TestTinyReadSizes: a read size smaller than a record header (exported package: callers can
-// pass anything) still recovers exactly, and nonsense configurations are refused, not spun on.
-func TestTinyReadSizes(t *testing.T) {
-	l := testlog.RandomLog(3, format.LayoutV1, 200, 3, 40)
-	data := append(bytes.Clone(l.Bytes), 0, 0, 0, 9) // and a short tail
-	for _, rs := range []int{1, 5, 11, 12, 13, 100} {
-		for _, par := range []int{1, 3} {
-			st, stats, err := run(context.Background(), data, bytes.NewReader(data), pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
-			if err != nil || st.Stats.Records != int64(len(l.Offsets)) || st.Truncation == nil || st.Truncation.Offset != int64(len(l.Bytes)) {
-				t.Fatalf("read size %d par %d: %v, %d records, cut %+v", rs, par, err, st.Stats.Records, st.Truncation)
-			}
-			settled(t, "tiny reads", stats)
-		}
-	}
-	for _, cfg := range []pipeline.Config{
-		{Parallelism: 0, Depth: 1, ReadSize: 10, MaxRecord: 100},
-		{Parallelism: 2, Depth: 1, ReadSize: 10, MaxRecord: 100},
-		{Parallelism: 1, Depth: 1, ReadSize: 0, MaxRecord: 100},
-		{Parallelism: pipeline.MaxParallelism + 1, Depth: 4, ReadSize: 10, MaxRecord: 100},
-		{Parallelism: 2, Depth: pipeline.MaxDepth + 1, ReadSize: 10, MaxRecord: 100},
-		{Parallelism: 1, Depth: 1, ReadSize: 10, MaxRecord: 0},
-		{Parallelism: 2, Depth: 4, ReadSize: 10, MaxRecord: math.MaxUint32}, // an erased header's length
-	} {
-		st := &apply.Stage{Applier: apply.Discard, Layout: format.LayoutV1, File: bytes.NewReader(data), Size: int64(len(data)),
-			Classify: classify.Config{Layout: format.LayoutV1, MaxRecord: 100}}
-		if _, err := pipeline.Run(context.Background(), bytes.NewReader(data), int64(len(data)), cfg, st); !errors.Is(err, recovery.ErrInvalidArgument) {
-			t.Fatalf("%+v: want INVALID_ARGUMENT, got %v", cfg, err)
-		}
-	}
-}
-
-// TestCancelDuringLargeLegacyRecord: cancelling while the source streams the CRC of a legacy
-// record larger than a read stops it promptly: it reads at most a few more chunks, not the
-// rest of the 8 MiB record (before, the stream ignored the context).
-func TestCancelDuringLargeLegacyRecord(t *testing.T) {
-	big := format.AppendSet(nil, []byte("k"), bytes.Repeat([]byte{7}, 8<<20))
-	l := testlog.Build(format.LayoutLegacy, format.AppendSet(nil, []byte("a"), []byte("b")), big)
-	for _, par := range []int{1, 2, 4} {
-		var canceled atomic.Bool
-		// Every read sleeps 200 µs first; those that end their sleep after the cancel are kept.
-		r := faults.Bytes(l.Bytes, faults.Always().Delay(200*time.Microsecond), faults.When(canceled.Load).Record())
-		ctx, cancel := context.WithCancel(context.Background())
-		stopped := make(chan struct{})
-		go func() {
-			defer close(stopped)
-			time.Sleep(5 * time.Millisecond)
-			canceled.Store(true)
-			cancel()
-		}()
-		st := &apply.Stage{Applier: apply.Discard, Layout: format.LayoutLegacy, File: r, Size: int64(len(l.Bytes)),
-			Classify: classify.Config{Layout: format.LayoutLegacy, MaxRecord: 1 << 30}}
-		_, err := pipeline.Run(ctx, r, int64(len(l.Bytes)), pipeline.Config{Parallelism: par, Depth: par + 3, ReadSize: 4 << 10, MaxRecord: 1 << 30}, st)
-		<-stopped
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("par %d: want a cancellation, got %v", par, err)
-		}
-		after := 0
-		for _, c := range r.Log() {
-			after += c.Len
-		}
-		if after > (par+4)*(4<<10) {
-			t.Fatalf("par %d: %d bytes read after the cancel", par, after)
-		}
-		goleak.VerifyNone(t)
 	}
 }
 

@@ -1,10 +1,11 @@
 package pipeline_test
 
-// Second-reader review of the pipeline: what the other suites leave out. Every configuration
-// is held to the sequential loop (and, where the layouts agree, to tests/oracle) with a
-// Preparer in the run, with readers that deliver fewer bytes than asked with a nil error, and
-// on every Result field the pipeline owns (Records, Ops, Bytes, End, LargestRecord, the
-// workers that ran and the buffers back), errors included.
+// Every configuration decides what the sequential loop decides: at every parallelism, depth
+// and read size (down to 1 byte: headers split across chunks, records larger than a read,
+// records ending on a chunk boundary), on clean and damaged logs of both layouts, with a
+// Preparer in the run and with readers that deliver fewer bytes than asked with a nil error;
+// on every Result field the pipeline owns, errors included, and (where the layouts agree) as
+// tests/oracle decides.
 
 import (
 	"bytes"
@@ -13,11 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
@@ -29,6 +28,102 @@ import (
 	"github.com/streamwal/recovery/tests/oracle"
 	"github.com/streamwal/recovery/walerr"
 )
+
+// summary is everything a run decided, for comparisons between configurations.
+type summary struct {
+	code              walerr.Code
+	off               int64
+	msg               string
+	records, ops, end int64
+	trunc             string
+	digest            uint32 // CRC of every (offset, payload) the Applier saw, in order
+}
+
+func (s summary) String() string {
+	return fmt.Sprintf("{%s@%d %q rec=%d ops=%d end=%d trunc=%s digest=%08x}", s.code, s.off, s.msg, s.records, s.ops, s.end, s.trunc, s.digest)
+}
+
+// summarize runs the pipeline and checks the two promises of every exit (buffers back, no
+// goroutine left), then returns what it decided.
+func summarize(t *testing.T, data []byte, layout format.Layout, r readerAt, cfg pipeline.Config) summary {
+	t.Helper()
+	return summarizeFail(t, data, layout, r, cfg, -1)
+}
+
+// summarizeFail is summarize with an Applier that fails on the record at failAt.
+func summarizeFail(t *testing.T, data []byte, layout format.Layout, r readerAt, cfg pipeline.Config, failAt int64) summary {
+	t.Helper()
+	var s summary
+	d := crc32.NewIEEE()
+	var ob [8]byte
+	st, stats, err := runL(context.Background(), int64(len(data)), layout, r, cfg, apply.Func(func(rec apply.Record) error {
+		if rec.Offset == failAt {
+			return errBoom
+		}
+		want := data[rec.Offset+int64(layout.HeaderSize()):][:len(rec.Payload)]
+		if !bytes.Equal(rec.Payload, want) {
+			return fmt.Errorf("payload at %d differs from the file", rec.Offset)
+		}
+		binary.BigEndian.PutUint64(ob[:], uint64(rec.Offset))
+		d.Write(ob[:])
+		d.Write(rec.Payload)
+		return nil
+	}))
+	if stats.Out > stats.Stragglers {
+		t.Fatalf("%+v: %d buffers still out, %d straggler(s)", cfg, stats.Out, stats.Stragglers)
+	}
+	if err != nil {
+		var we *walerr.Error
+		if !errors.As(err, &we) {
+			t.Fatalf("%+v: untyped error %v", cfg, err)
+		}
+		s.code, s.off, s.msg = we.Code, we.Offset, err.Error()
+	}
+	s.records, s.ops, s.end = st.Stats.Records, st.Stats.Ops, st.Stats.End
+	if tr := st.Truncation; tr != nil {
+		s.trunc = fmt.Sprintf("%d+%d:%s", tr.Offset, tr.Bytes, tr.Reason)
+	}
+	s.digest = d.Sum32()
+	return s
+}
+
+// TestTinyReadsEqualSequential: at read sizes of 1 to 64 bytes (headers split across up to 12
+// chunks, every record larger than a read, records ending exactly on chunk boundaries), with
+// damaged logs of both layouts, every parallelism decides exactly what the sequential loop
+// decides at a 4 KiB read: same error (code, offset, message), same cut, same records replayed.
+// The maximum record size is set small enough that some lying lengths are over it.
+func TestTinyReadsEqualSequential(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	sizes := []int{1, 2, 3, 5, 7, 8, 9, 11, 12, 13, 16, 17, 31, 64}
+	par := []struct{ p, d int }{{1, 1}, {2, 2}, {3, 5}, {8, 3}, {8, 16}}
+	classes := map[string]int{}
+	for _, layout := range []format.Layout{format.LayoutV1, format.LayoutLegacy} {
+		l := advLog(layout, uint64(layout)+3, 1500)
+		for name, data := range mutations(l, rng) {
+			for _, maxRec := range []uint32{1 << 30, 600} {
+				ref := summarize(t, data, layout, bytes.NewReader(data), pipeline.Config{Parallelism: 1, ReadSize: 4 << 10, MaxRecord: maxRec})
+				if ref.trunc != "" {
+					classes["cut"]++
+				} else {
+					classes[string(ref.code)]++
+				}
+				for _, rs := range sizes {
+					for _, pd := range par {
+						cfg := pipeline.Config{Parallelism: pd.p, Depth: pd.d, ReadSize: rs, MaxRecord: maxRec}
+						if g := summarize(t, data, layout, bytes.NewReader(data), cfg); g != ref {
+							t.Fatalf("%v %s max %d %+v:\n got  %v\n want %v", layout, name, maxRec, cfg, g, ref)
+						}
+					}
+				}
+			}
+		}
+	}
+	t.Logf("reference outcomes (\"\": clean): %v", classes)
+	if len(classes) < 4 {
+		t.Fatalf("the mutations reach too few outcomes: %v", classes)
+	}
+	goleak.VerifyNone(t)
+}
 
 // dribbling is a reader over b that delivers a pseudo-random number of bytes (at least one) of
 // every read with a nil error, as io.ReaderAt allows only with an error but some readers do
@@ -199,75 +294,6 @@ func TestPreparedDribbledReadsEqualSequential(t *testing.T) {
 	goleak.VerifyNone(t)
 }
 
-// TestRunRefusesReadSizePastTheOffsets: a read size so large that a chunk's end overflows
-// (pipeline.Run is exported: its callers can pass anything) is INVALID_ARGUMENT at every
-// parallelism; before, every chunk looked empty and the run ended with the untyped "stream
-// ended without a decision", nothing replayed. A read size far larger than the file but
-// within the offsets still recovers the log in one chunk.
-func TestRunRefusesReadSizePastTheOffsets(t *testing.T) {
-	l := advLog(format.LayoutV1, 5, 600)
-	size := int64(len(l.Bytes))
-	for _, par := range []int{1, 3} {
-		for _, rs := range []int{math.MaxInt, int(math.MaxInt64 - size + 1)} {
-			st, stats, err := runL(context.Background(), size, format.LayoutV1, bytes.NewReader(l.Bytes), pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
-			if walerr.CodeOf(err) != walerr.InvalidArgument || st.Stats.Records != 0 {
-				t.Fatalf("par %d read size %d: want INVALID_ARGUMENT, got %v after %d records", par, rs, err, st.Stats.Records)
-			}
-			settled(t, "huge read size", stats)
-		}
-		for _, rs := range []int{int(math.MaxInt64 - size), 1 << 62} {
-			st, stats, err := runL(context.Background(), size, format.LayoutV1, bytes.NewReader(l.Bytes), pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
-			if err != nil || st.Stats.Records != int64(len(l.Offsets)) || stats.Workers != 1 {
-				t.Fatalf("par %d read size %d: %v after %d records, %d workers", par, rs, err, st.Stats.Records, stats.Workers)
-			}
-		}
-	}
-}
-
-// outcomeOf runs cfg over r and says what came back: the panic's value, or the decision.
-func outcomeOf(t *testing.T, data []byte, layout format.Layout, r readerAt, cfg pipeline.Config) (out string) {
-	t.Helper()
-	defer func() {
-		if p := panicValue(recover()); p != nil {
-			out = fmt.Sprint("panic: ", p)
-		}
-		goleak.VerifyNone(t)
-	}()
-	return runFull(t, data, layout, r, cfg).String()
-}
-
-// TestReaderPanicByOffsetSameEverywhere: a ReadAt that panics on every read touching one
-// byte (a chunk read, a header split across chunks, a straddler, a record larger than a read,
-// the streamed CRC of a legacy length, the evidence search after damage) gives, at every
-// parallelism and depth, what the sequential loop gives at the same read size: the same panic
-// where the loop reads that byte, the same decision where it never does (the read-ahead met it
-// and dropped it). Damage sits a little past the middle, so the evidence search reads after it.
-func TestReaderPanicByOffsetSameEverywhere(t *testing.T) {
-	for _, layout := range []format.Layout{format.LayoutV1, format.LayoutLegacy} {
-		const rs = 512
-		l := bigRecordLog(31, layout, rs, 64) // about 60 KiB: the search's windows (16-48 KiB) end well before it does
-		data := bytes.Clone(l.Bytes)
-		data[l.Offsets[15]+int64(layout.HeaderSize())+3] ^= 0x10 // a payload flip: damage, then the search
-		kinds := map[bool]int{}
-		for x := layout.FirstRecord(); x < int64(len(data)); x += 211 {
-			r := faults.Bytes(data, faults.Touching(x).Panic(fmt.Sprintf("byte %d unreadable", x))) // every read of byte x
-			ref := outcomeOf(t, data, layout, r, pipeline.Config{Parallelism: 1, ReadSize: rs})
-			kinds[len(ref) > 6 && ref[:6] == "panic:"]++
-			for _, cfg := range []pipeline.Config{{Parallelism: 2, Depth: 2, ReadSize: rs}, {Parallelism: 3, Depth: 7, ReadSize: rs}, {Parallelism: 8, Depth: 16, ReadSize: rs}} {
-				for range 2 {
-					if g := outcomeOf(t, data, layout, r, cfg); g != ref {
-						t.Fatalf("%v byte %d %+v:\n got  %s\n want %s", layout, x, cfg, g, ref)
-					}
-				}
-			}
-		}
-		if kinds[true] == 0 || kinds[false] == 0 {
-			t.Fatalf("%v: the offsets reach only one kind of outcome (panic: %d, decided: %d)", layout, kinds[true], kinds[false])
-		}
-		t.Logf("%v: %d offsets where the loop panics, %d where it decides first", layout, kinds[true], kinds[false])
-	}
-}
-
 // FuzzTinyReads holds the pipeline at any read size from 1 byte (so that the small inputs a
 // fuzzer makes still span many chunks: headers split, straddlers, big records) and any
 // parallelism and depth, with a Preparer and with a reader that dribbles, to the sequential
@@ -302,66 +328,4 @@ func FuzzTinyReads(f *testing.F) {
 			}
 		}
 	})
-}
-
-// TestCancelAmidTinyChunks: with reads of a few bytes (thousands of chunks, every worker
-// waiting on a carry most of the time, in the spin or parked) a cancellation at any read call
-// or any record ends every run with CANCELED or with the decision already made, never a hang,
-// a goroutine left or a buffer out; a run that returns no error replayed the whole log.
-func TestCancelAmidTinyChunks(t *testing.T) {
-	for _, layout := range []format.Layout{format.LayoutV1, format.LayoutLegacy} {
-		l := advLog(layout, uint64(layout)+61, 2500)
-		data := l.Bytes
-		rng := rand.New(rand.NewPCG(uint64(layout), 61))
-		outcomes := map[string]int{}
-		for i := range 60 {
-			cfg := pipeline.Config{Parallelism: 2 + rng.IntN(7), Depth: 2 + rng.IntN(15), ReadSize: 1 + rng.IntN(64)}
-			ctx, cancel := context.WithCancel(context.Background())
-			k := int64(1 + rng.IntN(300))
-			var r readerAt = bytes.NewReader(data)
-			var app apply.Applier = apply.Discard
-			if i%2 == 0 {
-				r = cancelOnCall(data, k, cancel)
-			} else {
-				n := int64(0)
-				app = apply.Func(func(apply.Record) error {
-					if n++; n == k%int64(len(l.Offsets)) {
-						cancel()
-					}
-					return nil
-				})
-			}
-			done := make(chan struct{})
-			var (
-				st    *apply.Stage
-				stats pipeline.Stats
-				err   error
-			)
-			go func() {
-				defer close(done)
-				st, stats, err = runL(ctx, int64(len(data)), layout, r, cfg, app)
-			}()
-			select {
-			case <-done:
-			case <-time.After(time.Minute): // a hang detector, not a timing assertion
-				t.Fatalf("%v %+v cancel %d at %d: hang", layout, cfg, i%2, k)
-			}
-			cancel()
-			what := fmt.Sprintf("%v %+v cancel %d at %d", layout, cfg, i%2, k)
-			switch {
-			case err == nil && st.Stats.Records != int64(len(l.Offsets)):
-				t.Fatalf("%s: no error after %d of %d records", what, st.Stats.Records, len(l.Offsets))
-			case err != nil && walerr.CodeOf(err) != walerr.Canceled:
-				t.Fatalf("%s: %v", what, err)
-			case err != nil && !errors.Is(err, context.Canceled):
-				t.Fatalf("%s: a CANCELED error that is not context.Canceled: %v", what, err)
-			}
-			outcomes[string(walerr.CodeOf(err))]++
-			settled(t, what, stats)
-		}
-		if outcomes[string(walerr.Canceled)] == 0 {
-			t.Fatalf("%v: no run was canceled: %v", layout, outcomes)
-		}
-		t.Logf("%v: %v", layout, outcomes)
-	}
 }

@@ -1,0 +1,100 @@
+package pipeline_test
+
+// What pipeline.Run accepts (it is exported: its callers can pass anything): read sizes
+// smaller than a header recover exactly; a size before the first record, a read size whose
+// chunks overflow the offsets and configurations it cannot run are INVALID_ARGUMENT.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/streamwal/recovery"
+	"github.com/streamwal/recovery/apply"
+	"github.com/streamwal/recovery/classify"
+	"github.com/streamwal/recovery/format"
+	"github.com/streamwal/recovery/internal/testlog"
+	"github.com/streamwal/recovery/pipeline"
+	"github.com/streamwal/recovery/walerr"
+)
+
+// TestTinyReadSizes: a read size smaller than a record header (exported package: callers can
+// pass anything) still recovers exactly, and nonsense configurations are refused, not spun on.
+func TestTinyReadSizes(t *testing.T) {
+	l := testlog.RandomLog(3, format.LayoutV1, 200, 3, 40)
+	data := append(bytes.Clone(l.Bytes), 0, 0, 0, 9) // and a short tail
+	for _, rs := range []int{1, 5, 11, 12, 13, 100} {
+		for _, par := range []int{1, 3} {
+			st, stats, err := run(context.Background(), data, bytes.NewReader(data), pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
+			if err != nil || st.Stats.Records != int64(len(l.Offsets)) || st.Truncation == nil || st.Truncation.Offset != int64(len(l.Bytes)) {
+				t.Fatalf("read size %d par %d: %v, %d records, cut %+v", rs, par, err, st.Stats.Records, st.Truncation)
+			}
+			settled(t, "tiny reads", stats)
+		}
+	}
+	for _, cfg := range []pipeline.Config{
+		{Parallelism: 0, Depth: 1, ReadSize: 10, MaxRecord: 100},
+		{Parallelism: 2, Depth: 1, ReadSize: 10, MaxRecord: 100},
+		{Parallelism: 1, Depth: 1, ReadSize: 0, MaxRecord: 100},
+		{Parallelism: pipeline.MaxParallelism + 1, Depth: 4, ReadSize: 10, MaxRecord: 100},
+		{Parallelism: 2, Depth: pipeline.MaxDepth + 1, ReadSize: 10, MaxRecord: 100},
+		{Parallelism: 1, Depth: 1, ReadSize: 10, MaxRecord: 0},
+		{Parallelism: 2, Depth: 4, ReadSize: 10, MaxRecord: math.MaxUint32}, // an erased header's length
+	} {
+		st := &apply.Stage{Applier: apply.Discard, Layout: format.LayoutV1, File: bytes.NewReader(data), Size: int64(len(data)),
+			Classify: classify.Config{Layout: format.LayoutV1, MaxRecord: 100}}
+		if _, err := pipeline.Run(context.Background(), bytes.NewReader(data), int64(len(data)), cfg, st); !errors.Is(err, recovery.ErrInvalidArgument) {
+			t.Fatalf("%+v: want INVALID_ARGUMENT, got %v", cfg, err)
+		}
+	}
+}
+
+// TestRunRefusesSizeBeforeFirstRecord: pipeline.Run (exported: its callers can pass
+// anything) refuses a size before the layout's first record with INVALID_ARGUMENT (before: a
+// negative buffer length panicked).
+func TestRunRefusesSizeBeforeFirstRecord(t *testing.T) {
+	for _, size := range []int64{-1, 0, 4, 7} {
+		for _, par := range []int{1, 3} {
+			t.Run(fmt.Sprintf("size=%d/par=%d", size, par), func(t *testing.T) {
+				defer func() {
+					if p := panicValue(recover()); p != nil {
+						t.Fatalf("panic: %v", p)
+					}
+				}()
+				data := format.FileHeader[:max(0, size)]
+				_, _, err := runL(context.Background(), size, format.LayoutV1, bytes.NewReader(data), pipeline.Config{Parallelism: par, Depth: 4, ReadSize: 4 << 10}, apply.Discard)
+				if walerr.CodeOf(err) != walerr.InvalidArgument {
+					t.Fatalf("want INVALID_ARGUMENT, got %v", err)
+				}
+			})
+		}
+	}
+}
+
+// TestRunRefusesReadSizePastTheOffsets: a read size so large that a chunk's end overflows
+// (pipeline.Run is exported: its callers can pass anything) is INVALID_ARGUMENT at every
+// parallelism; before, every chunk looked empty and the run ended with the untyped "stream
+// ended without a decision", nothing replayed. A read size far larger than the file but
+// within the offsets still recovers the log in one chunk.
+func TestRunRefusesReadSizePastTheOffsets(t *testing.T) {
+	l := advLog(format.LayoutV1, 5, 600)
+	size := int64(len(l.Bytes))
+	for _, par := range []int{1, 3} {
+		for _, rs := range []int{math.MaxInt, int(math.MaxInt64 - size + 1)} {
+			st, stats, err := runL(context.Background(), size, format.LayoutV1, bytes.NewReader(l.Bytes), pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
+			if walerr.CodeOf(err) != walerr.InvalidArgument || st.Stats.Records != 0 {
+				t.Fatalf("par %d read size %d: want INVALID_ARGUMENT, got %v after %d records", par, rs, err, st.Stats.Records)
+			}
+			settled(t, "huge read size", stats)
+		}
+		for _, rs := range []int{int(math.MaxInt64 - size), 1 << 62} {
+			st, stats, err := runL(context.Background(), size, format.LayoutV1, bytes.NewReader(l.Bytes), pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
+			if err != nil || st.Stats.Records != int64(len(l.Offsets)) || stats.Workers != 1 {
+				t.Fatalf("par %d read size %d: %v after %d records, %d workers", par, rs, err, st.Stats.Records, stats.Workers)
+			}
+		}
+	}
+}
