@@ -207,3 +207,66 @@ func TestTinyRecordsStayWithinTheBound(t *testing.T) {
 		})
 	}
 }
+
+// TestBigRecordsStayWithinTheBound: records just over a read (the smallest that need the
+// shared buffer), exactly a read (the largest that fit a buffer's Aux) and several reads long,
+// at depth 2 and 16: the pool's accounting stays within memBound.
+func TestBigRecordsStayWithinTheBound(t *testing.T) {
+	const rs = 4 << 10
+	rng := rand.New(rand.NewPCG(8, 8))
+	for _, layout := range layouts {
+		hdr := layout.HeaderSize()
+		l := testlog.Build(layout)
+		largest := 0
+		for len(l.Bytes) < 400<<10 {
+			var n int
+			switch rng.IntN(4) {
+			case 0:
+				n = rs - hdr + 1
+			case 1:
+				n = rs - hdr
+			case 2:
+				n = 3*rs + rng.IntN(rs)
+			default:
+				n = 14 + rng.IntN(50)
+			}
+			l.Append(testlog.SizedTx(rng, n, 8))
+			largest = max(largest, n+hdr)
+		}
+		for _, c := range []config{{par: 1, readSize: rs}, {par: 2, depth: 2, readSize: rs}, {par: 8, depth: 2, readSize: rs}, {par: 8, depth: 16, readSize: rs}} {
+			res, err := recovery.Recover(context.Background(), bytes.NewReader(l.Bytes), nil, append(c.opts(), recovery.ReadOnly())...)
+			bound := memBound(max(c.depth, 1), rs, largest)
+			if err != nil || res.Records != int64(len(l.Offsets)) {
+				t.Fatalf("%v %v: %v %+v", layout, c, err, res)
+			}
+			if res.PeakBuffered > bound {
+				t.Fatalf("%v %v: pool peak %d over the bound %d", layout, c, res.PeakBuffered, bound)
+			}
+		}
+	}
+}
+
+// TestLegacyBogusRecordsStayWithinTheBound: the carver counts records before any CRC is
+// checked, and a legacy header with length 1 carves a 9-byte "record". A legacy file whose rest
+// is 9-byte garbage records (crash debris of the right shape) keeps the pool's accounting
+// within memBound, which counts a carved record as at least 9 bytes (it once assumed 13).
+func TestLegacyBogusRecordsStayWithinTheBound(t *testing.T) {
+	const rs = 4 << 10
+	l := testlog.Build(format.LayoutLegacy, format.AppendSet(nil, []byte("key"), []byte("value")))
+	largest := len(l.Bytes)
+	data := bytes.Clone(l.Bytes)
+	for len(data) < 64<<10 {
+		data = append(data, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef, 7) // length 1, a CRC that fails
+	}
+	w := check(t, "legacy bogus 9-byte records", data, modeOpt{}, quick)
+	if w.Records != 1 {
+		t.Fatalf("setup: want one good record, got %v", w)
+	}
+	for _, c := range []config{{par: 1, readSize: rs}, {par: 4, depth: 8, readSize: rs}} {
+		_, res, _ := got(t, data, modeOpt{}, c)
+		bound := memBound(max(c.depth, 1), rs, largest)
+		if res.PeakBuffered > bound {
+			t.Errorf("%v: pool peak %d over memBound %d (largest record %d bytes)", c, res.PeakBuffered, bound, largest)
+		}
+	}
+}
