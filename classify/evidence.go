@@ -86,6 +86,11 @@ func (sc *scanner) search(cfg Config, off int64, damaged bool) (Evidence, error)
 		sc.at = p
 		l := binary.BigEndian.Uint32(b)
 		if l == 0 {
+			// No record has length 0, in either layout: no candidate starts where its four
+			// length bytes are zero. In a run of zeros (a preallocated or sparse tail) the
+			// next candidate is at most three bytes before the next non-zero byte: go there a
+			// word at a time instead of a byte at a time.
+			p += int64(zeroRun(b)) - 4 // the loop adds one: p+z-3, the first that can be
 			continue
 		}
 		if v1 && p > off && format.LengthChecksum(l) == binary.BigEndian.Uint32(b[4:]) {
@@ -118,6 +123,18 @@ func (sc *scanner) search(cfg Config, off int64, damaged bool) (Evidence, error)
 		}
 	}
 	return Evidence{}, nil
+}
+
+// zeroRun is how many of b's leading bytes are zero (at least 4: the caller saw four).
+func zeroRun(b []byte) int {
+	i := 4
+	for i+8 <= len(b) && binary.LittleEndian.Uint64(b[i:]) == 0 {
+		i += 8
+	}
+	for i < len(b) && b[i] == 0 {
+		i++
+	}
+	return i
 }
 
 var errExhausted = errors.New("classify: evidence search budget exhausted")
