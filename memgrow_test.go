@@ -13,7 +13,6 @@ import (
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/format"
-	"github.com/streamwal/recovery/internal/hugemem"
 )
 
 // synthLog is a v1 log of one-set records whose values are all 'x', made up as it is read:
@@ -82,28 +81,21 @@ func (l *synthLog) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// held is the memory the process holds for recovery's buffers, as the allocators count it:
-// with buffers off the heap, the Go runtime's mapped memory not returned to the kernel plus
-// the off-heap memory resident (mincore); with buffers on the heap (race and invariants
-// builds), the heap's object bytes (live or not yet freed), which is what the accounting follows
-// there (a replaced buffer counts until the collector frees it).
+// held is the memory the process holds for recovery's buffers, as the allocator counts it: the
+// heap's object bytes (live or not yet freed), which is what the accounting follows (a replaced
+// buffer counts until the collector frees it).
 func held() int64 {
-	if !hugemem.OffHeap() {
-		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-		metrics.Read(s)
-		return int64(s[0].Value.Uint64())
-	}
-	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	metrics.Read(s)
-	return int64(s[0].Value.Uint64()-s[1].Value.Uint64()) + hugemem.Resident()
+	return int64(s[0].Value.Uint64())
 }
 
 // TestGrowingLargeRecordsStayWithinTheBound: records of 8, 16, 32 and 64 MiB with 1 MiB reads,
 // each larger than all before it, so the one buffer for large records grows three times. The
 // memory really held (measured by the allocators, at every record and every chunk) stays
 // within what Recover reports (PeakBuffered), and that within the documented bound: the
-// pool's buffers, plus the largest record once (off the heap: rounded up to its huge page;
-// on the heap: plus the replaced buffers the collector has not freed yet, which it counts).
+// pool's buffers, plus the largest record once, plus the replaced buffers the collector has
+// not freed yet (which it counts).
 // Before, a replaced buffer stayed resident beside its replacement, uncounted: the memory
 // held grew by about 8+16+32+64 MiB while PeakBuffered said 65 MiB.
 func TestGrowingLargeRecordsStayWithinTheBound(t *testing.T) {
@@ -140,23 +132,18 @@ func TestGrowingLargeRecordsStayWithinTheBound(t *testing.T) {
 			}
 			largest := format.V1HeaderSize + sizes[len(sizes)-1]
 			bound := int64(depth) * int64(rs+min(rs, largest)+4*(rs/9+2))
-			var replaced int64 // on the heap, the replaced buffers may all still be counted
+			var replaced int64 // the replaced buffers may all still be counted
 			for _, s := range sizes[:len(sizes)-1] {
 				replaced += int64(format.V1HeaderSize + s)
 			}
-			if hugemem.OffHeap() {
-				bound += int64(hugemem.Held(largest))
-			} else {
-				bound += int64(largest) + replaced
-			}
-			// Slack: a 1 MiB pool buffer shares its huge page with one other that may sit back,
-			// resident, uncounted (docs/design.md, "The memory bound"); and the heap's own small
-			// allocations (goroutines, sampling), garbage up to twice the runtime's smallest
-			// heap goal (4 MiB). The fault this test finds is the size of the buffers replaced.
-			slack := int64(depth)<<20 + 8<<20
+			bound += int64(largest) + replaced
+			// Slack: the heap's own small allocations (goroutines, sampling), garbage up to
+			// twice the runtime's smallest heap goal (4 MiB). The fault this test finds is the
+			// size of the buffers replaced.
+			slack := int64(8 << 20)
 			growth := peak - base
-			t.Logf("memory held grew by %.1f MiB; PeakBuffered %.1f MiB; documented bound %.1f MiB (off the heap: %v)",
-				float64(growth)/(1<<20), float64(res.PeakBuffered)/(1<<20), float64(bound)/(1<<20), hugemem.OffHeap())
+			t.Logf("memory held grew by %.1f MiB; PeakBuffered %.1f MiB; documented bound %.1f MiB",
+				float64(growth)/(1<<20), float64(res.PeakBuffered)/(1<<20), float64(bound)/(1<<20))
 			if growth > res.PeakBuffered+slack {
 				t.Fatalf("the memory held grew by %d bytes, more than the %d PeakBuffered reports (+%d slack)", growth, res.PeakBuffered, slack)
 			}

@@ -16,8 +16,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-
-	"github.com/streamwal/recovery/internal/hugemem"
 )
 
 // Poison is the byte released buffers are filled with when Debug is on.
@@ -242,12 +240,12 @@ func (p *Pool[M]) Close() {
 // every time: on a small VM the first touch of a fresh 4 KiB page is a fault of about 10 µs,
 // which for a pool of 1 MiB buffers was a visible share of a whole recovery.
 //
-// Buffers of a power-of-two size of 1 MiB or more (the read size, 1 MiB by default) come from
-// internal/hugemem on Linux: outside the Go heap, so they do not raise the caller's garbage
-// collection goal, in huge pages, so that a fresh MiB costs one fault in eight instead of 256,
-// and handed back to the kernel once unused for two collections. Smaller powers of two are
-// cached in size classes of sync.Pool. The pool still counts (and bounds) the capacity it
-// holds; what sits in either cache between recoveries belongs to no pool.
+// Powers of two are cached in size classes of sync.Pool, on the Go heap: the collector counts
+// them (GOMEMLIMIT, the heap goal, pprof) and frees what sits unused through two collections.
+// The pool still counts (and bounds) the capacity it holds; what sits in the cache between
+// recoveries belongs to no pool. (The buffers of 1 MiB and more once came from mappings outside
+// the Go heap, in huge pages; measured against the heap, plain and advised for huge pages,
+// they were nowhere 10 % faster, and were removed: docs/design.md, "Who owns each buffer".)
 const (
 	minClass = 12 // 4 KiB: smaller allocations are not worth caching
 	maxClass = 30 // 1 GiB
@@ -272,9 +270,6 @@ func fresh(n int) []byte {
 	if c > maxClass || 1<<c != n {
 		return make([]byte, n)
 	}
-	if b, ok := hugemem.Get(n); ok {
-		return b
-	}
 	if v := classes[c].Get(); v != nil {
 		return (*(v.(*[]byte)))[:n]
 	}
@@ -287,8 +282,5 @@ func recycle(s []byte) {
 		return // not one of ours: let the collector have it
 	}
 	s = s[:cap(s)]
-	if hugemem.Put(s) {
-		return
-	}
 	classes[class(cap(s))].Put(&s)
 }

@@ -107,8 +107,8 @@ func TestReleasedBuffersArePoisoned(t *testing.T) {
 	p.Close()
 }
 
-// Buffers of the sizes that come from the shared caches (powers of two of 1 MiB and more come
-// from internal/hugemem on Linux, outside race builds) are never shared between live buffers:
+// Buffers of the sizes that come from the shared caches (powers of two from 4 KiB to 1 GiB,
+// size classes of sync.Pool) are never shared between live buffers:
 // not between two pools at once, nor with the next pool after a Close. Each buffer's bytes are
 // marked and must read back unchanged while it is out; the accounting is every capacity held.
 func TestCachedBuffersAreNeverShared(t *testing.T) {

@@ -23,7 +23,6 @@ import (
 	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
 	"github.com/streamwal/recovery/internal/chunk"
-	"github.com/streamwal/recovery/internal/hugemem"
 	"github.com/streamwal/recovery/walerr"
 )
 
@@ -67,8 +66,7 @@ type Reader struct {
 	// It grows (is replaced) when a record needs more: see growBig.
 	bigFree chan struct{}
 	big     []byte
-	bigOff  bool // big is off the heap (hugemem.Take)
-	bigPeak int  // the most bytes it ever held, replaced heap buffers not yet freed included
+	bigPeak int // the most bytes it ever held, replaced buffers not yet freed included
 	// retired is the bytes of replaced heap buffers of countFrom bytes or more that the
 	// collector has not freed yet (each has a cleanup that takes its bytes off).
 	retired atomic.Int64
@@ -111,43 +109,31 @@ func (s *Reader) Read(ctx context.Context, r ReaderAt, buf Buffer, k int64) erro
 }
 
 // BigHeld is the most memory the shared buffer for large records ever held (for the memory
-// accounting): its size (off the heap, rounded up to the huge page its last byte lies in),
-// plus, on the Go heap, the buffers of countFrom bytes or more it replaced that the collector
-// had not freed yet.
+// accounting): its size plus the buffers of countFrom bytes or more it replaced that the
+// collector had not freed yet.
 func (s *Reader) BigHeld() int { return s.bigPeak }
 
-// countFrom is the size from which a replaced buffer on the Go heap is counted until the
-// collector frees it: hugemem.MinOffHeap, the size from which buffers leave the heap where
-// they can. Below it a replaced buffer is ordinary garbage, freed under the program's GOGC
-// like the pool's own small regions (a heap the pool's buffers do not inflate).
-const countFrom = hugemem.MinOffHeap
+// countFrom is the size from which a replaced buffer is counted until the collector frees it:
+// 1 MiB, the default read size. Below it a replaced buffer is ordinary garbage, freed under the
+// program's GOGC like the pool's own small regions.
+const countFrom = 1 << 20
 
 // growBig replaces the shared buffer by one of n bytes (nobody holds it: the caller has the
-// token). The old one goes first. Off the heap its pages go back to the kernel at once, so a
-// record larger than all before it is held once, not beside the buffers it outgrew. On the Go
-// heap (race and invariants builds, other systems, small sizes, a refused mapping) it cannot
-// be freed: it is left to the collector and, from countFrom bytes, counted until the collector
-// has freed it.
+// token). The old one goes first: it cannot be freed there and then, so it is left to the
+// collector and, from countFrom bytes, counted until the collector has freed it.
 func (s *Reader) growBig(n int) {
 	s.dropBig(true)
-	held := n
-	if b, ok := hugemem.Take(n); ok {
-		s.big, s.bigOff, held = b, true, hugemem.Held(n)
-	} else {
-		s.big = make([]byte, n)
-	}
-	s.bigPeak = max(s.bigPeak, held+int(s.retired.Load()))
+	s.big = make([]byte, n)
+	s.bigPeak = max(s.bigPeak, n+int(s.retired.Load()))
 }
 
-// dropBig lets go of the shared buffer: off the heap its pages go back to the kernel; on the
-// heap, when count is set and it is large, its bytes are counted until the collector frees it.
+// dropBig lets go of the shared buffer: when count is set and it is large, its bytes are
+// counted until the collector frees it.
 func (s *Reader) dropBig(count bool) {
-	old, off := s.big, s.bigOff
-	s.big, s.bigOff = nil, false
+	old := s.big
+	s.big = nil
 	switch {
 	case cap(old) == 0:
-	case off:
-		hugemem.Release(old)
 	case count && cap(old) >= countFrom:
 		n := int64(cap(old))
 		s.retired.Add(n)
@@ -155,8 +141,8 @@ func (s *Reader) dropBig(count bool) {
 	}
 }
 
-// Close lets go of the shared buffer for large records (off the heap, its pages go back to the
-// kernel). Nobody may hold it, read into it or look at it any more.
+// Close lets go of the shared buffer for large records. Nobody may hold it, read into it or
+// look at it any more.
 func (s *Reader) Close() { s.dropBig(false) }
 
 // ReleaseBig gives back the shared large-record buffer a batch held, poisoned in debug builds.

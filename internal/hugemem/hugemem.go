@@ -12,7 +12,11 @@
 // offers transparent huge pages to memory that asks for them (/sys/kernel/mm/
 // transparent_hugepage/enabled is "always" or "madvise"), Alloc advises the huge pages that lie
 // wholly inside the slice MADV_HUGEPAGE before anything touches them. Elsewhere Alloc is make.
-// (Get and Put, in offheap.go, are the other way: memory outside the Go heap.)
+//
+// (Recovery's pooled buffers once lived outside the Go heap, in mappings of this package's;
+// measured against the Go heap, plain and advised for huge pages, they won nowhere by the 10 %
+// that would have paid for memory GOMEMLIMIT and pprof do not see, and were removed:
+// docs/design.md, "Who owns each buffer".)
 package hugemem
 
 // Page is the transparent huge page size: 2 MiB, the PMD size of amd64 and of arm64 with 4 KiB

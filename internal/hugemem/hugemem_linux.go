@@ -28,12 +28,3 @@ func advise(b []byte) {
 		_ = unix.Madvise(b[lo:hi], unix.MADV_HUGEPAGE)
 	}
 }
-
-// adviseAround asks for huge pages on every huge page b touches, whole, including the parts of
-// them outside b (only a hint: for the pool_hugeheap measurement build).
-func adviseAround(b []byte) {
-	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-	lo := p &^ (Page - 1)
-	hi := (p + uintptr(len(b)) + Page - 1) &^ (Page - 1)
-	_, _, _ = unix.Syscall(unix.SYS_MADVISE, lo, hi-lo, unix.MADV_HUGEPAGE)
-}

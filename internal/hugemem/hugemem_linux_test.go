@@ -44,8 +44,8 @@ func advised(t *testing.T, p uintptr) bool {
 	return false
 }
 
-// The memory Alloc and Get hand out really is advised for huge pages (the hg flag of its
-// mapping), where huge pages are offered.
+// The memory Alloc hands out really is advised for huge pages (the hg flag of its mapping),
+// where huge pages are offered.
 func TestMemoryIsAdvisedForHugePages(t *testing.T) {
 	if !offered() {
 		t.Skip("no transparent huge pages offered here")
@@ -55,14 +55,5 @@ func TestMemoryIsAdvisedForHugePages(t *testing.T) {
 	inner := (p + Page - 1) &^ (Page - 1) // the first whole huge page inside b
 	if !advised(t, inner) {
 		t.Fatalf("Alloc(%d) at %#x: its huge page at %#x is not advised", len(b), p, inner)
-	}
-	withOffHeap(t)
-	c, ok := Get(MinOffHeap)
-	if !ok {
-		t.Fatal("Get refused")
-	}
-	defer Put(c)
-	if q := base(c); !advised(t, q) {
-		t.Fatalf("Get's memory at %#x is not advised", q)
 	}
 }

@@ -5,5 +5,3 @@ package hugemem
 func offered() bool { return false }
 
 func advise([]byte) {}
-
-func adviseAround([]byte) {}
