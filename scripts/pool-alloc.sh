@@ -2,7 +2,7 @@
 # Where the pool's buffers should come from (issue 21, item 3): builds the pipeline's and the
 # database's benchmark binaries three times, one per allocator of internal/hugemem,
 #
-#   offheap   (no tags: today's default) anonymous mappings outside the Go heap, huge pages
+#   offheap   (no tags: the default until 2026-12-08) mappings outside the Go heap, huge pages
 #   hugeheap  (-tags pool_hugeheap) Go heap, every huge page a buffer touches advised MADV_HUGEPAGE
 #   heap      (-tags pool_heap)     plain Go heap (4 KiB pages), as race builds have it
 #
@@ -11,10 +11,11 @@
 # median MB/s (min-max) with ratios against the plain heap and the off-heap against the better
 # heap variant. Benchmarks: BenchmarkRecover's discard and map appliers at parallelism 1 and 2,
 # 256 B and 4 KiB records (256 MiB logs, BENCH_LOG_MIB to change), and BenchmarkOpenDemo's
-# read-only db.Open at parallelism 1 and 0 (= GOMAXPROCS). About 8 minutes on the 2-core VM
-# with 5 rounds. The benchmarks' logs live in $TMPDIR while a binary runs (at most 512 MiB);
-# the binaries and raw outputs in a temporary directory, removed at the end (also on Ctrl-C)
-# unless KEEP=1. Needs go, git and python3.
+# read-only db.Open at parallelism 1 and 0 (= GOMAXPROCS). 4 to 7 minutes on the shared 2-core
+# VM with 5 rounds (load 4 to 14). Results: docs/benchmarks.md, "The pool's allocator". The
+# benchmarks' logs live in $TMPDIR while a binary runs (at most 512 MiB); the binaries and raw
+# outputs in a temporary directory, removed at the end (also on Ctrl-C) unless KEEP=1. Needs
+# go, git and python3.
 #
 # The variants are built from REV (default 0c7e8c4, the commit that added the build tags; the
 # off-heap allocator was removed after this measurement, so later trees cannot build it), taken
