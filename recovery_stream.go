@@ -1,17 +1,13 @@
 package recovery
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"runtime"
 
 	"github.com/streamwal/recovery/apply"
 	"github.com/streamwal/recovery/classify"
-	"github.com/streamwal/recovery/format"
 	"github.com/streamwal/recovery/pipeline"
 	"github.com/streamwal/recovery/walerr"
 )
@@ -71,83 +67,33 @@ func RecoverStream(ctx context.Context, r io.Reader, app Applier, opts ...Option
 	if err := ctx.Err(); err != nil {
 		return Result{}, walerr.Wrap(walerr.Canceled, 0, err, "recovery not started")
 	}
-	pre, pending, err := streamPrefix(r, uint32(o.maxRecord))
-	res := Result{Layout: pre.Layout, Size: int64(len(pending))}
-	if err != nil || pre.Empty {
-		return res, err
-	}
-	if pre.TornHeader {
-		res.Truncation = &Truncation{Offset: 0, Bytes: int64(len(pending)), Reason: ReasonTornHeader, Detail: "a prefix of the file header and nothing else"}
-		if o.mode == Strict {
-			return res, walerr.New(walerr.TailDamage, 0, "the stream is a torn file header and nothing else (torn_header); strict mode refuses it")
-		}
-		return res, nil
-	}
-	base := int64(0)
-	if pre.Layout == format.LayoutV1 {
-		pending, base = nil, format.FileHeaderSize
-	}
 	st := &apply.Stage{
 		Applier:  app,
 		Preparer: o.prepare,
-		Layout:   pre.Layout,
 		Progress: o.progress,
 		Verified: o.verified,
-		Classify: classify.Config{Layout: pre.Layout, MaxRecord: uint32(o.maxRecord), Mode: o.mode},
-		Stats:    apply.Stats{End: pre.Layout.FirstRecord()},
+		Classify: classify.Config{MaxRecord: uint32(o.maxRecord), Mode: o.mode},
 	}
 	cfg := pipeline.StreamConfig{
 		Config: pipeline.Config{Parallelism: o.parallelism, Depth: o.depth, ReadSize: o.readSize, MaxRecord: uint32(o.maxRecord)},
 		Spool:  o.spool,
 	}
-	pst, err := pipeline.RunStream(ctx, r, pending, base, cfg, st)
-	res.Parallelism = pst.Workers
+	pre, pst, err := pipeline.RunStream(ctx, r, cfg, st)
+	res := Result{Layout: pre.Layout, Size: max(pst.Read, 0)}
+	if pre.TornHeader && err == nil {
+		res.Truncation = &Truncation{Offset: 0, Bytes: res.Size, Reason: ReasonTornHeader, Detail: "a prefix of the file header and nothing else"}
+		if o.mode == Strict {
+			return res, walerr.New(walerr.TailDamage, 0, "the stream is a torn file header and nothing else (torn_header); strict mode refuses it")
+		}
+		return res, nil
+	}
+	if pre.Layout != LayoutUnknown && !pre.Empty && (err == nil || st.Stats.End > 0) {
+		res.Parallelism = pst.Workers
+	}
 	res.Records, res.Ops, res.Bytes = st.Stats.Records, st.Stats.Ops, st.Stats.Bytes
 	res.LargestRecord, res.End = st.Stats.LargestRecord, st.Stats.End
 	res.PeakBuffered = pst.Allocated
-	res.Size = max(pst.Read, res.End)
+	res.Size = max(res.Size, res.End)
 	res.Truncation = st.Truncation
 	return res, err
-}
-
-// streamPrefix reads the start of a stream and classifies it as ReadPrefix classifies a file's:
-// the 8 bytes of a v1 file header, or, with no magic, a legacy log's whole first record (its
-// checksum and ops decide whether it is one). It returns the bytes it read.
-func streamPrefix(r io.Reader, maxRecord uint32) (classify.Prefix, []byte, error) {
-	head := make([]byte, format.FileHeaderSize)
-	n, err := io.ReadFull(r, head)
-	head = head[:n]
-	switch {
-	case errors.Is(err, io.EOF):
-		return classify.Prefix{Empty: true}, nil, nil
-	case err != nil && !errors.Is(err, io.ErrUnexpectedEOF):
-		return classify.Prefix{}, head, walerr.Wrap(walerr.IO, int64(n), err, "read failed")
-	case n < format.FileHeaderSize, bytes.Equal(head[:4], format.FileHeader[:4]):
-		pre, err := classify.ReadPrefix(context.Background(), bytes.NewReader(head), int64(n), maxRecord)
-		return pre, head, err
-	}
-	h := format.DecodeLegacyHeader(head)
-	if h.Length > maxRecord {
-		// Too large to hold: its checksum, streamed, decides as the file's does whether it
-		// is a record at all.
-		c := crc32.NewIEEE()
-		m, err := io.CopyN(c, r, int64(h.Length))
-		switch {
-		case err != nil && !errors.Is(err, io.EOF):
-			return classify.Prefix{}, head, walerr.Wrap(walerr.IO, format.LegacyHeaderSize+m, err, "read failed")
-		case m < int64(h.Length) || c.Sum32() != h.PayloadCRC:
-			return classify.Prefix{}, head, walerr.New(walerr.NotADatabase, 0, "no LRDB magic, and the bytes are not a legacy record either")
-		}
-		return classify.Prefix{Layout: format.LayoutLegacy}, head, walerr.New(walerr.RecordTooLarge, 0,
-			fmt.Sprintf("record of %d bytes, over the maximum record size %d", h.Length, maxRecord))
-	}
-	// The buffer grows with the bytes that arrive, not with the length the header claims.
-	var b bytes.Buffer
-	b.Write(head)
-	m, err := io.CopyN(&b, r, int64(h.Length))
-	if err != nil && !errors.Is(err, io.EOF) {
-		return classify.Prefix{}, b.Bytes(), walerr.Wrap(walerr.IO, format.LegacyHeaderSize+m, err, "read failed")
-	}
-	pre, err := classify.ReadPrefix(context.Background(), bytes.NewReader(b.Bytes()), int64(b.Len()), maxRecord)
-	return pre, b.Bytes(), err
 }

@@ -222,8 +222,10 @@ func TestStreamMemoryIsFlatInLength(t *testing.T) {
 		return res.PeakBuffered
 	}
 	small, big := peak(200), peak(3200)
-	if small != big || big > 5*16<<10 {
-		t.Fatalf("peak %d bytes for 200 records, %d for 3,200 (pool of 4 x 16 KiB and a 16 KiB read-ahead)", small, big)
+	// Whether the read-ahead is full at the peak depends on scheduling: both within the
+	// bound, whatever the length, is what flat means here.
+	if bound := int64(5 * 16 << 10); small > bound || big > bound {
+		t.Fatalf("peak %d bytes for 200 records, %d for 3,200: over the pool of 4 x 16 KiB and a 16 KiB read-ahead", small, big)
 	}
 }
 

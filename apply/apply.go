@@ -133,16 +133,21 @@ func (s *Stage) Batch(ctx context.Context, bt *chunk.Batch, buf, aux []byte) (do
 	bufEnd := bt.First // the end in buf of the records replayed from it
 	for i := range bt.FirstBad {
 		off, p, _, _ := w.Next()
-		if i < bt.N {
-			bufEnd = int(off-bt.Base) + int(hdr) + len(p)
-		}
 		rec.Offset, rec.Payload = off, p
 		rec.meta = uint64(hdr)<<32 | uint64(bt.Ops[i])
 		if s.Preparer != nil {
 			rec.Prepared = bt.Prepared(i)
 		}
 		if err := s.Applier.Apply(rec); err != nil {
+			if s.Verified != nil { // the records the Applier had before this one
+				if verr := s.verified(bt, buf[bt.First:bufEnd], nil); verr != nil {
+					return true, verr
+				}
+			}
 			return true, walerr.Wrap(walerr.ApplyFailed, off, err, "the applier failed on this record; what it received is incomplete")
+		}
+		if i < bt.N {
+			bufEnd = int(off-bt.Base) + int(hdr) + len(p)
 		}
 		n := int64(len(p))
 		st.Records++
@@ -152,7 +157,11 @@ func (s *Stage) Batch(ctx context.Context, bt *chunk.Batch, buf, aux []byte) (do
 		st.End = off + hdr + n
 	}
 	if s.Verified != nil {
-		if err := s.verified(bt, buf[bt.First:bufEnd], aux); err != nil {
+		var replayed []byte // the straddler's bytes, when it was replayed
+		if bt.HasAux && bt.FirstBad > bt.N {
+			replayed = aux
+		}
+		if err := s.verified(bt, buf[bt.First:bufEnd], replayed); err != nil {
 			return true, err
 		}
 	}
@@ -171,14 +180,14 @@ func (s *Stage) Batch(ctx context.Context, bt *chunk.Batch, buf, aux []byte) (do
 }
 
 // verified hands the replayed records' bytes to s.Verified: those in the chunk (inBuf), then
-// the straddler's when it was replayed too.
+// the straddler's (aux, nil when it was not replayed).
 func (s *Stage) verified(bt *chunk.Batch, inBuf, aux []byte) error {
 	if len(inBuf) > 0 {
 		if err := s.Verified(bt.Base+int64(bt.First), inBuf); err != nil {
 			return walerr.Wrap(walerr.ApplyFailed, bt.Base+int64(bt.First), err, "the verified bytes' callback failed")
 		}
 	}
-	if bt.HasAux && bt.FirstBad > bt.N {
+	if aux != nil {
 		n := s.Layout.HeaderSize() + int(binary.BigEndian.Uint32(aux))
 		if err := s.Verified(bt.AuxOff, aux[:n]); err != nil {
 			return walerr.Wrap(walerr.ApplyFailed, bt.AuxOff, err, "the verified bytes' callback failed")

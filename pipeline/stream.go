@@ -2,9 +2,11 @@ package pipeline
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"runtime"
 	"sync"
@@ -58,47 +60,148 @@ type StreamStats struct {
 	Read int64
 }
 
-// RunStream replays the log that r yields into st: the bytes of the log from offset base on,
-// of which pending holds the first ones, already read (the file header, or a legacy log's
-// first record, which the caller read to learn the layout). st.File and st.Size are set by
-// RunStream for the classification; st.Size is 0 until then (a stream's size is not known:
-// Progress gets a total of 0).
+// RunStream replays the log that r yields, from its first byte, into st. It reads the start
+// of the stream first (the file header, or a legacy log's whole first record, classified as
+// classify.ReadPrefix classifies a file's) and sets st.Layout, st.Classify.Layout and
+// st.Stats.End from it; the Prefix is returned, and an empty stream or a torn file header
+// ends there. st.File and st.Size are set for the classification; st.Size is 0 until then (a
+// stream's size is not known: Progress gets a total of 0).
 //
 // RunStream returns once the log is decided, or the context is done, or the caller's Read,
-// Applier or Preparer fails. What may outlive it: the source goroutine, when it is inside the
-// caller's Read at that moment; it reads nothing more once that Read returns, and exits.
-func RunStream(ctx context.Context, r io.Reader, pending []byte, base int64, cfg StreamConfig, st *apply.Stage) (StreamStats, error) {
+// Applier, Preparer or a callback fails (a panic comes back as a *panics.Recovered, a
+// runtime.Goexit as one). What may outlive it: the source goroutine, when it is inside the
+// caller's Read at that moment; it reads nothing more once that Read returns, and exits. Every
+// verifier (and so every call of the Preparer) has returned when RunStream does.
+func RunStream(ctx context.Context, r io.Reader, cfg StreamConfig, st *apply.Stage) (pre classify.Prefix, stats StreamStats, err error) {
 	if err := cfg.check(); err != nil {
-		return StreamStats{}, err
+		return pre, stats, err
 	}
 	if r == nil || st == nil || st.Applier == nil {
-		return StreamStats{}, walerr.New(walerr.InvalidArgument, -1, "pipeline: nil reader, stage or applier")
+		return pre, stats, walerr.New(walerr.InvalidArgument, -1, "pipeline: nil reader, stage or applier")
 	}
 	if cfg.Spool < 0 {
-		return StreamStats{}, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: spool %d < 0", cfg.Spool))
+		return pre, stats, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: spool %d < 0", cfg.Spool))
 	}
 	depth := max(cfg.Depth, 2)
 	s := &stream{
-		ctx: ctx, r: r, pending: pending, off: base,
-		layout: st.Layout, hdr: st.Layout.HeaderSize(), max: cfg.MaxRecord, readSize: max(cfg.ReadSize, st.Layout.HeaderSize()),
+		ctx: ctx, r: r, max: cfg.MaxRecord, readSize: cfg.ReadSize,
 		spoolMax: cfg.Spool, workers: cfg.Parallelism,
 		free: make(chan []byte, depth), ordered: make(chan *streamJob, depth), stop: make(chan struct{}), done: make(chan struct{}),
+		prefixed: make(chan prefixResult, 1), bigFree: make(chan struct{}, 1),
 		depth: depth, prep: st.Preparer,
 	}
+	s.bigFree <- struct{}{}
+	s.vg.SetLimit(s.workers)
 	st.Size = 0
 	// The caller's reader is read in large reads, whatever the records' sizes: a read per
 	// header and per payload would be two system calls per record from a pipe or a socket.
-	ahead := min(streamReadAhead, s.readSize)
+	ahead := min(streamReadAhead, max(s.readSize, format.FileHeaderSize))
 	s.in = bufio.NewReaderSize(readerFunc(s.readCaller), ahead)
 	s.hold(int64(ahead))
 	go s.run()
-	err := s.apply(st)
-	stats := StreamStats{Workers: s.workers, Read: -1}
-	if stats.Abandoned = s.close(); !stats.Abandoned {
-		stats.Read = s.off + s.tailRead
+	defer func() { // however the applier ends: the source and the verifiers are stopped
+		stats = StreamStats{Workers: s.workers, Read: -1}
+		if stats.Abandoned = s.close(); !stats.Abandoned {
+			stats.Read = s.read0 + s.off + s.tailRead
+		}
+		stats.Allocated = s.peak.Load()
+	}()
+	defer func() {
+		// The Applier, the Verified or Progress callback panicked on this goroutine: raised
+		// again as every other panic of the caller's code is, with its stack (the deferred
+		// call above stops the source first).
+		if p := recover(); p != nil {
+			panic(panics.Wrap(p))
+		}
+	}()
+	pre, err = s.prefix()
+	if err != nil || pre.Empty || pre.TornHeader {
+		return pre, stats, err
 	}
-	stats.Allocated = s.peak.Load()
-	return stats, err
+	st.Layout, st.Classify.Layout = pre.Layout, pre.Layout
+	st.Stats = apply.Stats{End: pre.Layout.FirstRecord()}
+	return pre, stats, s.apply(st)
+}
+
+// prefixResult is what the source found at the start of the stream.
+type prefixResult struct {
+	pre classify.Prefix
+	n   int64 // bytes read
+	err error
+	job *streamJob // a panic or Goexit in the caller's Read, to raise
+}
+
+// prefix waits for the source's reading of the stream's start.
+func (s *stream) prefix() (classify.Prefix, error) {
+	select {
+	case r := <-s.prefixed:
+		if r.job != nil {
+			s.fault(r.job)
+		}
+		s.read0 = r.n
+		return r.pre, r.err
+	case <-s.ctx.Done():
+		return classify.Prefix{}, walerr.Wrap(walerr.Canceled, 0, s.ctx.Err(), "recovery not started: the stream's first bytes had not come")
+	}
+}
+
+// readPrefix reads and classifies the start of the stream, on the source goroutine: the 8
+// bytes of a v1 file header, or, with no magic, a legacy log's whole first record (its
+// checksum and ops decide whether it is one). It leaves a legacy log's first record in
+// pending, and sets the layout and where records start.
+func (s *stream) readPrefix() (classify.Prefix, int64, error) {
+	head := make([]byte, format.FileHeaderSize)
+	n, err := s.read(head)
+	head = head[:n]
+	switch {
+	case errors.Is(err, errStreamStopped):
+		return classify.Prefix{}, int64(n), err
+	case n == 0 && errors.Is(err, io.EOF):
+		return classify.Prefix{Empty: true}, 0, nil
+	case err != nil && !errors.Is(err, io.EOF):
+		return classify.Prefix{}, int64(n), err
+	case n < format.FileHeaderSize, string(head[:4]) == string(format.FileHeader[:4]):
+		pre, err := classify.ReadPrefix(s.ctx, bytes.NewReader(head), int64(n), s.max)
+		if err == nil && !pre.TornHeader {
+			s.setLayout(pre.Layout, format.FileHeaderSize) // the header's bytes are counted in off
+			return pre, 0, nil
+		}
+		return pre, int64(n), err
+	}
+	h := format.DecodeLegacyHeader(head)
+	if h.Length > s.max {
+		// Too large to hold: its checksum, streamed, decides as the file's does whether it
+		// is a record at all.
+		c := crc32.NewIEEE()
+		m, err := io.CopyN(c, readerFunc(s.read), int64(h.Length))
+		switch {
+		case err != nil && !errors.Is(err, io.EOF):
+			return classify.Prefix{}, int64(n) + m, err
+		case m < int64(h.Length) || c.Sum32() != h.PayloadCRC:
+			return classify.Prefix{}, int64(n) + m, walerr.New(walerr.NotADatabase, 0, "no LRDB magic, and the bytes are not a legacy record either")
+		}
+		return classify.Prefix{Layout: format.LayoutLegacy}, int64(n) + m, walerr.New(walerr.RecordTooLarge, 0,
+			fmt.Sprintf("record of %d bytes, over the maximum record size %d", h.Length, s.max))
+	}
+	// The buffer grows with the bytes that arrive, not with the length the header claims.
+	var b bytes.Buffer
+	b.Write(head)
+	_, err = io.CopyN(&b, readerFunc(s.read), int64(h.Length))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return classify.Prefix{}, int64(b.Len()), err
+	}
+	pre, err := classify.ReadPrefix(s.ctx, bytes.NewReader(b.Bytes()), int64(b.Len()), s.max)
+	if err == nil {
+		s.setLayout(pre.Layout, 0)
+		s.pending = b.Bytes() // the first record, read again from here
+		return pre, 0, nil
+	}
+	return pre, int64(b.Len()), err
+}
+
+func (s *stream) setLayout(l format.Layout, off int64) {
+	s.layout, s.hdr, s.off = l, l.HeaderSize(), off
+	s.readSize = max(s.readSize, s.hdr)
 }
 
 // streamJob is one pooled buffer on its way through: its records, what the verifier found,
@@ -110,13 +213,14 @@ type streamJob struct {
 	aux  []byte // a record larger than a buffer, header included, after buf's records
 	// tail is, on the last job when the stream stopped at trouble, the stream's bytes from
 	// bt.Stop.Off to its end (overflow: there were more than the spool holds).
-	tail     []byte
-	overflow bool
-	err      error // a read error: the stream cannot be read past it
-	fault    *panics.Recovered
-	goexit   bool
-	last     bool
-	verified chan struct{} // closed by the verifier
+	tail      []byte
+	overflow  bool
+	err       error             // a read error: the stream cannot be read past it
+	readFault *panics.Recovered // a panic in the caller's Read (the source's)
+	fault     *panics.Recovered // a panic in the Preparer (the verifier's)
+	goexit    bool              // a runtime.Goexit in the Read or the Preparer
+	last      bool
+	verified  chan struct{} // closed by the verifier
 }
 
 // raw is the job's bytes as the stream had them, from file offset from on.
@@ -149,16 +253,23 @@ type stream struct {
 	depth    int
 	prep     apply.Preparer
 
-	free    chan []byte     // the pool: buffers given back
-	made    int             // buffers made (the source's)
-	ordered chan *streamJob // the source's jobs, in stream order
-	stop    chan struct{}   // closed when RunStream returns
-	done    chan struct{}   // closed when the source goroutine has ended
-	state   atomic.Int32    // streamIdle, streamReading, streamStopped
-	closing sync.Once
-	held    atomic.Int64 // bytes held now
-	peak    atomic.Int64
-	carry   []byte // a header read for a record that goes in the next buffer
+	vg       errgroup.Group    // the verifiers, bounded to the parallelism
+	prefixed chan prefixResult // the start of the stream, once read
+	bigFree  chan struct{}     // the one record larger than a buffer that may be held at once
+	read0    int64             // bytes of the prefix not counted in off (a v1 file header is)
+
+	free      chan []byte     // the pool: buffers given back
+	made      int             // buffers made (the source's)
+	ordered   chan *streamJob // the source's jobs, in stream order
+	stop      chan struct{}   // closed when RunStream returns
+	done      chan struct{}   // closed when the source goroutine has ended
+	state     atomic.Int32    // streamIdle, streamReading, streamStopped
+	closing   sync.Once
+	abandoned bool
+	held      atomic.Int64 // bytes held now
+	peak      atomic.Int64
+	carry     []byte // a header read for a record that goes in the next buffer
+	at        int64  // the applier's: the end of what it replayed, for a CANCELED's offset
 	// tailRead is the bytes of the last job's tail (read after off).
 	tailRead int64
 }
@@ -178,32 +289,47 @@ func (s *stream) hold(n int64) {
 	}
 }
 
-// run is the source goroutine: it fills buffers and hands them, in order, to the applier and
-// to a verifier.
+// run is the source goroutine: it reads the stream's start, then fills buffers and hands
+// them, in order, to the applier and to a verifier. A panic or Goexit in the caller's Read
+// goes to the applier, which raises it.
 func (s *stream) run() {
-	var g errgroup.Group
-	g.SetLimit(s.workers)
 	defer close(s.done)
-	defer g.Wait() // every verifier it started
+	prefixSent, normal := false, false
 	defer func() {
-		// A panic in the caller's Read: carried to the applier, which raises it there.
-		if v := recover(); v != nil {
-			s.send(&streamJob{fault: panics.Wrap(v), last: true, verified: closed()})
+		if normal {
+			return
 		}
+		j := &streamJob{last: true, verified: closed()}
+		if v := recover(); v != nil {
+			j.readFault = panics.Wrap(v)
+		} else {
+			j.goexit = true
+		}
+		if !prefixSent {
+			s.prefixed <- prefixResult{job: j}
+			return
+		}
+		s.send(j)
 	}()
+	pre, n, err := s.readPrefix()
+	s.prefixed <- prefixResult{pre: pre, n: n, err: err}
+	prefixSent = true
+	if err != nil || pre.Empty || pre.TornHeader {
+		normal = true
+		return
+	}
 	for k := int64(0); ; k++ {
 		j, err := s.fill(k)
-		if errors.Is(err, errStreamStopped) {
+		if errors.Is(err, errStreamStopped) || !s.send(j) {
+			normal = true
 			return
 		}
-		if !s.send(j) {
-			return
-		}
-		g.Go(func() error {
+		s.vg.Go(func() error {
 			s.verify(j)
 			return nil
 		})
 		if j.last {
+			normal = true
 			return
 		}
 	}
@@ -303,12 +429,8 @@ func (s *stream) fill(k int64) (*streamJob, error) {
 			return j, nil
 		default:
 			// Larger than a buffer: whole, in a buffer of its own, after this buffer's records.
-			aux := make([]byte, size)
-			s.hold(int64(size))
-			copy(aux, head)
-			got, err = s.read(aux[s.hdr:])
+			aux, got, err := s.big(head, size)
 			if err != nil {
-				s.held.Add(-int64(size))
 				if errors.Is(err, errStreamStopped) {
 					return nil, err
 				}
@@ -316,13 +438,56 @@ func (s *stream) fill(k int64) (*streamJob, error) {
 					j.err, j.last = err, true
 					return j, nil
 				}
-				return s.trouble(j, aux[:s.hdr+got])
+				return s.trouble(j, got)
 			}
 			j.aux, j.bt.HasAux, j.bt.AuxOff = aux, true, s.off
 			s.off += int64(size)
 			return j, nil
 		}
 	}
+}
+
+// big reads a record larger than a buffer (head is its header, size its whole length) into a
+// buffer of its own, the one such buffer that may be held at once (the next waits for the
+// applier to give it back). The buffer grows with the bytes that arrive, never ahead of them
+// by more than it already holds: a length no byte backs never sizes an allocation. Growing
+// costs a copy: while the last one is made, the old buffer and the new one are both held, so
+// the bound counts the largest record twice (about 1.5 times in practice). When the stream
+// ends inside the record, it returns the bytes it got (a copy) and io.EOF.
+func (s *stream) big(head []byte, size int) (aux, got []byte, err error) {
+	select {
+	case <-s.bigFree:
+	case <-s.stop:
+		return nil, nil, errStreamStopped
+	}
+	aux = make([]byte, 0, min(size, s.readSize))
+	s.hold(int64(cap(aux)))
+	aux = append(aux, head...)
+	for len(aux) < size && err == nil {
+		if len(aux) == cap(aux) {
+			next := 2 * cap(aux)
+			if next >= size || size-next < cap(aux) {
+				next = size // rather than a last step of a few bytes, and one more copy
+			}
+			grown := make([]byte, len(aux), next)
+			s.hold(int64(cap(grown)))
+			copy(grown, aux)
+			s.held.Add(-int64(cap(aux)))
+			aux = grown
+		}
+		var n int
+		n, err = s.read(aux[len(aux):min(cap(aux), size)])
+		aux = aux[:len(aux)+n]
+	}
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			got = bytes.Clone(aux)
+		}
+		s.held.Add(-int64(cap(aux)))
+		s.bigFree <- struct{}{}
+		return nil, got, err
+	}
+	return aux, nil, nil
 }
 
 func (s *stream) decode(head []byte) (l, crc uint32) {
@@ -353,11 +518,7 @@ func (s *stream) trouble(j *streamJob, got []byte) (*streamJob, error) {
 	tail := append([]byte(nil), got...)
 	s.hold(int64(len(tail)))
 	buf := make([]byte, 64<<10)
-	for {
-		if int64(len(tail)) > s.spoolMax {
-			j.overflow = true
-			break
-		}
+	for int64(len(tail)) <= s.spoolMax {
 		n, err := s.read(buf)
 		tail = append(tail, buf[:n]...)
 		s.hold(int64(n))
@@ -372,7 +533,7 @@ func (s *stream) trouble(j *streamJob, got []byte) (*streamJob, error) {
 			return j, nil
 		}
 	}
-	j.tail = tail
+	j.tail, j.overflow = tail, int64(len(tail)) > s.spoolMax
 	s.tailRead = int64(len(tail))
 	size := off + int64(len(tail))
 	var t classify.Trouble
@@ -398,9 +559,16 @@ const streamReadAhead = 256 << 10
 func (s *stream) read(p []byte) (int, error) {
 	n := copy(p, s.pending)
 	s.pending = s.pending[n:]
-	for n < len(p) {
+	for empty := 0; n < len(p); {
 		m, err := s.in.Read(p[n:])
 		n += m
+		if m == 0 && err == nil {
+			if empty++; empty == 100 { // as bufio and io do: a reader that never delivers
+				return n, walerr.Wrap(walerr.IO, s.off+int64(n), io.ErrNoProgress, "read failed")
+			}
+			continue
+		}
+		empty = 0
 		if errors.Is(err, io.EOF) {
 			if n < len(p) {
 				return n, io.EOF
@@ -427,7 +595,7 @@ func (*stopError) Error() string { return errStreamStopped.Error() }
 // readCaller is one Read of the caller's reader, through the gate that lets RunStream return
 // while it is in progress: no Read starts once RunStream returned or the context is done, and
 // what a Read returns after that is dropped.
-func (s *stream) readCaller(p []byte) (int, error) {
+func (s *stream) readCaller(p []byte) (n int, err error) {
 	if !s.state.CompareAndSwap(streamIdle, streamReading) {
 		return 0, &stopError{}
 	}
@@ -435,10 +603,12 @@ func (s *stream) readCaller(p []byte) (int, error) {
 		s.state.Store(streamIdle)
 		return 0, &stopError{}
 	}
+	defer func() { // also when Read panics or calls runtime.Goexit: the state is idle again
+		if !s.state.CompareAndSwap(streamReading, streamIdle) {
+			n, err = 0, &stopError{} // abandoned: what the read returned is not wanted
+		}
+	}()
 	m, err := s.r.Read(p)
-	if !s.state.CompareAndSwap(streamReading, streamIdle) {
-		return 0, &stopError{} // abandoned: what the read returned is not wanted
-	}
 	if m < 0 || m > len(p) {
 		return 0, fmt.Errorf("reader returned an impossible count %d", m)
 	}
@@ -477,7 +647,11 @@ func (s *stream) release(j *streamJob) {
 		s.free <- j.buf // never blocks: at most depth buffers exist
 		j.buf = nil
 	}
-	s.held.Add(-int64(len(j.aux) + len(j.tail)))
+	if j.aux != nil {
+		s.held.Add(-int64(cap(j.aux)))
+		s.bigFree <- struct{}{} // never blocks: the slot was taken for it
+	}
+	s.held.Add(-int64(len(j.tail)))
 	j.aux, j.tail = nil, nil
 }
 
@@ -487,12 +661,13 @@ func (s *stream) close() (abandoned bool) {
 	s.closing.Do(func() {
 		close(s.stop)
 		if s.state.Swap(streamStopped) == streamReading {
-			abandoned = true
-			return
+			s.abandoned = true // it starts no verifier once its Read returns
+		} else {
+			<-s.done
 		}
-		<-s.done
+		s.vg.Wait() // every verifier it started: no Preparer runs after RunStream returns
 	})
-	return abandoned
+	return s.abandoned
 }
 
 // apply is the ordered applier, on the caller's goroutine: the jobs in stream order, each once
@@ -519,6 +694,7 @@ func (s *stream) apply(st *apply.Stage) error {
 			st.File, st.Size = &spoolView{base: j.bt.Stop.Off, b: j.tail}, j.bt.Stop.Off+int64(len(j.tail))
 		}
 		done, err := st.Batch(s.ctx, &j.bt, j.buf[:j.used], j.aux)
+		s.at = st.Stats.End
 		s.release(j)
 		if err == nil && j.err != nil {
 			err = j.err // a read error after the records it read, as a file's
@@ -538,14 +714,14 @@ func (s *stream) next() (*streamJob, error) {
 	select {
 	case j = <-s.ordered:
 	case <-s.ctx.Done():
-		return nil, walerr.Wrap(walerr.Canceled, s.off, s.ctx.Err(), "recovery of the stream stopped")
+		return nil, walerr.Wrap(walerr.Canceled, s.at, s.ctx.Err(), "recovery of the stream stopped")
 	}
 	select {
 	case <-j.verified:
 		return j, nil
 	case <-s.ctx.Done():
-		s.release(j)
-		return nil, walerr.Wrap(walerr.Canceled, j.bt.Base, s.ctx.Err(), "recovery of the stream stopped")
+		// Not given back: its verifier may still read it (close waits for the verifiers).
+		return nil, walerr.Wrap(walerr.Canceled, s.at, s.ctx.Err(), "recovery of the stream stopped")
 	}
 }
 
@@ -553,12 +729,13 @@ func (s *stream) next() (*streamJob, error) {
 // or Preparer, after stopping the source; a read error with no records is returned.
 func (s *stream) fault(j *streamJob) error {
 	switch {
+	case j.readFault != nil:
+		s.close()
+		panic(j.readFault)
 	case j.fault != nil:
-		s.release(j)
 		s.close()
 		panic(j.fault)
 	case j.goexit:
-		s.release(j)
 		s.close()
 		runtime.Goexit()
 	}
@@ -580,6 +757,14 @@ func (s *stream) gather(st *apply.Stage, j *streamJob, off int64) error {
 		return !job.overflow
 	}
 	ok := add(j, off)
+	if j.aux != nil {
+		// The record larger than a buffer is the bad one or after it, never replayed (a
+		// batch is replayed up to its first bad record): give its slot back now, or the
+		// source could wait for it while this waits for the source.
+		s.held.Add(-int64(cap(j.aux)))
+		s.bigFree <- struct{}{}
+		j.aux = nil
+	}
 	for last := j.last; ok && !last; {
 		k, err := s.nextRaw()
 		if err != nil {
@@ -605,13 +790,21 @@ func (s *stream) gather(st *apply.Stage, j *streamJob, off int64) error {
 func (s *stream) nextRaw() (*streamJob, error) {
 	select {
 	case j := <-s.ordered:
-		if j.fault != nil {
+		select {
+		case <-j.verified: // its verifier uses the buffer: it goes back to the pool after
+		case <-s.ctx.Done():
+			return nil, walerr.Wrap(walerr.Canceled, s.at, s.ctx.Err(), "recovery of the stream stopped")
+		}
+		// The bytes are what is wanted: a panic of the Preparer on records past the bad one
+		// is dropped, as the sequential loop never prepares them; one in the caller's Read is
+		// raised (the classification needed that read), and so is a Goexit (as in a file's
+		// read-ahead: it cannot be kept).
+		if j.readFault != nil || j.goexit {
 			return nil, s.fault(j)
 		}
-		<-j.verified // its verifier uses the buffer: it goes back to the pool after
 		return j, nil
 	case <-s.ctx.Done():
-		return nil, walerr.Wrap(walerr.Canceled, s.off, s.ctx.Err(), "recovery of the stream stopped")
+		return nil, walerr.Wrap(walerr.Canceled, s.at, s.ctx.Err(), "recovery of the stream stopped")
 	}
 }
 
