@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
 
 	"github.com/streamwal/recovery"
-	"github.com/streamwal/recovery/format"
 	"github.com/streamwal/recovery/walerr"
 )
 
@@ -30,9 +30,14 @@ type BackupInfo struct {
 	Records int64 `json:"records"`
 	Ops     int64 `json:"ops"`
 	// Last is the checksum of the payload of the record that ends at End (0 when none does: an
-	// empty backup): an incremental backup after this one checks that the log still holds that
-	// record there, which it does not once the file was rewritten (compacted or replaced).
+	// empty backup).
 	Last uint32 `json:"last_crc"`
+	// Prefix is the CRC-32C of the log's bytes [0, End), all of them (an incremental backup's
+	// too: it reads the log from its start anyway). An incremental backup after this one
+	// checks that the log's first End bytes still have it, which they do not once the file was
+	// rewritten (compacted, restored or replaced), and RestoreExpect checks the restored file
+	// against it.
+	Prefix uint32 `json:"prefix_crc32c"`
 	// Tail is the bytes of the file after End that were not backed up: a commit still being
 	// written by the writer (BackupFile, from another process), or damage (then End is where
 	// recovery would cut the log, and `walrec verify` says what it is).
@@ -46,8 +51,9 @@ func (b BackupInfo) Bytes() int64 { return b.End - b.Start }
 type BackupOption func(*backupOptions)
 
 type backupOptions struct {
-	since *BackupInfo
-	par   int
+	since     *BackupInfo
+	par       int
+	maxRecord int64
 }
 
 // Since makes the backup incremental: only the bytes appended after prev (the BackupInfo of
@@ -57,6 +63,10 @@ type backupOptions struct {
 func Since(prev BackupInfo) BackupOption {
 	return func(o *backupOptions) { o.since = &prev }
 }
+
+// BackupMaxRecordSize sets the largest record the backup's verification accepts (default
+// recovery.DefaultMaxRecord; DB.Backup uses the database's own).
+func BackupMaxRecordSize(n int64) BackupOption { return func(o *backupOptions) { o.maxRecord = n } }
 
 // BackupParallelism sets the parallelism of the recovery that verifies the bytes as they are
 // copied (recovery.WithParallelism; default 0, one worker per CPU).
@@ -74,8 +84,15 @@ func (db *DB) Backup(ctx context.Context, w io.Writer, opts ...BackupOption) (Ba
 	if db.readOnly {
 		return BackupInfo{}, newError(CodeReadOnly, db.path, "a read-only open keeps no file to back up: use db.BackupFile", nil)
 	}
-	db.compactMu.Lock() // the file stays the database's file while it is read
-	defer db.compactMu.Unlock()
+	done, err := db.compactTurn(ctx, "Backup") // the file stays the database's file while it is read
+	if err != nil {
+		return BackupInfo{}, err
+	}
+	defer done()
+	// Close stops it: its reads fail once the file is closed, and its context ends here.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(db.closeCtx, cancel)()
 	db.mu.Lock()
 	if db.f == nil {
 		db.mu.Unlock()
@@ -86,7 +103,11 @@ func (db *DB) Backup(ctx context.Context, w io.Writer, opts ...BackupOption) (Ba
 	end := db.size // durable: a group boundary, so a record boundary
 	db.cmu.Unlock()
 	db.mu.Unlock()
+	opts = append([]BackupOption{BackupMaxRecordSize(db.maxRecord)}, opts...)
 	info, err := backupLog(ctx, &recFile{f: f, size: end}, end, w, db.path, opts)
+	if db.closeCtx.Err() != nil {
+		return info, newError(CodeClosed, db.path, "Close came during the backup: what was written is not a backup", err)
+	}
 	if err == nil && info.Tail > 0 {
 		// The durable bytes were verified when they were written or replayed: a tail in
 		// them is damage that happened since, not a commit in flight.
@@ -121,21 +142,25 @@ func BackupFile(ctx context.Context, fsys FS, path string, w io.Writer, opts ...
 // backupLog writes the verified prefix of the first size bytes of src to w (from the
 // incremental start on): recovery, read-only, hands over each run of records it verified and
 // replayed (recovery.WithVerifiedBytes), and they are written as they are, so the log is read
-// once.
+// once. Every byte of the prefix, written or not, goes through the prefix checksum.
 func backupLog(ctx context.Context, src io.ReaderAt, size int64, w io.Writer, path string, opts []BackupOption) (BackupInfo, error) {
 	var o backupOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &backupCopier{src: src, w: w}
+	c := &backupCopier{src: src, w: w, path: path}
 	if o.since != nil {
 		if o.since.End < 0 || o.since.End > size || o.since.Start > o.since.End {
 			return BackupInfo{}, rewritten(path, *o.since, fmt.Sprintf("the log is %d bytes now", size))
 		}
 		c.since, c.written = o.since, o.since.End
+		c.checked = o.since.End == 0 && o.since.Prefix == 0 // an empty base: nothing to check
 	}
-	res, err := recovery.Recover(ctx, &sized{src, size}, c, recovery.ReadOnly(), recovery.WithParallelism(o.par),
-		recovery.WithVerifiedBytes(c.write))
+	ropts := []recovery.Option{recovery.ReadOnly(), recovery.WithParallelism(o.par), recovery.WithVerifiedBytes(c.write)}
+	if o.maxRecord > 0 {
+		ropts = append(ropts, recovery.WithMaxRecordSize(o.maxRecord))
+	}
+	res, err := recovery.Recover(ctx, &sized{src, size}, c, ropts...)
 	if err != nil {
 		if walerr.CodeOf(err) == walerr.ApplyFailed && c.err != nil {
 			err = c.err // the copier's own error (a write, the since check)
@@ -146,70 +171,101 @@ func backupLog(ctx context.Context, src io.ReaderAt, size int64, w io.Writer, pa
 	if res.Truncation != nil {
 		end = res.Truncation.Offset
 	}
-	if c.since != nil && !c.sinceSeen && c.since.End != 0 && c.since.End != res.Layout.FirstRecord() {
-		return c.info(), rewritten(path, *c.since, "no record ends where it ended")
-	}
-	if c.since == nil && res.Records == 0 && end > 0 {
-		// A v1 log of a file header and no record: the header is the whole backup.
-		if err := c.header(end); err != nil {
+	if c.summed < end { // a v1 log of a file header and no record: the header is the backup
+		if err := c.through(end); err != nil {
 			return c.info(), err
 		}
+	}
+	if c.since != nil && !c.checked {
+		return c.info(), rewritten(path, *c.since, "the log no longer reaches where it ended")
 	}
 	c.end, c.tail = end, size-end
 	return c.info(), nil
 }
 
-// backupCopier is the Applier of a backup (it counts the records and checks an incremental
-// backup's base) and its writer of verified bytes.
+// backupCopier is the Applier of a backup (it counts the records) and its writer of verified
+// bytes, which keeps the prefix checksum and checks an incremental backup's base.
 type backupCopier struct {
-	src       io.ReaderAt
-	w         io.Writer
-	since     *BackupInfo
-	sinceSeen bool  // a record ended at since.End with since.Last's checksum
-	written   int64 // the log's bytes before this are written (or skipped: before since.End)
-	records   int64
-	ops       int64
-	lastOff   int64 // the last record written: its offset and header size
-	lastHdr   int
-	end, tail int64
-	err       error
+	src     io.ReaderAt
+	w       io.Writer
+	path    string
+	since   *BackupInfo
+	checked bool   // the log's first since.End bytes were found to be the base's
+	prefix  uint32 // CRC-32C of the log's bytes [0, summed)
+	summed  int64
+	written int64 // the log's bytes before this are written (or skipped: before since.End)
+	records int64
+	ops     int64
+	lastOff int64 // the last record replayed: its offset and header size
+	lastHdr int
+	last    uint32 // its payload's checksum, taken from its header
+	end     int64
+	tail    int64
+	err     error
 }
 
 func (c *backupCopier) Apply(r recovery.Record) error {
 	end := r.PayloadOffset() + int64(len(r.Payload))
+	c.lastOff, c.lastHdr = r.Offset, int(r.PayloadOffset()-r.Offset)
 	if c.since != nil && end <= c.since.End {
-		if end == c.since.End {
-			if format.Checksum(r.Payload) != c.since.Last {
-				c.err = rewritten("", *c.since, "the record that ends there is another one")
-				return c.err
-			}
-			c.sinceSeen = true
-		}
 		return nil
 	}
 	if c.since != nil && r.Offset < c.since.End { // a record across the old end: not a boundary
-		c.err = rewritten("", *c.since, "a record runs across where it ended")
+		c.err = rewritten(c.path, *c.since, "a record runs across where it ended")
 		return c.err
 	}
 	c.records++
 	c.ops += int64(r.NumOps())
-	c.lastOff, c.lastHdr = r.Offset, int(r.PayloadOffset()-r.Offset)
 	return nil
 }
 
-// write writes the verified bytes b, at offset off of the log, that come after what is
-// written; the file header goes first in a full backup.
+// write takes the verified bytes b at offset off of the log: the bytes before them that no
+// record holds (a v1 file header) first, then b, through the prefix checksum and, past where
+// an incremental backup starts, to the output.
 func (c *backupCopier) write(off int64, b []byte) error {
-	if c.since == nil && c.written == 0 && off > 0 {
-		if err := c.header(off); err != nil {
+	if c.summed < off {
+		if err := c.through(off); err != nil {
 			return err
 		}
 	}
+	if h := c.lastOff - off; h >= 0 && h+int64(c.lastHdr) <= int64(len(b)) && c.lastHdr >= 8 {
+		c.last = binary.BigEndian.Uint32(b[h+int64(c.lastHdr)-4:]) // a header's last word is its payload's CRC
+	}
+	return c.take(off, b)
+}
+
+// through takes the file's bytes [summed, to) from the file (the v1 file header).
+func (c *backupCopier) through(to int64) error {
+	h := make([]byte, to-c.summed)
+	if err := walerr.ReadFull(c.src, h, c.summed); err != nil {
+		c.err = err
+		return err
+	}
+	return c.take(c.summed, h)
+}
+
+// take sums b (at off, where the sum stands) and writes what comes after written.
+func (c *backupCopier) take(off int64, b []byte) error {
+	if c.since != nil && !c.checked && off+int64(len(b)) >= c.since.End {
+		k := c.since.End - off
+		c.prefix = crc32.Update(c.prefix, castagnoli, b[:k])
+		if c.prefix != c.since.Prefix {
+			c.err = rewritten(c.path, *c.since, "its first bytes are not the ones backed up")
+			return c.err
+		}
+		c.checked = true
+		b, off = b[k:], c.since.End
+	}
+	c.prefix = crc32.Update(c.prefix, castagnoli, b)
+	c.summed = off + int64(len(b))
 	if skip := c.written - off; skip > 0 {
 		if skip >= int64(len(b)) {
 			return nil
 		}
 		b, off = b[skip:], c.written
+	}
+	if len(b) == 0 {
+		return nil
 	}
 	if _, err := c.w.Write(b); err != nil {
 		c.err = walerr.Wrap(walerr.IO, off, err, "writing the backup")
@@ -219,40 +275,20 @@ func (c *backupCopier) write(off int64, b []byte) error {
 	return nil
 }
 
-// header copies the file's first n bytes (its v1 file header) to the output.
-func (c *backupCopier) header(n int64) error {
-	h := make([]byte, n)
-	if err := walerr.ReadFull(c.src, h, 0); err != nil {
-		c.err = err
-		return err
-	}
-	if _, err := c.w.Write(h); err != nil {
-		c.err = walerr.Wrap(walerr.IO, 0, err, "writing the backup")
-		return c.err
-	}
-	c.written = n
-	return nil
-}
+// castagnoli is CRC-32C's table (hardware-accelerated where the CPU has it).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // info is what the copier has written.
 func (c *backupCopier) info() BackupInfo {
-	b := BackupInfo{End: c.end, Records: c.records, Ops: c.ops, Tail: c.tail}
+	b := BackupInfo{End: c.end, Records: c.records, Ops: c.ops, Tail: c.tail, Prefix: c.prefix, Last: c.last}
 	if c.since != nil {
-		b.Start, b.Last = c.since.End, c.since.Last
+		b.Start = c.since.End
+		if c.records == 0 {
+			b.Last = c.since.Last
+		}
 	}
 	if b.End == 0 {
-		b.End = c.written
-	}
-	if c.records > 0 {
-		// The last record's payload checksum, as its header holds it (verified).
-		h := make([]byte, c.lastHdr)
-		if walerr.ReadFull(c.src, h, c.lastOff) == nil {
-			if c.lastHdr == format.LegacyHeaderSize {
-				b.Last = format.DecodeLegacyHeader(h).PayloadCRC
-			} else {
-				b.Last = binary.BigEndian.Uint32(h[8:])
-			}
-		}
+		b.End = c.summed
 	}
 	return b
 }

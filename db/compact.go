@@ -73,8 +73,11 @@ func (db *DB) CompactContext(ctx context.Context) (CompactResult, error) {
 	if goid() == db.inFn.Load() {
 		return CompactResult{}, newError(CodeNested, db.path, "Compact called from inside an Update's function (it would wait for itself)", nil)
 	}
-	db.compactMu.Lock()
-	defer db.compactMu.Unlock()
+	done, err := db.compactTurn(ctx, "Compact")
+	if err != nil {
+		return CompactResult{}, err
+	}
+	defer done()
 	start := time.Now()
 	snap, err := db.snapshot()
 	if err != nil {

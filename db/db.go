@@ -123,7 +123,11 @@ type DB struct {
 	layout format.Layout
 	serial bool // WithoutGroupCommit
 
-	compactMu   sync.Mutex // one Compact at a time
+	// compacting1 holds a token while a compaction or a backup runs (one at a time): a channel,
+	// not a mutex, so that waiting for it stops when Close begins (closed).
+	compacting1 chan struct{}
+	closeCtx    context.Context // done when Close begins
+	closeNow    context.CancelFunc
 	autoCompact float64    // WithAutoCompact's multiple, 0 for none
 	onCompact   func(CompactResult, error)
 	live        int64          // the live pairs' share of a compacted log (pairSize), when autoCompact
@@ -185,7 +189,9 @@ func OpenContext(ctx context.Context, path string, opts ...Option) (*DB, error) 
 		return nil, err
 	}
 	db := &DB{path: path, real: real, fs: o.fs, readOnly: o.readOnly, maxRecord: o.maxRecord, f: f, serial: o.serial,
-		autoCompact: o.autoCompact, onCompact: o.onCompact}
+		autoCompact: o.autoCompact, onCompact: o.onCompact,
+		compacting1: make(chan struct{}, 1)}
+	db.closeCtx, db.closeNow = context.WithCancel(context.Background())
 	db.idle.L = &db.cmu
 	opened := false
 	defer func() {
@@ -577,6 +583,7 @@ func (db *DB) Close() error {
 		return newError(CodeNested, db.path, "Close called from inside an Update's function (it would wait for itself); close after Update returns", nil)
 	}
 	db.closing.Store(true)
+	db.closeNow() // a compaction or backup waiting for its turn gives up; a backup stops
 	db.mu.Lock() // a commit that started an automatic compaction before it saw closing is done
 	db.mu.Unlock()
 	db.bg.Wait() // and that compaction finishes first
@@ -615,6 +622,19 @@ func OpenLocked(path string, mode OpenMode, opts ...Option) (File, string, error
 		opt(&o)
 	}
 	return openLocked(o.fs, path, mode, true)
+}
+
+// compactTurn waits for the one compaction or backup that may run at a time, and returns
+// the function that ends its turn; CLOSED once Close has begun, CANCELED when ctx ends first.
+func (db *DB) compactTurn(ctx context.Context, what string) (func(), error) {
+	select {
+	case db.compacting1 <- struct{}{}:
+		return func() { <-db.compacting1 }, nil
+	case <-db.closeCtx.Done():
+		return nil, newError(CodeClosed, db.path, what+" while the database is closing", nil)
+	case <-ctx.Done():
+		return nil, walerr.Wrap(walerr.Canceled, -1, ctx.Err(), what+" stopped while it waited for a running compaction or backup").WithPath(db.path)
+	}
 }
 
 // maxReopen bounds how many times openLocked opens a path again because its file was replaced

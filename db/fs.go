@@ -126,6 +126,10 @@ func (osFS) Remove(path string) error { return os.Remove(path) }
 
 func (osFS) Resolve(path string) (string, error) { return filepath.EvalSymlinks(path) }
 
+// Link makes newpath name oldpath's file, failing (fs.ErrExist) if newpath exists: unlike
+// Rename, it never replaces a file (a restore puts a new database in place with it).
+func (osFS) Link(oldpath, newpath string) error { return os.Link(oldpath, newpath) }
+
 func (osFS) CreateLike(path, like string) (File, error) {
 	fi, err := os.Stat(like)
 	if err != nil {
@@ -153,6 +157,14 @@ func (osFS) CreateLike(path, like string) (File, error) {
 		_ = os.Remove(path)
 		return nil, newError(CodeIdentity, like, fmt.Sprintf(
 			"cannot give the new file %s the mode of the database (%s); nothing was written, the database is as it was", path, fi.Mode().Perm()), err)
+	}
+	// fchmod clears a set-group-ID bit without an error when the process is not in the file's
+	// group: check that the mode is the one asked for.
+	if got, err := f.Stat(); err != nil || got.Mode() != fi.Mode() {
+		f.Close()
+		_ = os.Remove(path)
+		return nil, newError(CodeIdentity, like, fmt.Sprintf(
+			"cannot give the new file %s the mode of the database (%s); nothing was written, the database is as it was", path, fi.Mode()), err)
 	}
 	return &osFile{f: f}, nil
 }

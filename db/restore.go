@@ -2,11 +2,13 @@ package db
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/format"
@@ -28,10 +30,11 @@ type RestoreInfo struct {
 type RestoreOption func(*restoreOptions)
 
 type restoreOptions struct {
-	fs     FS
-	prefix bool
-	expect *BackupInfo
-	par    int
+	fs        FS
+	prefix    bool
+	expect    *BackupInfo
+	par       int
+	maxRecord int64
 }
 
 // RestorePrefix makes Restore keep the verified prefix of a stream whose end is not a whole
@@ -49,6 +52,10 @@ func RestoreExpect(info BackupInfo) RestoreOption {
 
 // RestoreWithFS sets the filesystem (default OS).
 func RestoreWithFS(fsys FS) RestoreOption { return func(o *restoreOptions) { o.fs = fsys } }
+
+// RestoreMaxRecordSize sets the largest record the restore's verification accepts (default
+// recovery.DefaultMaxRecord: a database opened with a larger WithMaxRecordSize needs it here).
+func RestoreMaxRecordSize(n int64) RestoreOption { return func(o *restoreOptions) { o.maxRecord = n } }
 
 // RestoreParallelism sets the parallelism of the recovery that verifies the restored log
 // (recovery.WithParallelism; default 0, one worker per CPU).
@@ -78,30 +85,86 @@ func Restore(ctx context.Context, r io.Reader, path string, opts ...RestoreOptio
 		info, err = restoreInto(ctx, f, r, &o)
 		return err
 	}
-	err := Replace(ctx, path, write, WithFS(o.fs))
-	if errors.Is(err, fs.ErrNotExist) && info.Received == 0 {
-		err = create(ctx, o.fs, path, write)
+	target, exists, err := restoreTarget(o.fs, path)
+	switch {
+	case err != nil:
+		return info, fmt.Errorf("db: restore %s: %w", path, err)
+	case exists:
+		err = Replace(ctx, path, write, WithFS(o.fs))
+	default:
+		err = create(ctx, o.fs, target, write)
 	}
 	return info, err
 }
 
-// create writes a new file at path, which does not exist, through "<path>.replace", renamed
-// into place once written and synced.
+// restoreTarget says whether a file exists at path (symbolic links followed) and, when none
+// does, where the new one goes: path, or the name a dangling symbolic link at path names, so
+// that the link stays and names the restored file.
+func restoreTarget(fsys FS, path string) (target string, exists bool, err error) {
+	if _, err := fsys.Resolve(path); err == nil {
+		return path, true, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", false, err
+	}
+	if fsys != OS {
+		return path, false, nil
+	}
+	target = path
+	for range 40 { // a chain of links, each dangling at its end; a loop gives up
+		fi, err := os.Lstat(target)
+		if errors.Is(err, fs.ErrNotExist) {
+			return target, false, nil
+		}
+		if err != nil {
+			return "", false, err
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			return target, true, nil // it appeared meanwhile: Replace decides
+		}
+		to, err := os.Readlink(target)
+		if err != nil {
+			return "", false, err
+		}
+		if !filepath.IsAbs(to) {
+			to = filepath.Join(filepath.Dir(target), to)
+		}
+		target = to
+	}
+	return "", false, fmt.Errorf("too many symbolic links at %s", path)
+}
+
+// create writes a new file at path, which does not exist, through "<path>.replace", locked from
+// its creation, and puts it in place only if nothing appeared at path meanwhile (a link, which
+// never replaces; the FS's Rename where it has no Link): a writer that created the database
+// while the restore ran keeps it. A "<path>.replace" another restore holds (its lock) is left
+// alone: LOCKED.
 func create(ctx context.Context, fsys FS, path string, write func(context.Context, File) error) error {
 	tmp := path + replaceSuffix
-	if err := fsys.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("db: restore %s: remove a stale %s: %w", path, tmp, err)
+	if old, err := fsys.OpenFile(tmp, OpenReadOnly); err == nil {
+		lerr := old.Lock()
+		old.Close()
+		if errors.Is(lerr, ErrLocked) {
+			return newError(CodeLocked, path, "another restore of it is running (it holds "+tmp+")", nil)
+		}
+		if err := fsys.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("db: restore %s: remove a stale %s: %w", path, tmp, err)
+		}
 	}
 	f, err := fsys.OpenFile(tmp, OpenCreateNew)
+	if errors.Is(err, fs.ErrExist) {
+		return newError(CodeLocked, path, "another restore of it is running (it created "+tmp+")", nil)
+	}
 	if err != nil {
 		return fmt.Errorf("db: restore %s: %w", path, err)
 	}
 	done := false
 	defer func() {
-		f.Close()
 		if !done {
-			_ = fsys.Remove(tmp)
+			if same, _ := f.Is(tmp); same {
+				_ = fsys.Remove(tmp)
+			}
 		}
+		f.Close()
 	}()
 	if err := f.Lock(); err != nil { // locked before it has the name, as a rewrite's
 		return fmt.Errorf("db: restore %s: lock %s: %w", path, tmp, err)
@@ -112,10 +175,27 @@ func create(ctx context.Context, fsys FS, path string, write func(context.Contex
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("db: restore %s: sync: %w", path, err)
 	}
-	if err := fsys.Rename(tmp, path); err != nil {
-		return fmt.Errorf("db: restore %s: rename: %w", path, err)
+	if same, err := f.Is(tmp); err != nil || !same {
+		return newError(CodeIdentity, path, tmp+" was replaced or removed by another program while the restore wrote it; nothing was put in place", err)
 	}
-	done = true
+	if l, ok := fsys.(interface {
+		Link(oldpath, newpath string) error
+	}); ok {
+		if err := l.Link(tmp, path); errors.Is(err, fs.ErrExist) {
+			return newError(CodeIdentity, path, "a file appeared at the path while the restore ran (a writer created the database?); it was left alone, nothing was put in place: restore again", err)
+		} else if err != nil {
+			return fmt.Errorf("db: restore %s: link: %w", path, err)
+		}
+		done = true
+		if err := fsys.Remove(tmp); err != nil {
+			return fmt.Errorf("db: restore %s: the file is in place, but %s could not be removed: %w", path, tmp, err)
+		}
+	} else {
+		if err := fsys.Rename(tmp, path); err != nil {
+			return fmt.Errorf("db: restore %s: rename: %w", path, err)
+		}
+		done = true
+	}
 	if err := fsys.SyncDir(dirOf(path)); err != nil {
 		return fmt.Errorf("db: restore %s: the file is in place, but the directory could not be synced: %w", path, err)
 	}
@@ -127,31 +207,37 @@ func create(ctx context.Context, fsys FS, path string, write func(context.Contex
 // so f never holds a byte that did not verify; then it keeps or refuses what it got.
 func restoreInto(ctx context.Context, f File, r io.Reader, o *restoreOptions) (RestoreInfo, error) {
 	var info RestoreInfo
-	var last lastRecord
-	write := func(off int64, b []byte) error {
-		if info.Size == 0 && off > 0 { // the v1 file header, before the first record
-			if err := f.Append(format.FileHeader[:off]); err != nil {
-				return walerr.Wrap(walerr.IO, 0, err, "writing the restored file")
-			}
-			info.Size = off
-		}
+	var prefix uint32 // CRC-32C of what f holds, for RestoreExpect
+	add := func(off int64, b []byte) error {
 		if err := f.Append(b); err != nil {
 			return walerr.Wrap(walerr.IO, off, err, "writing the restored file")
 		}
+		prefix = crc32.Update(prefix, castagnoli, b)
 		info.Size = off + int64(len(b))
 		return nil
 	}
-	res, err := recovery.RecoverStream(ctx, r, &last, recovery.WithParallelism(o.par), recovery.WithVerifiedBytes(write))
+	write := func(off int64, b []byte) error {
+		if info.Size == 0 && off > 0 { // the v1 file header, before the first record
+			if err := add(0, format.FileHeader[:off]); err != nil {
+				return err
+			}
+		}
+		return add(off, b)
+	}
+	ropts := []recovery.Option{recovery.WithParallelism(o.par), recovery.WithVerifiedBytes(write)}
+	if o.maxRecord > 0 {
+		ropts = append(ropts, recovery.WithMaxRecordSize(o.maxRecord))
+	}
+	res, err := recovery.RecoverStream(ctx, r, recovery.Discard, ropts...)
 	info.Received, info.Records, info.Ops = res.Size, res.Records, res.Ops
 	if err != nil {
 		return info, err
 	}
 	if info.Size == 0 && res.Layout == recovery.LayoutV1 && res.Size >= format.FileHeaderSize {
 		// A v1 log of a file header and no record (whatever tail follows).
-		if err := f.Append(format.FileHeader[:]); err != nil {
-			return info, walerr.Wrap(walerr.IO, 0, err, "writing the restored file")
+		if err := add(0, format.FileHeader[:]); err != nil {
+			return info, err
 		}
-		info.Size = format.FileHeaderSize
 	}
 	if t := res.Truncation; t != nil {
 		if !o.prefix {
@@ -162,58 +248,18 @@ func restoreInto(ctx context.Context, f File, r io.Reader, o *restoreOptions) (R
 		info.Tail = t.Bytes
 	}
 	if e := o.expect; e != nil {
-		if err := expected(f, info, last, *e); err != nil {
-			return info, err
+		if info.Size != e.End {
+			what := "shorter"
+			if info.Size > e.End {
+				what = "longer"
+			}
+			return info, walerr.New(walerr.IncompleteRead, info.Size, fmt.Sprintf(
+				"the stream holds a log of %d bytes, %s than the backup it should hold (%d bytes): nothing was replaced", info.Size, what, e.End))
+		}
+		if prefix != e.Prefix {
+			return info, walerr.New(walerr.CorruptWAL, 0, fmt.Sprintf(
+				"the stream holds a log of the backup's length whose bytes are not the backup's (CRC-32C %08x, the backup's %08x): nothing was replaced", prefix, e.Prefix))
 		}
 	}
 	return info, nil
-}
-
-// lastRecord is the Applier of a restore: it keeps where the last record is.
-type lastRecord struct {
-	off int64
-	hdr int
-	n   int64
-}
-
-func (l *lastRecord) Apply(r recovery.Record) error {
-	l.off, l.hdr = r.Offset, int(r.PayloadOffset()-r.Offset)
-	l.n++
-	return nil
-}
-
-// payloadCRC reads the last record's payload checksum from its (verified) header in f.
-func (l *lastRecord) payloadCRC(f io.ReaderAt) (uint32, error) {
-	h := make([]byte, l.hdr)
-	if err := walerr.ReadFull(f, h, l.off); err != nil {
-		return 0, err
-	}
-	if l.hdr == format.LegacyHeaderSize {
-		return format.DecodeLegacyHeader(h).PayloadCRC, nil
-	}
-	return binary.BigEndian.Uint32(h[8:]), nil
-}
-
-// expected checks that the restored log ends where the backup it should hold ended, with the
-// same last record.
-func expected(f File, info RestoreInfo, last lastRecord, e BackupInfo) error {
-	if info.Size != e.End {
-		what := "shorter"
-		if info.Size > e.End {
-			what = "longer"
-		}
-		return walerr.New(walerr.IncompleteRead, info.Size, fmt.Sprintf(
-			"the stream holds a log of %d bytes, %s than the backup it should hold (%d bytes): nothing was replaced", info.Size, what, e.End))
-	}
-	if last.n == 0 {
-		return nil
-	}
-	crc, err := last.payloadCRC(f)
-	if err != nil {
-		return err
-	}
-	if crc != e.Last {
-		return walerr.New(walerr.CorruptWAL, last.off, "the stream's last record is not the backup's last record: nothing was replaced")
-	}
-	return nil
 }
