@@ -16,6 +16,7 @@ import (
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/format"
 	"github.com/streamwal/recovery/internal/faults"
+	"github.com/streamwal/recovery/internal/testdepth"
 	"github.com/streamwal/recovery/internal/testlog"
 )
 
@@ -99,9 +100,9 @@ func damage(rng *rand.Rand, l testlog.Log) ([]byte, string) {
 // of both layouts with every kind of damage, at several parallelisms, pool depths and read sizes,
 // through readers that deliver one byte at a time or in odd pieces.
 func TestStreamDecidesAsTheFile(t *testing.T) {
-	n := 300
+	n := testdepth.Pick(100, 1000)
 	if testing.Short() {
-		n = 60
+		n = 30
 	}
 	for seed := range uint64(n) {
 		rng := rand.New(rand.NewPCG(seed, 7))
@@ -233,7 +234,7 @@ func TestStreamMemoryIsFlatInLength(t *testing.T) {
 // gap: from a file and from a stream, at any parallelism, they are the log's bytes from its
 // first record to Result.End.
 func TestVerifiedBytesAreTheReplayedRecords(t *testing.T) {
-	for seed := range uint64(80) {
+	for seed := range uint64(testdepth.Pick(30, 300)) {
 		rng := rand.New(rand.NewPCG(seed, 11))
 		layout := format.LayoutV1
 		if seed%2 == 0 {

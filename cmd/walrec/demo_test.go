@@ -76,8 +76,9 @@ func TestDemoCleansUpOnFailure(t *testing.T) {
 }
 
 // TestDemoAsNewUser runs "go run ./cmd/walrec demo" from the repository root, as the README's
-// first step does: the full default demo, which must finish in under a minute and leave
-// nothing in the temporary directory ($TMPDIR).
+// first step does: the full default demo, which must succeed, print its table and leave
+// nothing in the temporary directory ($TMPDIR). Its time is logged, not asserted (tests never
+// fail on timing; the 10-minute context is a hang detector).
 func TestDemoAsNewUser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and writes 256 MiB; skipped in -short mode")
@@ -87,7 +88,7 @@ func TestDemoAsNewUser(t *testing.T) {
 		t.Skipf("no go command: %v", err)
 	}
 	tmp, gotmp := t.TempDir(), t.TempDir()
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	build := exec.CommandContext(ctx, gobin, "build", "-o", os.DevNull, "./cmd/walrec")
 	build.Dir = "../.."
@@ -106,9 +107,6 @@ func TestDemoAsNewUser(t *testing.T) {
 		t.Fatalf("go run ./cmd/walrec demo: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
 	}
 	t.Logf("go run ./cmd/walrec demo: %.1fs\n%s", elapsed.Seconds(), out.String())
-	if elapsed > time.Minute {
-		t.Errorf("the demo took %v; it must finish in under a minute", elapsed)
-	}
 	if !strings.Contains(out.String(), "  built     demo.db: 256.0 MiB,") || !strings.Contains(out.String(), "  cleanup   removed "+tmp) {
 		t.Errorf("unexpected output:\n%s", out.String())
 	}
