@@ -30,7 +30,7 @@ step() { echo "== deep: $* ($(date -u +%H:%M:%S) UTC)"; }
 start=$(date +%s)
 
 step "1/4 race, WALREC_DEEP=1: ./tests ./tests/dst ./tests/oracle ./db"
-WALREC_DEEP=1 go test -race -count=1 -timeout 40m ./tests/ ./tests/dst/ ./tests/oracle/ ./db/
+WALREC_DEEP=1 go test -race -count=1 -timeout 40m ./tests/ ./tests/dst/ ./tests/oracle/ ./db/ .
 
 step "2/4 no race: $random_logs random logs, $dst_seeds simulation seeds"
 RANDOM_LOGS=$random_logs go test -count=1 -timeout 25m -run '^TestRandomLogsAllConfigs$' ./tests/
