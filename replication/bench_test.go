@@ -157,7 +157,7 @@ type childReport struct {
 	// OpenPeakRSS is the peak RSS of a plain open of the installed database, in the same
 	// process after the install's memory was returned (VmHWM reset through clear_refs).
 	OpenPeakRSS int64
-	Applied  uint64
+	Applied     uint64
 }
 
 const helperEnv = "REPLICATION_BENCH_CHILD"

@@ -195,9 +195,29 @@ func linearizability(t *testing.T, size int) {
 		}
 		pause(r)
 	}
+	c.heal()
+	// A quiet end: the clients go on until enough operations completed to make the check
+	// worth something (on a loaded machine the faults above may leave few).
+	countDone := func() (writes, reads int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, op := range history {
+			switch {
+			case op.Return == math.MaxInt64:
+			case op.Input.(linInput).Op == 0:
+				reads++
+			default:
+				writes++
+			}
+		}
+		return writes, reads
+	}
+	eventually(t, 2*time.Minute, "fewer than 100 writes and 50 reads completed", func() bool {
+		w, r := countDone()
+		return w >= 100 && r >= 50
+	})
 	close(stop)
 	wg.Wait()
-	c.heal()
 	// A last strong read of each key, once everything is back, joins the history.
 	for _, k := range keys {
 		eventually(t, 30*time.Second, "no final read of "+k, func() bool {
@@ -230,9 +250,6 @@ func linearizability(t *testing.T, size int) {
 	}
 	t.Logf("%d nodes, %v: %d writes, %d reads acknowledged, %d writes of unknown outcome; faults: %v; %d pairs at the end",
 		size, dur, writes, reads, unknown, events, len(final))
-	if writes < 20 || reads < 20 {
-		t.Fatalf("too few operations completed to check anything (%d writes, %d reads)", writes, reads)
-	}
 	res, info := porcupine.CheckOperationsVerbose(kvModel, history, time.Minute)
 	if res != porcupine.Ok {
 		path := filepath.Join(os.TempDir(), fmt.Sprintf("replication-lin-%d.html", s))

@@ -320,10 +320,10 @@ func TestProcessLeaderKilledDuringWrites(t *testing.T) {
 	t.Logf("the restarted node: %+v", s.FSM)
 }
 
-// A snapshot the leader sends that is damaged (here: one byte of the leader's stored snapshot
-// flipped, so every send of it is damaged) is refused by a follower that needs it, which keeps
-// its state; once the leader takes a new snapshot, the follower installs that good one and
-// holds every acknowledged write.
+// A snapshot the leader sends that is damaged (here: one bit of the stored snapshot flipped, on
+// both nodes that could lead, so every send of it is damaged) is refused by a follower that
+// needs it, which keeps its state; once new snapshots are taken, the follower installs a good
+// one and holds every acknowledged write.
 func TestProcessDamagedSnapshotRefused(t *testing.T) {
 	ps := procCluster(t, "--trailing-logs", "20", "--snapshot-threshold", "1000000", "--snapshot-interval", "1h")
 	leader := waitAgree(t, ps)
@@ -347,25 +347,38 @@ func TestProcessDamagedSnapshotRefused(t *testing.T) {
 	slow.kill(t, syscall.SIGTERM)
 	write(20, 120)
 
+	// A snapshot on both running nodes (raft then keeps 20 entries of its log), so that
+	// whichever leads when the follower is back must send it one (a leader with the whole log
+	// would send entries).
 	snapshot := func() {
 		t.Helper()
-		resp, err := httpc.Post("http://"+leader.http+"/snapshot", "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("snapshot: %s %s", resp.Status, b)
+		for _, p := range ps {
+			if p == slow {
+				continue
+			}
+			resp, err := httpc.Post("http://"+p.http+"/snapshot", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("snapshot on %s: %s %s", p.id, resp.Status, b)
+			}
 		}
 	}
 	snapshot()
-	// Damage the leader's stored snapshot in the middle of its log.
-	snaps, err := filepath.Glob(filepath.Join(leader.dir, "snapshots", "*", stateFile))
-	if err != nil || len(snaps) != 1 {
-		t.Fatalf("leader's snapshots: %v %v", snaps, err)
+	// Damage both stored snapshots in the middle of their logs.
+	for _, p := range ps {
+		if p == slow {
+			continue
+		}
+		snaps, err := filepath.Glob(filepath.Join(p.dir, "snapshots", "*", stateFile))
+		if err != nil || len(snaps) != 1 {
+			t.Fatalf("%s's snapshots: %v %v", p.id, snaps, err)
+		}
+		damage(t, snaps[0])
 	}
-	damage(t, snaps[0])
 
 	startProc(t, slow)
 	eventually(t, 60*time.Second, "the follower did not refuse the damaged snapshot", func() bool {
@@ -382,7 +395,7 @@ func TestProcessDamagedSnapshotRefused(t *testing.T) {
 		}
 	}
 	write(120, 150)
-	snapshot() // a new, good snapshot
+	snapshot() // new, good snapshots
 	caughtUp(t, ps)
 	s, err := slow.status()
 	if err != nil {
