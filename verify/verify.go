@@ -61,7 +61,7 @@ func prepare(layout format.Layout, bt *chunk.Batch, buf, aux []byte, prep apply.
 		before := len(words)
 		rec := apply.NewRecord(off, int(hdr), p, int(bt.Ops[i]), nil)
 		words = prep.Prepare(rec, words)
-		if len(words) < before || len(words) > math.MaxUint32 {
+		if len(words) < before || uint64(len(words)) > math.MaxUint32 {
 			panic("recovery: a Preparer must append to the slice it is given and return it")
 		}
 		ends = append(ends, uint32(len(words)))
