@@ -549,3 +549,22 @@ func TestOpenRemovesWhatARestoreLeft(t *testing.T) {
 		t.Fatalf("files %v", files)
 	}
 }
+
+// The snapshot of a state machine that has applied nothing is a header and an empty log; it
+// installs as an empty database (index 0), replacing whatever the node had.
+func TestEmptySnapshot(t *testing.T) {
+	empty := openFSM(t, t.TempDir(), FSMOptions{})
+	snap := snapshotBytes(t, empty)
+	if len(snap) != snapshotHeaderSize {
+		t.Fatalf("an empty snapshot of %d bytes", len(snap))
+	}
+	b := openFSM(t, t.TempDir(), FSMOptions{})
+	applyN(t, b, 1, 3)
+	if err := b.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
+		t.Fatal(err)
+	}
+	if got := dump(t, b); len(got) != 0 || b.AppliedIndex() != 0 {
+		t.Fatalf("after installing an empty snapshot: %v at %d", got, b.AppliedIndex())
+	}
+	applyN(t, b, 1, 1)
+}
