@@ -529,3 +529,52 @@ func TestDamagedSnapshotInFlightIsRefused(t *testing.T) {
 		t.Fatal("no refusal was logged")
 	}
 }
+
+// Commands and strong reads in flight on a leader that is stopped, or cut off, return (with an
+// error saying their outcome is unknown, or ErrNotLeader): none waits for good. hashicorp/raft
+// can leave a command's future unanswered in both cases (raft issue #498), which is why Node
+// waits on its state machine, its leadership and its own shutdown instead.
+func TestCallsInFlightReturn(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	for round := range 2 {
+		l := c.leader()
+		n := c.node(l)
+		var wg sync.WaitGroup
+		var calls atomic.Int64
+		for w := range 16 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					var err error
+					if i%2 == 0 {
+						err = n.Put([]byte(fmt.Sprintf("w%d-%d", w, i)), []byte("v"))
+					} else {
+						_, _, err = n.Get([]byte("w0-0"), Strong)
+					}
+					calls.Add(1)
+					if err != nil {
+						return // the node stopped or lost its leadership: this call returned
+					}
+				}
+			})
+		}
+		eventually(t, 30*time.Second, "no calls completed", func() bool { return calls.Load() > 50 })
+		if round == 0 {
+			c.stop(l)
+		} else {
+			c.partition(l)
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("round %d: calls on the old leader still waiting a minute after it was %s", round, []string{"stopped", "cut off"}[round])
+		}
+		if round == 0 {
+			c.start(l, nil)
+		} else {
+			c.heal()
+		}
+	}
+	c.converged()
+}

@@ -10,12 +10,15 @@ import (
 // A command is what a raft log entry of type LogCommand carries: a list of ops that the state
 // machine applies as one unit, all or none, at the entry's index. Its bytes:
 //
-//	version u8 (1) | class u8 | count u32 | op ...
+//	version u8 (1) | class u8 | request ID [16] | count u32 | op ...
 //	op: kind u8 | keyLen u32 | key [| valLen u32 | value]     (no value for a delete)
 //
 // All integers are big-endian. class is classUser (the keys a client writes: never one that
-// begins with ReservedPrefix) or classMeta (the cluster's own keys: only ones that begin with
-// it, written by the node itself, such as the HTTP address of each member).
+// begins with ReservedPrefix), classMeta (the cluster's own keys: only ones that begin with it,
+// written by the node itself, such as the HTTP address of each member) or classBarrier (no
+// ops: a read barrier). The request ID is the proposing node's (zero for none): when the state
+// machine has applied the command it tells that node, which is how Node waits for a command
+// without waiting on raft's future (see Node.submit).
 
 // OpKind is what an op does.
 type OpKind uint8
@@ -60,11 +63,15 @@ var (
 )
 
 const (
-	cmdVersion = 1
-	classUser  = 0
-	classMeta  = 1
-	cmdHeader  = 1 + 1 + 4
+	cmdVersion   = 1
+	classUser    = 0
+	classMeta    = 1
+	classBarrier = 2
+	cmdHeader    = 1 + 1 + 16 + 4
 )
+
+// reqID identifies a command to the node that proposed it.
+type reqID [16]byte
 
 // MaxCommandBytes bounds a command's ops as the database logs them (each op's share of a
 // record: kind, lengths, key and value; an append counts with the value it produces): the
@@ -81,19 +88,20 @@ var ErrReservedKey = errors.New("replication: keys beginning with ReservedPrefix
 // command is a decoded command. Its keys and values alias the log entry's bytes.
 type command struct {
 	class uint8
+	id    reqID
 	ops   []Op
 }
 
-// EncodeCommand encodes a client's ops as a command (Node.Apply does it for you). It refuses a
-// reserved key, an unknown kind, and ops above MaxCommandBytes.
-func EncodeCommand(ops ...Op) ([]byte, error) { return encode(classUser, ops) }
+// EncodeCommand encodes a client's ops as a command (Node.Apply does it for you), with no
+// request ID. It refuses a reserved key, an unknown kind, and ops above MaxCommandBytes.
+func EncodeCommand(ops ...Op) ([]byte, error) { return encode(classUser, reqID{}, ops) }
 
 // encodeMeta encodes a command on the state machine's own keys.
-func encodeMeta(ops ...Op) ([]byte, error) { return encode(classMeta, ops) }
+func encodeMeta(ops ...Op) ([]byte, error) { return encode(classMeta, reqID{}, ops) }
 
-func encode(class uint8, ops []Op) ([]byte, error) {
-	if len(ops) == 0 {
-		return nil, errors.New("replication: a command needs at least one op")
+func encode(class uint8, id reqID, ops []Op) ([]byte, error) {
+	if (len(ops) == 0) != (class == classBarrier) {
+		return nil, errors.New("replication: a command has at least one op, a barrier none")
 	}
 	n := cmdHeader
 	var logged int64
@@ -112,6 +120,7 @@ func encode(class uint8, ops []Op) ([]byte, error) {
 	}
 	b := make([]byte, 0, n)
 	b = append(b, cmdVersion, class)
+	b = append(b, id[:]...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(ops)))
 	for _, op := range ops {
 		b = append(b, byte(op.Kind))
@@ -161,13 +170,13 @@ func decodeCommand(b []byte) (command, error) {
 	if b[0] != cmdVersion {
 		return command{}, fmt.Errorf("replication: command version %d (this build reads %d)", b[0], cmdVersion)
 	}
-	c := command{class: b[1]}
-	if c.class != classUser && c.class != classMeta {
+	c := command{class: b[1], id: reqID(b[2:18])}
+	if c.class != classUser && c.class != classMeta && c.class != classBarrier {
 		return command{}, fmt.Errorf("replication: unknown command class %d", c.class)
 	}
-	count := binary.BigEndian.Uint32(b[2:])
-	if count == 0 || uint64(count) > uint64(len(b)) { // each op takes at least 5 bytes
-		return command{}, fmt.Errorf("replication: a command of %d bytes cannot hold %d ops", len(b), count)
+	count := binary.BigEndian.Uint32(b[18:])
+	if (count == 0) != (c.class == classBarrier) || uint64(count) > uint64(len(b)) { // each op takes at least 5 bytes
+		return command{}, fmt.Errorf("replication: a command of class %d and %d bytes cannot hold %d ops", c.class, len(b), count)
 	}
 	c.ops = make([]Op, 0, count)
 	p := b[cmdHeader:]

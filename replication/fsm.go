@@ -52,6 +52,10 @@ type FSM struct {
 
 	applied atomic.Uint64 // the last command index applied (the value of appliedKey in d)
 
+	// onApplied, if set (by Node, before raft starts), is told on the apply goroutine the
+	// outcome of each command that carries a request ID, once it is durable.
+	onApplied func(reqID, error)
+
 	// fence is held from Snapshot to its Release, and by a compaction: the log must keep the
 	// length Snapshot measured until Persist has copied it.
 	fence       chan struct{}
@@ -327,8 +331,11 @@ func (f *FSM) Apply(l *raft.Log) interface{} { return f.ApplyBatch([]*raft.Log{l
 // (usually one: one record, one fsync for the whole batch), each of which also sets the
 // applied index to its last command's. The response for each entry is nil or the error that
 // refused its command (malformed, too large, a reserved key): a refused command changes
-// nothing, on every node alike. A database failure (an append or fsync that failed) panics:
-// the node cannot go on applying, and raft replays the log from its last snapshot on restart.
+// nothing, on every node alike. A barrier command commits what precedes it and changes
+// nothing. Once a transaction is durable, the node that proposed each of its commands is told
+// (Node waits on that, not on raft's future). A database failure (an append or fsync that
+// failed) panics: the node cannot go on applying, and raft replays the log from its last
+// snapshot on restart.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	resp := make([]interface{}, len(logs))
 	f.swap.RLock()
@@ -337,7 +344,15 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		panic(fmt.Errorf("replication: apply at index %d: %w", logs[0].Index, f.broken))
 	}
 	applied := f.applied.Load()
-	var todo []int // the entries to apply, by position in logs
+	var group []pendingCmd // commands for the next transaction(s), in order
+	flush := func() {
+		for len(group) > 0 {
+			n := f.commit(group, resp)
+			f.notifyAll(group[:n], resp)
+			group = group[n:]
+		}
+	}
+	batched := false
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
 			continue
@@ -346,53 +361,86 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 			f.stats.skipped.Add(1)
 			continue
 		}
-		todo = append(todo, i)
+		c, err := decodeCommand(l.Data)
+		if err == nil && c.class == classBarrier {
+			flush() // everything before the barrier is applied and durable
+			f.notify(c.id, nil)
+			continue
+		}
+		if !batched {
+			f.stats.batches.Add(1)
+			batched = true
+		}
+		group = append(group, pendingCmd{i: i, index: l.Index, c: c, err: err})
 	}
-	if len(todo) > 0 {
-		f.stats.batches.Add(1)
-	}
-	for len(todo) > 0 {
-		var n int // entries this transaction takes
-		var last uint64
-		err := f.d.Update(func(tx *db.Tx) error {
-			var used int64
-			for _, i := range todo {
-				l := logs[i]
-				c, err := decodeCommand(l.Data)
-				var size int64
-				if err == nil {
-					size = commandSize(tx, c)
-					if size > MaxCommandBytes {
-						err = fmt.Errorf("%w (%d bytes of ops)", ErrCommandTooLarge, size)
-					}
-				}
-				if err == nil && n > 0 && used+size > MaxCommandBytes {
-					break // the next transaction takes it
-				}
-				n++
-				last = l.Index
-				if err != nil {
-					resp[i] = fmt.Errorf("replication: command at index %d refused: %w", l.Index, err)
-					continue
-				}
-				used += size
-				if err := applyOps(tx, c.ops); err != nil {
-					return err
+	flush()
+	return resp
+}
+
+// pendingCmd is a command of a batch on its way to a transaction.
+type pendingCmd struct {
+	i     int // its position in the batch
+	index uint64
+	c     command
+	err   error // why it is refused, if it is
+}
+
+// commit applies the first commands of group in one transaction (as many as MaxCommandBytes
+// allows, at least one), with the applied index, and returns how many it took.
+func (f *FSM) commit(group []pendingCmd, resp []interface{}) int {
+	var n int
+	var last uint64
+	err := f.d.Update(func(tx *db.Tx) error {
+		n, last = 0, 0
+		var used int64
+		for _, p := range group {
+			err := p.err
+			var size int64
+			if err == nil {
+				size = commandSize(tx, p.c)
+				if size > MaxCommandBytes {
+					err = fmt.Errorf("%w (%d bytes of ops)", ErrCommandTooLarge, size)
 				}
 			}
-			var idx [8]byte
-			binary.BigEndian.PutUint64(idx[:], last)
-			return tx.Set(appliedKey, idx[:])
-		})
-		if err != nil {
-			panic(fmt.Errorf("replication: the database failed to commit the entries up to index %d: %w", last, err))
+			if err == nil && n > 0 && used+size > MaxCommandBytes {
+				break // the next transaction takes it
+			}
+			n++
+			last = p.index
+			if err != nil {
+				resp[p.i] = fmt.Errorf("replication: command at index %d refused: %w", p.index, err)
+				continue
+			}
+			used += size
+			if err := applyOps(tx, p.c.ops); err != nil {
+				return err
+			}
 		}
-		f.applied.Store(last)
-		f.stats.txs.Add(1)
-		f.stats.commands.Add(int64(n))
-		todo = todo[n:]
+		var idx [8]byte
+		binary.BigEndian.PutUint64(idx[:], last)
+		return tx.Set(appliedKey, idx[:])
+	})
+	if err != nil {
+		panic(fmt.Errorf("replication: the database failed to commit the entries up to index %d: %w", last, err))
 	}
-	return resp
+	f.applied.Store(last)
+	f.stats.txs.Add(1)
+	f.stats.commands.Add(int64(n))
+	return n
+}
+
+// notifyAll tells the proposers of the committed commands their outcome.
+func (f *FSM) notifyAll(done []pendingCmd, resp []interface{}) {
+	for _, p := range done {
+		err, _ := resp[p.i].(error)
+		f.notify(p.c.id, err)
+	}
+}
+
+func (f *FSM) notify(id reqID, err error) {
+	if id != (reqID{}) && f.onApplied != nil {
+		f.onApplied(id, err)
+	}
 }
 
 // commandSize is what c's ops add to a transaction's record, on tx's state.

@@ -80,6 +80,22 @@ func TestCommandEncoding(t *testing.T) {
 	if c, err := decodeCommand(meta); err != nil || c.class != classMeta {
 		t.Fatalf("meta command: %+v %v", c, err)
 	}
+	id := reqID{1, 2, 3, 15: 16}
+	bar, err := encode(classBarrier, id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := decodeCommand(bar); err != nil || c.class != classBarrier || c.id != id || len(c.ops) != 0 {
+		t.Fatalf("barrier: %+v %v", c, err)
+	}
+	if _, err := encode(classBarrier, id, []Op{set("a", "b")}); err == nil {
+		t.Fatal("a barrier with ops encoded")
+	}
+	withOps := slices.Clone(b)
+	withOps[1] = classBarrier
+	if _, err := decodeCommand(withOps); err == nil {
+		t.Fatal("a barrier with ops decoded")
+	}
 	userOnReserved := slices.Clone(meta)
 	userOnReserved[1] = classUser // a client's command on a reserved key, forged
 	if _, err := decodeCommand(userOnReserved); !errors.Is(err, ErrReservedKey) {

@@ -169,7 +169,7 @@ func (h *httpAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 		http.Redirect(w, r, u.String(), http.StatusTemporaryRedirect)
 	case errors.Is(err, ErrReservedKey), errors.Is(err, ErrCommandTooLarge):
 		http.Error(w, err.Error(), http.StatusBadRequest)
-	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown),
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, ErrApplyTimeout), errors.Is(err, raft.ErrRaftShutdown),
 		errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		// The write may or may not have been committed.
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)

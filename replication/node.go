@@ -1,6 +1,8 @@
 package replication
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -52,6 +55,11 @@ type Node struct {
 	stop  chan struct{}
 	wg    sync.WaitGroup // the registration loop
 
+	idPrefix [8]byte // this node instance's request IDs: random, then a counter
+	seq      atomic.Uint64
+	wmu      sync.Mutex
+	waiters  map[reqID]chan error // commands proposed here, waiting for the state machine
+
 	shutdown sync.Once
 	shutErr  error
 }
@@ -77,7 +85,10 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if cfg.FSM.Logger == nil {
 		cfg.FSM.Logger = lg.Named("fsm")
 	}
-	n := &Node{cfg: cfg, log: lg, stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: lg, stop: make(chan struct{}), waiters: map[reqID]chan error{}}
+	if _, err := rand.Read(n.idPrefix[:]); err != nil {
+		return nil, err
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -105,6 +116,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if err := n.catchUp(); err != nil {
 		return nil, err
 	}
+	n.fsm.onApplied = n.applied
 	rc := raft.DefaultConfig()
 	if cfg.Raft != nil {
 		c := *cfg.Raft
@@ -243,11 +255,7 @@ func (n *Node) register() {
 }
 
 func (n *Node) setMember(id, httpAddr string) error {
-	b, err := encodeMeta(Op{Kind: OpSet, Key: []byte(memberKey + id), Value: []byte(httpAddr)})
-	if err != nil {
-		return err
-	}
-	return n.applyEncoded(b)
+	return n.submit(classMeta, []Op{{Kind: OpSet, Key: []byte(memberKey + id), Value: []byte(httpAddr)}})
 }
 
 // Shutdown stops raft, then closes the transport, the database and raft's stores.
@@ -291,26 +299,93 @@ func (n *Node) FSM() *FSM { return n.fsm }
 func (n *Node) ID() string { return n.cfg.ID }
 
 // Apply commits ops as one command through raft, on the leader (raft.ErrNotLeader elsewhere),
-// and returns once the leader has applied it (then it is committed: on a majority's disks).
-// The error is raft's (ErrNotLeader, ErrLeadershipLost: then the command may or may not have
-// been committed) or the command's refusal (ErrReservedKey, ErrCommandTooLarge).
+// and returns once this node's state machine has applied it (then it is committed: on a
+// majority's disks). raft.ErrLeadershipLost, ErrApplyTimeout and raft.ErrRaftShutdown mean
+// the command may or may not be committed; the command's own refusals are ErrReservedKey and
+// ErrCommandTooLarge.
 func (n *Node) Apply(ops ...Op) error {
-	b, err := EncodeCommand(ops...)
+	if len(ops) == 0 {
+		return errors.New("replication: a command needs at least one op")
+	}
+	return n.submit(classUser, ops)
+}
+
+// ErrApplyTimeout: a command was not applied within twice the node's ApplyTimeout while the
+// node kept its leadership; it may or may not be committed.
+var ErrApplyTimeout = errors.New("replication: the command was not applied in time; it may or may not be committed")
+
+// submit proposes a command and waits for this node's state machine to apply it, for the node
+// to lose its leadership (or its term to change), for the node to shut down, or for twice
+// ApplyTimeout. It does not wait on raft's future: hashicorp/raft can leave one unanswered
+// when a node steps down or shuts down with the command queued (raft issue #498), and a
+// goroutine waiting on it would wait for good. The state machine answers instead, through
+// the request ID in the command (FSM.onApplied).
+func (n *Node) submit(class uint8, ops []Op) error {
+	select {
+	case <-n.stop:
+		return raft.ErrRaftShutdown
+	default:
+	}
+	term := n.raft.CurrentTerm()
+	if n.raft.State() != raft.Leader {
+		return raft.ErrNotLeader
+	}
+	var id reqID
+	copy(id[:8], n.idPrefix[:])
+	binary.BigEndian.PutUint64(id[8:], n.seq.Add(1))
+	b, err := encode(class, id, ops)
 	if err != nil {
 		return err
 	}
-	return n.applyEncoded(b)
+	ch := make(chan error, 1)
+	n.wmu.Lock()
+	n.waiters[id] = ch
+	n.wmu.Unlock()
+	defer func() {
+		n.wmu.Lock()
+		delete(n.waiters, id)
+		n.wmu.Unlock()
+	}()
+	n.raft.Apply(b, n.cfg.ApplyTimeout) // its future is not waited for (see above)
+	deadline := time.NewTimer(2 * n.cfg.ApplyTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(leadershipPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-ch:
+			return err
+		case <-n.stop:
+			return raft.ErrRaftShutdown
+		case <-deadline.C:
+			return ErrApplyTimeout
+		case <-tick.C:
+			if n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
+				select {
+				case err := <-ch: // applied after all
+					return err
+				default:
+				}
+				return raft.ErrLeadershipLost
+			}
+		}
+	}
 }
 
-func (n *Node) applyEncoded(b []byte) error {
-	f := n.raft.Apply(b, n.cfg.ApplyTimeout)
-	if err := f.Error(); err != nil {
-		return err
+// leadershipPoll is how often a waiting command checks that the node still leads.
+const leadershipPoll = 20 * time.Millisecond
+
+// applied is the state machine's answer for a command this node proposed.
+func (n *Node) applied(id reqID, err error) {
+	n.wmu.Lock()
+	ch := n.waiters[id]
+	n.wmu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- err:
+		default:
+		}
 	}
-	if err, ok := f.Response().(error); ok && err != nil {
-		return err
-	}
-	return nil
 }
 
 // Put sets key to value.
@@ -346,8 +421,9 @@ const (
 	Stale
 )
 
-// Barrier waits until this node, as leader, has applied everything committed before the call.
-func (n *Node) Barrier() error { return n.raft.Barrier(n.cfg.ApplyTimeout).Error() }
+// Barrier waits until this node, as leader, has applied everything committed before the call:
+// a command with no ops, committed in the leader's term and applied here.
+func (n *Node) Barrier() error { return n.submit(classBarrier, nil) }
 
 // Get reads key.
 func (n *Node) Get(key []byte, c Consistency) ([]byte, bool, error) {
