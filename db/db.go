@@ -128,7 +128,7 @@ type DB struct {
 	compacting1 chan struct{}
 	closeCtx    context.Context // done when Close begins
 	closeNow    context.CancelFunc
-	autoCompact float64    // WithAutoCompact's multiple, 0 for none
+	autoCompact float64 // WithAutoCompact's multiple, 0 for none
 	onCompact   func(CompactResult, error)
 	live        int64          // the live pairs' share of a compacted log (pairSize), when autoCompact
 	compacting  bool           // an automatic compaction is running (guarded by mu)
@@ -584,7 +584,7 @@ func (db *DB) Close() error {
 	}
 	db.closing.Store(true)
 	db.closeNow() // a compaction or backup waiting for its turn gives up; a backup stops
-	db.mu.Lock() // a commit that started an automatic compaction before it saw closing is done
+	db.mu.Lock()  // a commit that started an automatic compaction before it saw closing is done
 	db.mu.Unlock()
 	db.bg.Wait() // and that compaction finishes first
 	db.mu.Lock()
