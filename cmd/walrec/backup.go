@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -137,50 +135,16 @@ func (r *backupReport) human(w io.Writer) {
 	}
 }
 
-// backupTo writes the backup to out through a temporary file beside it, renamed into place
-// once complete and synced.
+// backupTo writes the backup to out through a temporary file beside it, linked into place
+// once complete and synced (createNew).
 func backupTo(ctx context.Context, path, out string, opts []db.BackupOption) (db.BackupInfo, error) {
-	if _, err := os.Lstat(out); err == nil {
-		return db.BackupInfo{}, fmt.Errorf("%s exists; backup never replaces a file", quoteName(out))
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return db.BackupInfo{}, err
-	}
-	dir := filepath.Dir(out)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(out)+".walrec-backup-*")
-	if err != nil {
-		return db.BackupInfo{}, err
-	}
-	fi, err := tmp.Stat()
-	if err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return db.BackupInfo{}, err
-	}
-	own := &ownFile{path: tmp.Name(), fi: fi}
-	info, err := db.BackupFile(ctx, nil, path, &pausingWriter{ctx: ctx, w: tmp}, opts...)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		// link, not rename: an OUT created meanwhile is never replaced.
-		if err = os.Link(own.path, out); err == nil {
-			err = os.Remove(own.path)
-			own = nil
-		}
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
-	if err != nil {
-		if own != nil {
-			own.remove()
-		}
-		return info, err
-	}
-	return info, nil
+	var info db.BackupInfo
+	err := createNew(out, "backup", func(w io.Writer) error {
+		var err error
+		info, err = db.BackupFile(ctx, nil, path, &pausingWriter{ctx: ctx, w: w}, opts...)
+		return err
+	})
+	return info, err
 }
 
 // pausingWriter is the backup's file, with the test pause point "backup" after its first

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/streamwal/recovery/db"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
+
+	"github.com/streamwal/recovery/db"
 )
 
 // freeSpace is how many bytes an unprivileged writer can still put in the filesystem holding
@@ -168,4 +170,49 @@ func pauseOnce(ctx context.Context, point string) func(applied, total int64) {
 	}
 	var once sync.Once
 	return func(int64, int64) { once.Do(func() { pauseHere(ctx, point) }) }
+}
+
+// createNew makes out, which must not exist, a new regular file holding what write writes:
+// written under a temporary name beside it, synced, and linked to out only once complete (a
+// link never replaces a file that appeared meanwhile), the directory synced. On any failure
+// or stop the temporary file is removed and nothing is left under out's name. cmd names the
+// command in the refusal of an existing out.
+func createNew(out, cmd string, write func(w io.Writer) error) error {
+	if _, err := os.Lstat(out); err == nil {
+		return fmt.Errorf("%s exists; %s never replaces a file", quoteName(out), cmd)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	dir := filepath.Dir(out)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(out)+".walrec-"+cmd+"-*")
+	if err != nil {
+		return err
+	}
+	fi, err := tmp.Stat()
+	if err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	own := &ownFile{path: tmp.Name(), fi: fi}
+	err = write(tmp)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		if err = os.Link(own.path, out); err == nil {
+			err = os.Remove(own.path)
+			own = nil
+		}
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil && own != nil {
+		own.remove()
+	}
+	return err
 }

@@ -5,12 +5,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 
 	"github.com/streamwal/recovery/format"
 	"github.com/streamwal/recovery/walerr"
@@ -172,47 +168,14 @@ func (r *salvageReport) human(w io.Writer) {
 // out only once complete.
 func salvageTo(ctx context.Context, src inputFile, out string, maxRecord int64, p *progress) (salvageResult, error) {
 	rep := salvageResult{Size: src.Size()}
-	if _, err := os.Lstat(out); err == nil {
-		return rep, fmt.Errorf("%s exists; salvage never replaces a file", quoteName(out))
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return rep, err
-	}
-	dir := filepath.Dir(out)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(out)+".walrec-salvage-*")
-	if err != nil {
-		return rep, err
-	}
-	fi, err := tmp.Stat()
-	if err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return rep, err
-	}
-	own := &ownFile{path: tmp.Name(), fi: fi}
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	s := &salvager{ctx: ctx, r: src, size: src.Size(), max: maxRecord, w: bw, rep: &rep, p: p}
-	err = s.run()
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		if err = os.Link(own.path, out); err == nil {
-			err = os.Remove(own.path)
-			own = nil
+	err := createNew(out, "salvage", func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 1<<20)
+		s := &salvager{ctx: ctx, r: src, size: src.Size(), max: maxRecord, w: bw, rep: &rep, p: p}
+		if err := s.run(); err != nil {
+			return err
 		}
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
-	if err != nil && own != nil {
-		own.remove()
-	}
+		return bw.Flush()
+	})
 	return rep, err
 }
 
