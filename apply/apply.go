@@ -129,8 +129,8 @@ func (s *Stage) Batch(ctx context.Context, bt *chunk.Batch, buf, aux []byte) (do
 	hdr := int64(s.Layout.HeaderSize())
 	st := &s.Stats
 	w := bt.Walk(s.Layout, buf, aux)
-	var rec Record     // set field by field: see Record on why it is never built and copied whole
-	bufEnd := bt.First // the end in buf of the records replayed from it
+	var rec Record  // set field by field: see Record on why it is never built and copied whole
+	start := st.End // where this batch's first record is (the stream is replayed back to back)
 	for i := range bt.FirstBad {
 		off, p, _, _ := w.Next()
 		rec.Offset, rec.Payload = off, p
@@ -140,14 +140,11 @@ func (s *Stage) Batch(ctx context.Context, bt *chunk.Batch, buf, aux []byte) (do
 		}
 		if err := s.Applier.Apply(rec); err != nil {
 			if s.Verified != nil { // the records the Applier had before this one
-				if verr := s.verified(bt, buf[bt.First:bufEnd], nil); verr != nil {
+				if verr := s.verified(bt, buf[bt.First:replayedEnd(bt, st.End, start)], nil); verr != nil {
 					return true, verr
 				}
 			}
 			return true, walerr.Wrap(walerr.ApplyFailed, off, err, "the applier failed on this record; what it received is incomplete")
-		}
-		if i < bt.N {
-			bufEnd = int(off-bt.Base) + int(hdr) + len(p)
 		}
 		n := int64(len(p))
 		st.Records++
@@ -157,9 +154,12 @@ func (s *Stage) Batch(ctx context.Context, bt *chunk.Batch, buf, aux []byte) (do
 		st.End = off + hdr + n
 	}
 	if s.Verified != nil {
-		var replayed []byte // the straddler's bytes, when it was replayed
+		// The records replayed from buf end where the straddler starts when it was replayed
+		// too, and where the last one ended otherwise: derived here, so the per-record loop
+		// does no work for this callback.
+		bufEnd, replayed := replayedEnd(bt, st.End, start), []byte(nil)
 		if bt.HasAux && bt.FirstBad > bt.N {
-			replayed = aux
+			bufEnd, replayed = int(bt.AuxOff-bt.Base), aux
 		}
 		if err := s.verified(bt, buf[bt.First:bufEnd], replayed); err != nil {
 			return true, err
@@ -177,6 +177,16 @@ func (s *Stage) Batch(ctx context.Context, bt *chunk.Batch, buf, aux []byte) (do
 		return true, s.decide(ctx, classify.Damage{Offset: bt.Stop.Off, Trouble: bt.Stop.Trouble, Detail: bt.Stop.Detail})
 	}
 	return false, nil
+}
+
+// replayedEnd is where in bt's chunk the records replayed from it end, given where the
+// replay stood before the batch (start) and stands now (end): the chunk's first record when
+// none was.
+func replayedEnd(bt *chunk.Batch, end, start int64) int {
+	if end == start {
+		return bt.First
+	}
+	return int(end - bt.Base)
 }
 
 // verified hands the replayed records' bytes to s.Verified: those in the chunk (inBuf), then
