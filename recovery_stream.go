@@ -25,8 +25,9 @@ func WithStreamSpool(n int64) Option { return func(o *options) { o.spool = n } }
 // RecoverStream replays the log that r yields (a pipe, a socket, an HTTP body: read once, in
 // order, never seeked) into app, with the same decisions as Recover on a file of the same
 // bytes, the same typed errors and offsets, CRCs verified in parallel, and memory bounded by
-// the pool (WithPoolDepth x WithReadSize), the largest record, and, after a bad record, the
-// spool (WithStreamSpool).
+// the pool (WithPoolDepth x WithReadSize), a read-ahead of up to 256 KiB, the largest record
+// (twice while its buffer grows with its bytes), and, after a bad record, the spool
+// (WithStreamSpool).
 //
 // A stream cannot be cut: a torn or damaged tail is reported in Result.Truncation with
 // Result.Truncated false, never dropped silently; the caller decides (db.Restore refuses it
