@@ -337,24 +337,16 @@ func Recover(ctx context.Context, f File, app Applier, opts ...Option) (Result, 
 		return finish(f, &o, res)
 	}
 
-	st := &apply.Stage{
-		Applier:  app,
-		Preparer: o.prepare,
-		Layout:   pre.Layout,
-		Progress: o.progress,
-		Verified: o.verified,
-		File:     f,
-		Size:     size,
-		Classify: classify.Config{Layout: pre.Layout, MaxRecord: uint32(o.maxRecord), Mode: o.mode},
-		Stats:    apply.Stats{End: pre.Layout.FirstRecord()},
+	cfg := pipeline.Config{
+		Parallelism: o.parallelism, Depth: o.depth, ReadSize: o.readSize, MaxRecord: uint32(o.maxRecord), Mode: o.mode,
+		Preparer: o.prepare, Progress: o.progress, Verified: o.verified,
 	}
-	cfg := pipeline.Config{Parallelism: o.parallelism, Depth: o.depth, ReadSize: o.readSize, MaxRecord: uint32(o.maxRecord)}
-	pst, err := pipeline.Run(ctx, f, size, cfg, st)
+	pst, err := pipeline.Run(ctx, f, size, pre.Layout, app, cfg)
 	res.Parallelism = pst.Workers
-	res.Records, res.Ops, res.Bytes = st.Stats.Records, st.Stats.Ops, st.Stats.Bytes
-	res.LargestRecord, res.End = st.Stats.LargestRecord, st.Stats.End
+	res.Records, res.Ops, res.Bytes = pst.Records, pst.Ops, pst.Bytes
+	res.LargestRecord, res.End = pst.LargestRecord, pst.End
 	res.PeakBuffered = pst.Allocated
-	res.Truncation = st.Truncation // with an error: the cut strict mode refused, never made
+	res.Truncation = pst.Truncation // with an error: the cut strict mode refused, never made
 	if err != nil {
 		return res, err
 	}

@@ -6,8 +6,6 @@ import (
 	"io"
 	"runtime"
 
-	"github.com/streamwal/recovery/apply"
-	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/pipeline"
 	"github.com/streamwal/recovery/walerr"
 )
@@ -68,18 +66,14 @@ func RecoverStream(ctx context.Context, r io.Reader, app Applier, opts ...Option
 	if err := ctx.Err(); err != nil {
 		return Result{}, walerr.Wrap(walerr.Canceled, 0, err, "recovery not started")
 	}
-	st := &apply.Stage{
-		Applier:  app,
-		Preparer: o.prepare,
-		Progress: o.progress,
-		Verified: o.verified,
-		Classify: classify.Config{MaxRecord: uint32(o.maxRecord), Mode: o.mode},
-	}
 	cfg := pipeline.StreamConfig{
-		Config: pipeline.Config{Parallelism: o.parallelism, Depth: o.depth, ReadSize: o.readSize, MaxRecord: uint32(o.maxRecord)},
-		Spool:  o.spool,
+		Config: pipeline.Config{
+			Parallelism: o.parallelism, Depth: o.depth, ReadSize: o.readSize, MaxRecord: uint32(o.maxRecord), Mode: o.mode,
+			Preparer: o.prepare, Progress: o.progress, Verified: o.verified,
+		},
+		Spool: o.spool,
 	}
-	pre, pst, err := pipeline.RunStream(ctx, r, cfg, st)
+	pre, pst, err := pipeline.RunStream(ctx, r, app, cfg)
 	res := Result{Layout: pre.Layout, Size: max(pst.Read, 0)}
 	if pre.TornHeader && err == nil {
 		res.Truncation = &Truncation{Offset: 0, Bytes: res.Size, Reason: ReasonTornHeader, Detail: "a prefix of the file header and nothing else"}
@@ -88,13 +82,13 @@ func RecoverStream(ctx context.Context, r io.Reader, app Applier, opts ...Option
 		}
 		return res, nil
 	}
-	if pre.Layout != LayoutUnknown && !pre.Empty && (err == nil || st.Stats.End > 0) {
+	if pre.Layout != LayoutUnknown && !pre.Empty && (err == nil || pst.End > 0) {
 		res.Parallelism = pst.Workers
 	}
-	res.Records, res.Ops, res.Bytes = st.Stats.Records, st.Stats.Ops, st.Stats.Bytes
-	res.LargestRecord, res.End = st.Stats.LargestRecord, st.Stats.End
+	res.Records, res.Ops, res.Bytes = pst.Records, pst.Ops, pst.Bytes
+	res.LargestRecord, res.End = pst.LargestRecord, pst.End
 	res.PeakBuffered = pst.Allocated
 	res.Size = max(res.Size, res.End)
-	res.Truncation = st.Truncation
+	res.Truncation = pst.Truncation
 	return res, err
 }

@@ -10,6 +10,9 @@
 // Put panics on a second return or on a buffer of another pool; Close panics if any buffer is
 // still out. In builds with the race detector or the `invariants` tag, Put poisons the bytes
 // (0xDB), so a stage that kept a slice past its release reads garbage and its test fails.
+//
+// Recovery's stages use it through internal/reader and pipeline; it needs nothing of them, and
+// everything exported here is stable.
 package bufpool
 
 import (

@@ -282,7 +282,7 @@ func whyMalformed(p []byte, q int) string {
 // Value hand out one part each. Larger values (an Op is 56 bytes; so was the iterator, and
 // `for it := ...; it.Next(); {}` copies its variable at every iteration) are copied through
 // memory as blocks just after being stored field by field, which stalls the CPU: those copies
-// were a third of the ordered applier's time per record (BenchmarkApplyBatch in apply/).
+// were a third of the ordered applier's time per record (BenchmarkApplyBatch in internal/replay).
 type OpIter struct {
 	p  []byte // the payload from the current op on (before the first Next: all of it)
 	at uint64 // offset of p in the payload << 32 | length of the current op (0: none yet)

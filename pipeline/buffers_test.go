@@ -33,7 +33,7 @@ func TestBigTokenHandOff(t *testing.T) {
 		hdr := int64(layout.HeaderSize())
 		for _, cfg := range []pipeline.Config{{Parallelism: 2, Depth: 2, ReadSize: rs}, {Parallelism: 8, Depth: 2, ReadSize: rs}, {Parallelism: 3, Depth: 4, ReadSize: rs}, {Parallelism: 8, Depth: 16, ReadSize: rs}} {
 			i := 0
-			st, stats, err := runL(context.Background(), int64(len(l.Bytes)), layout, bytes.NewReader(l.Bytes), cfg, apply.Func(func(rec apply.Record) error {
+			stats, err := runL(context.Background(), int64(len(l.Bytes)), layout, bytes.NewReader(l.Bytes), cfg, apply.Func(func(rec apply.Record) error {
 				want := l.Bytes[l.Offsets[i]+hdr : l.Offsets[i]+hdr+int64(len(rec.Payload))]
 				if rec.Offset != l.Offsets[i] || !bytes.Equal(rec.Payload, want) {
 					return fmt.Errorf("record %d wrong on entry", i)
@@ -47,8 +47,8 @@ func TestBigTokenHandOff(t *testing.T) {
 				i++
 				return nil
 			}))
-			if err != nil || st.Stats.Records != int64(len(l.Offsets)) || st.Truncation != nil {
-				t.Fatalf("%v %+v: %v after %d records", layout, cfg, err, st.Stats.Records)
+			if err != nil || stats.Records != int64(len(l.Offsets)) || stats.Truncation != nil {
+				t.Fatalf("%v %+v: %v after %d records", layout, cfg, err, stats.Records)
 			}
 			settled(t, fmt.Sprintf("%v %+v", layout, cfg), stats)
 		}
@@ -77,7 +77,7 @@ func TestApplierFaultWhileHoldingBig(t *testing.T) {
 						}
 						done <- out
 					}()
-					_, stats, err := runL(context.Background(), int64(len(l.Bytes)), format.LayoutV1, bytes.NewReader(l.Bytes), cfg, apply.Func(func(rec apply.Record) error {
+					stats, err := runL(context.Background(), int64(len(l.Bytes)), format.LayoutV1, bytes.NewReader(l.Bytes), cfg, apply.Func(func(rec apply.Record) error {
 						if rec.Offset == l.Offsets[at] && len(rec.Payload)+hdr > rs {
 							switch how {
 							case "panic":
@@ -119,7 +119,7 @@ func TestConcurrentRecoveriesStayApart(t *testing.T) {
 			l := testlog.RandomLog(uint64(100+g), format.LayoutV1, 3000, 3, 60)
 			for range 3 {
 				i := 0
-				st, stats, err := runL(context.Background(), int64(len(l.Bytes)), format.LayoutV1, bytes.NewReader(l.Bytes),
+				stats, err := runL(context.Background(), int64(len(l.Bytes)), format.LayoutV1, bytes.NewReader(l.Bytes),
 					pipeline.Config{Parallelism: 1 + g%3*3, Depth: 2 + g, ReadSize: rs}, apply.Func(func(rec apply.Record) error {
 						want := l.Bytes[l.Offsets[i]+12:][:len(rec.Payload)]
 						if !bytes.Equal(rec.Payload, want) {
@@ -132,8 +132,8 @@ func TestConcurrentRecoveriesStayApart(t *testing.T) {
 						i++
 						return nil
 					}))
-				if err != nil || st.Stats.Records != int64(len(l.Offsets)) || stats.Out > stats.Stragglers {
-					errs <- fmt.Errorf("recovery %d: %v, %d records, %d out", g, err, st.Stats.Records, stats.Out)
+				if err != nil || stats.Records != int64(len(l.Offsets)) || stats.Out > stats.Stragglers {
+					errs <- fmt.Errorf("recovery %d: %v, %d records, %d out", g, err, stats.Records, stats.Out)
 					return
 				}
 			}

@@ -70,7 +70,7 @@ func TestApplierContextErrorIsTheSameEverywhere(t *testing.T) {
 		var first string
 		for _, cfg := range configs {
 			t.Run(cfgName(cfg), func(t *testing.T) {
-				_, stats, err := run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(r apply.Record) error {
+				stats, err := run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(r apply.Record) error {
 					if r.Offset >= int64(bigLog.Offsets[777]) {
 						return cause
 					}
@@ -97,7 +97,7 @@ func TestPayloadCannotReachTheNextRecord(t *testing.T) {
 	for _, cfg := range configs {
 		t.Run(cfgName(cfg), func(t *testing.T) {
 			i := 0
-			_, _, err := run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(r apply.Record) error {
+			_, err := run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(r apply.Record) error {
 				want := bigLog.Bytes[bigLog.Offsets[i]+format.V1HeaderSize:][:len(r.Payload)]
 				if r.Offset != int64(bigLog.Offsets[i]) || !bytes.Equal(r.Payload, want) {
 					return fmt.Errorf("record %d at %d differs from the file", i, r.Offset)
@@ -130,33 +130,29 @@ func TestPreparerGoexitInReadAhead(t *testing.T) {
 		t.Run(cfgName(cfg), func(t *testing.T) {
 			reached := make(chan struct{})
 			var once sync.Once
-			st := &apply.Stage{
-				Applier: apply.Func(func(rec apply.Record) error {
-					if cfg.Parallelism > 1 {
-						select { // hold the decision until read-ahead has prepared past it
-						case <-reached:
-						case <-time.After(time.Minute):
-							return errors.New("setup: read-ahead never reached chunk 3")
-						}
+			app := apply.Func(func(rec apply.Record) error {
+				if cfg.Parallelism > 1 {
+					select { // hold the decision until read-ahead has prepared past it
+					case <-reached:
+					case <-time.After(time.Minute):
+						return errors.New("setup: read-ahead never reached chunk 3")
 					}
-					return boom
-				}),
-				Preparer: apply.PrepareFunc(func(r apply.Record, dst []uint64) []uint64 {
-					if r.Offset >= past {
-						once.Do(func() { close(reached) })
-						runtime.Goexit()
-					}
-					return dst
-				}),
-				Layout: format.LayoutV1, File: bytes.NewReader(bigLog.Bytes), Size: int64(len(bigLog.Bytes)),
-				Classify: classify.Config{Layout: format.LayoutV1, MaxRecord: classify.DefaultMaxRecord},
-			}
+				}
+				return boom
+			})
+			cfg.Preparer = apply.PrepareFunc(func(r apply.Record, dst []uint64) []uint64 {
+				if r.Offset >= past {
+					once.Do(func() { close(reached) })
+					runtime.Goexit()
+				}
+				return dst
+			})
 			cfg.MaxRecord = classify.DefaultMaxRecord
 			out := make(chan string, 1)
 			go func() {
 				got := "goexit" // unless Run returns
 				defer func() { out <- got }()
-				_, err := pipeline.Run(context.Background(), bytes.NewReader(bigLog.Bytes), int64(len(bigLog.Bytes)), cfg, st)
+				_, err := pipeline.Run(context.Background(), bytes.NewReader(bigLog.Bytes), int64(len(bigLog.Bytes)), format.LayoutV1, app, cfg)
 				got = "error " + string(recovery.CodeOf(err))
 			}()
 			var got string

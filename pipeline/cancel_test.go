@@ -18,7 +18,6 @@ import (
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/apply"
-	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
 	"github.com/streamwal/recovery/internal/faults"
 	"github.com/streamwal/recovery/internal/testlog"
@@ -32,7 +31,7 @@ func TestCancelMidRecovery(t *testing.T) {
 			for _, at := range []int64{0, 1, 777, 15000} {
 				ctx, cancel := context.WithCancel(context.Background())
 				n := int64(0)
-				st, stats, err := run(ctx, bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(apply.Record) error {
+				stats, err := run(ctx, bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(apply.Record) error {
 					if n == at {
 						cancel()
 					}
@@ -44,8 +43,8 @@ func TestCancelMidRecovery(t *testing.T) {
 				if !errors.Is(err, context.Canceled) || !errors.Is(err, recovery.ErrCanceled) {
 					t.Fatalf("%s: want a cancellation error, got %v", what, err)
 				}
-				if st.Stats.Records >= int64(len(bigLog.Offsets)) {
-					t.Fatalf("%s: ran to the end (%d records) despite cancellation", what, st.Stats.Records)
+				if stats.Records >= int64(len(bigLog.Offsets)) {
+					t.Fatalf("%s: ran to the end (%d records) despite cancellation", what, stats.Records)
 				}
 				settled(t, what, stats)
 			}
@@ -69,14 +68,14 @@ func TestCancelAtEveryReadCall(t *testing.T) {
 			for k := int64(1); k < 200; k += 3 {
 				ctx, cancel := context.WithCancel(context.Background())
 				r := cancelOnCall(l.Bytes, k, cancel)
-				st, stats, err := runL(ctx, int64(len(l.Bytes)), layout, r, cfg, apply.Discard)
+				stats, err := runL(ctx, int64(len(l.Bytes)), layout, r, cfg, apply.Discard)
 				cancel()
 				what := fmt.Sprintf("%v %+v cancel at call %d", layout, cfg, k)
 				if err != nil && walerr.CodeOf(err) != walerr.Canceled {
 					t.Fatalf("%s: %v", what, err)
 				}
-				if err == nil && st.Stats.Records != int64(len(l.Offsets)) {
-					t.Fatalf("%s: no error after %d records", what, st.Stats.Records)
+				if err == nil && stats.Records != int64(len(l.Offsets)) {
+					t.Fatalf("%s: no error after %d records", what, stats.Records)
 				}
 				if r.Calls() < k && err != nil {
 					t.Fatalf("%s: canceled though the cancel never fired: %v", what, err)
@@ -116,13 +115,12 @@ func TestCancelAmidTinyChunks(t *testing.T) {
 			}
 			done := make(chan struct{})
 			var (
-				st    *apply.Stage
 				stats pipeline.Stats
 				err   error
 			)
 			go func() {
 				defer close(done)
-				st, stats, err = runL(ctx, int64(len(data)), layout, r, cfg, app)
+				stats, err = runL(ctx, int64(len(data)), layout, r, cfg, app)
 			}()
 			select {
 			case <-done:
@@ -132,8 +130,8 @@ func TestCancelAmidTinyChunks(t *testing.T) {
 			cancel()
 			what := fmt.Sprintf("%v %+v cancel %d at %d", layout, cfg, i%2, k)
 			switch {
-			case err == nil && st.Stats.Records != int64(len(l.Offsets)):
-				t.Fatalf("%s: no error after %d of %d records", what, st.Stats.Records, len(l.Offsets))
+			case err == nil && stats.Records != int64(len(l.Offsets)):
+				t.Fatalf("%s: no error after %d of %d records", what, stats.Records, len(l.Offsets))
 			case err != nil && walerr.CodeOf(err) != walerr.Canceled:
 				t.Fatalf("%s: %v", what, err)
 			case err != nil && !errors.Is(err, context.Canceled):
@@ -167,9 +165,7 @@ func TestCancelDuringLargeLegacyRecord(t *testing.T) {
 			canceled.Store(true)
 			cancel()
 		}()
-		st := &apply.Stage{Applier: apply.Discard, Layout: format.LayoutLegacy, File: r, Size: int64(len(l.Bytes)),
-			Classify: classify.Config{Layout: format.LayoutLegacy, MaxRecord: 1 << 30}}
-		_, err := pipeline.Run(ctx, r, int64(len(l.Bytes)), pipeline.Config{Parallelism: par, Depth: par + 3, ReadSize: 4 << 10, MaxRecord: 1 << 30}, st)
+		_, err := pipeline.Run(ctx, r, int64(len(l.Bytes)), format.LayoutLegacy, apply.Discard, pipeline.Config{Parallelism: par, Depth: par + 3, ReadSize: 4 << 10, MaxRecord: 1 << 30})
 		<-stopped
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("par %d: want a cancellation, got %v", par, err)
@@ -239,7 +235,7 @@ func TestNoReadStartsAfterCancel(t *testing.T) {
 				}
 				done := make(chan result, 1)
 				go func() {
-					_, stats, err := run(ctx, c.data, r, cfg, apply.Discard)
+					stats, err := run(ctx, c.data, r, cfg, apply.Discard)
 					done <- result{err, stats}
 				}()
 				for range inFlight {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/apply"
-	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
 	"github.com/streamwal/recovery/internal/testlog"
 	"github.com/streamwal/recovery/pipeline"
@@ -28,9 +27,9 @@ func TestTinyReadSizes(t *testing.T) {
 	data := append(bytes.Clone(l.Bytes), 0, 0, 0, 9) // and a short tail
 	for _, rs := range []int{1, 5, 11, 12, 13, 100} {
 		for _, par := range []int{1, 3} {
-			st, stats, err := run(context.Background(), data, bytes.NewReader(data), pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
-			if err != nil || st.Stats.Records != int64(len(l.Offsets)) || st.Truncation == nil || st.Truncation.Offset != int64(len(l.Bytes)) {
-				t.Fatalf("read size %d par %d: %v, %d records, cut %+v", rs, par, err, st.Stats.Records, st.Truncation)
+			stats, err := run(context.Background(), data, bytes.NewReader(data), pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
+			if err != nil || stats.Records != int64(len(l.Offsets)) || stats.Truncation == nil || stats.Truncation.Offset != int64(len(l.Bytes)) {
+				t.Fatalf("read size %d par %d: %v, %d records, cut %+v", rs, par, err, stats.Records, stats.Truncation)
 			}
 			settled(t, "tiny reads", stats)
 		}
@@ -44,9 +43,7 @@ func TestTinyReadSizes(t *testing.T) {
 		{Parallelism: 1, Depth: 1, ReadSize: 10, MaxRecord: 0},
 		{Parallelism: 2, Depth: 4, ReadSize: 10, MaxRecord: math.MaxUint32}, // an erased header's length
 	} {
-		st := &apply.Stage{Applier: apply.Discard, Layout: format.LayoutV1, File: bytes.NewReader(data), Size: int64(len(data)),
-			Classify: classify.Config{Layout: format.LayoutV1, MaxRecord: 100}}
-		if _, err := pipeline.Run(context.Background(), bytes.NewReader(data), int64(len(data)), cfg, st); !errors.Is(err, recovery.ErrInvalidArgument) {
+		if _, err := pipeline.Run(context.Background(), bytes.NewReader(data), int64(len(data)), format.LayoutV1, apply.Discard, cfg); !errors.Is(err, recovery.ErrInvalidArgument) {
 			t.Fatalf("%+v: want INVALID_ARGUMENT, got %v", cfg, err)
 		}
 	}
@@ -65,7 +62,7 @@ func TestRunRefusesSizeBeforeFirstRecord(t *testing.T) {
 					}
 				}()
 				data := format.FileHeader[:max(0, size)]
-				_, _, err := runL(context.Background(), size, format.LayoutV1, bytes.NewReader(data), pipeline.Config{Parallelism: par, Depth: 4, ReadSize: 4 << 10}, apply.Discard)
+				_, err := runL(context.Background(), size, format.LayoutV1, bytes.NewReader(data), pipeline.Config{Parallelism: par, Depth: 4, ReadSize: 4 << 10}, apply.Discard)
 				if walerr.CodeOf(err) != walerr.InvalidArgument {
 					t.Fatalf("want INVALID_ARGUMENT, got %v", err)
 				}
@@ -84,16 +81,16 @@ func TestRunRefusesReadSizePastTheOffsets(t *testing.T) {
 	size := int64(len(l.Bytes))
 	for _, par := range []int{1, 3} {
 		for _, rs := range []int{math.MaxInt, int(math.MaxInt64 - size + 1)} {
-			st, stats, err := runL(context.Background(), size, format.LayoutV1, bytes.NewReader(l.Bytes), pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
-			if walerr.CodeOf(err) != walerr.InvalidArgument || st.Stats.Records != 0 {
-				t.Fatalf("par %d read size %d: want INVALID_ARGUMENT, got %v after %d records", par, rs, err, st.Stats.Records)
+			stats, err := runL(context.Background(), size, format.LayoutV1, bytes.NewReader(l.Bytes), pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
+			if walerr.CodeOf(err) != walerr.InvalidArgument || stats.Records != 0 {
+				t.Fatalf("par %d read size %d: want INVALID_ARGUMENT, got %v after %d records", par, rs, err, stats.Records)
 			}
 			settled(t, "huge read size", stats)
 		}
 		for _, rs := range []int{int(math.MaxInt64 - size), 1 << 62} {
-			st, stats, err := runL(context.Background(), size, format.LayoutV1, bytes.NewReader(l.Bytes), pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
-			if err != nil || st.Stats.Records != int64(len(l.Offsets)) || stats.Workers != 1 {
-				t.Fatalf("par %d read size %d: %v after %d records, %d workers", par, rs, err, st.Stats.Records, stats.Workers)
+			stats, err := runL(context.Background(), size, format.LayoutV1, bytes.NewReader(l.Bytes), pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
+			if err != nil || stats.Records != int64(len(l.Offsets)) || stats.Workers != 1 {
+				t.Fatalf("par %d read size %d: %v after %d records, %d workers", par, rs, err, stats.Records, stats.Workers)
 			}
 		}
 	}

@@ -56,7 +56,7 @@ func summarizeFail(t *testing.T, data []byte, layout format.Layout, r readerAt, 
 	var s summary
 	d := crc32.NewIEEE()
 	var ob [8]byte
-	st, stats, err := runL(context.Background(), int64(len(data)), layout, r, cfg, apply.Func(func(rec apply.Record) error {
+	stats, err := runL(context.Background(), int64(len(data)), layout, r, cfg, apply.Func(func(rec apply.Record) error {
 		if rec.Offset == failAt {
 			return errBoom
 		}
@@ -79,8 +79,8 @@ func summarizeFail(t *testing.T, data []byte, layout format.Layout, r readerAt, 
 		}
 		s.code, s.off, s.msg = we.Code, we.Offset, err.Error()
 	}
-	s.records, s.ops, s.end = st.Stats.Records, st.Stats.Ops, st.Stats.End
-	if tr := st.Truncation; tr != nil {
+	s.records, s.ops, s.end = stats.Records, stats.Ops, stats.End
+	if tr := stats.Truncation; tr != nil {
 		s.trunc = fmt.Sprintf("%d+%d:%s", tr.Offset, tr.Bytes, tr.Reason)
 	}
 	s.digest = d.Sum32()
@@ -167,33 +167,28 @@ func runFull(t *testing.T, data []byte, layout format.Layout, r readerAt, cfg pi
 	var w [8]byte
 	var applied, ops, nbytes, largest int64
 	end := layout.FirstRecord()
-	st := &apply.Stage{
-		Preparer: apply.PrepareFunc(func(r apply.Record, dst []uint64) []uint64 { return append(dst, prepWords(r)...) }),
-		Applier: apply.Func(func(rec apply.Record) error {
-			want := data[rec.Offset+hdr:][:len(rec.Payload)]
-			if !bytes.Equal(rec.Payload, want) {
-				return fmt.Errorf("payload at %d differs from the file", rec.Offset)
-			}
-			if !slices.Equal(rec.Prepared, prepWords(rec)) {
-				return fmt.Errorf("record at %d: prepared %v, want %v", rec.Offset, rec.Prepared, prepWords(rec))
-			}
-			for _, x := range append([]uint64{uint64(rec.Offset)}, rec.Prepared...) {
-				binary.BigEndian.PutUint64(w[:], x)
-				d.Write(w[:])
-			}
-			d.Write(rec.Payload)
-			applied++
-			ops += int64(rec.NumOps())
-			nbytes += hdr + int64(len(rec.Payload))
-			largest = max(largest, int64(len(rec.Payload)))
-			end = rec.Offset + hdr + int64(len(rec.Payload))
-			return nil
-		}),
-		Layout: layout, File: r, Size: int64(len(data)),
-		Classify: classify.Config{Layout: layout, MaxRecord: cfg.MaxRecord},
-		Stats:    apply.Stats{End: layout.FirstRecord()},
-	}
-	stats, err := pipeline.Run(context.Background(), r, int64(len(data)), cfg, st)
+	cfg.Preparer = apply.PrepareFunc(func(r apply.Record, dst []uint64) []uint64 { return append(dst, prepWords(r)...) })
+	app := apply.Func(func(rec apply.Record) error {
+		want := data[rec.Offset+hdr:][:len(rec.Payload)]
+		if !bytes.Equal(rec.Payload, want) {
+			return fmt.Errorf("payload at %d differs from the file", rec.Offset)
+		}
+		if !slices.Equal(rec.Prepared, prepWords(rec)) {
+			return fmt.Errorf("record at %d: prepared %v, want %v", rec.Offset, rec.Prepared, prepWords(rec))
+		}
+		for _, x := range append([]uint64{uint64(rec.Offset)}, rec.Prepared...) {
+			binary.BigEndian.PutUint64(w[:], x)
+			d.Write(w[:])
+		}
+		d.Write(rec.Payload)
+		applied++
+		ops += int64(rec.NumOps())
+		nbytes += hdr + int64(len(rec.Payload))
+		largest = max(largest, int64(len(rec.Payload)))
+		end = rec.Offset + hdr + int64(len(rec.Payload))
+		return nil
+	})
+	stats, err := pipeline.Run(context.Background(), r, int64(len(data)), layout, app, cfg)
 	what := fmt.Sprintf("%v %+v", layout, cfg)
 	if stats.Out > stats.Stragglers {
 		t.Fatalf("%s: %d buffers still out, %d straggler(s)", what, stats.Out, stats.Stragglers)
@@ -206,7 +201,7 @@ func runFull(t *testing.T, data []byte, layout format.Layout, r readerAt, cfg pi
 	if stats.Workers != workers {
 		t.Fatalf("%s: %d workers reported, %d ran", what, stats.Workers, workers)
 	}
-	if got := st.Stats; got.Records != applied || got.Ops != ops || got.Bytes != nbytes || got.LargestRecord != largest || got.End != end {
+	if got := stats.Replayed; got.Records != applied || got.Ops != ops || got.Bytes != nbytes || got.LargestRecord != largest || got.End != end {
 		t.Fatalf("%s: stats %+v, the Applier saw records=%d ops=%d bytes=%d largest=%d end=%d (err %v)", what, got, applied, ops, nbytes, largest, end, err)
 	}
 	if err != nil {
@@ -217,7 +212,7 @@ func runFull(t *testing.T, data []byte, layout format.Layout, r readerAt, cfg pi
 		s.code, s.off, s.msg = we.Code, we.Offset, err.Error()
 	}
 	s.records, s.ops, s.bytes_, s.end, s.largest = applied, ops, nbytes, end, largest
-	if tr := st.Truncation; tr != nil {
+	if tr := stats.Truncation; tr != nil {
 		s.trunc = fmt.Sprintf("%d+%d:%s", tr.Offset, tr.Bytes, tr.Reason)
 	}
 	s.digest = d.Sum32()

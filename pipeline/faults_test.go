@@ -31,7 +31,7 @@ func TestReadFailsAtCallK(t *testing.T) {
 		t.Run(cfgName(cfg), func(t *testing.T) {
 			for _, k := range []int64{1, 2, 30} {
 				fault := faults.OnCall(k).Fail(faults.ErrInjected)
-				_, stats, err := run(context.Background(), bigLog.Bytes, faults.Bytes(bigLog.Bytes, fault), cfg, apply.Discard)
+				stats, err := run(context.Background(), bigLog.Bytes, faults.Bytes(bigLog.Bytes, fault), cfg, apply.Discard)
 				what := fmt.Sprintf("%+v read fails at call %d", cfg, k)
 				if !errors.Is(err, faults.ErrInjected) || !errors.Is(err, recovery.ErrIO) || fault.Count() != 1 {
 					t.Fatalf("%s: err=%v fired=%d", what, err, fault.Count())
@@ -81,10 +81,10 @@ func TestEarlyDamageBeforeReadFault(t *testing.T) {
 	for _, cfg := range configs {
 		t.Run(cfgName(cfg), func(t *testing.T) {
 			r := faults.Bytes(data, faults.StartingFrom(8<<10).Fail(faults.ErrInjected))
-			st, stats, err := run(context.Background(), data, r, cfg, apply.Discard)
+			stats, err := run(context.Background(), data, r, cfg, apply.Discard)
 			what := fmt.Sprintf("%+v bad record 3, read fault past 8 KiB", cfg)
-			if !errors.Is(err, recovery.ErrCorruptWAL) || st.Stats.Records != 3 {
-				t.Fatalf("%s: want CORRUPT_WAL after 3 records, got %v after %d", what, err, st.Stats.Records)
+			if !errors.Is(err, recovery.ErrCorruptWAL) || stats.Records != 3 {
+				t.Fatalf("%s: want CORRUPT_WAL after 3 records, got %v after %d", what, err, stats.Records)
 			}
 			settled(t, what, stats)
 		})
@@ -138,9 +138,9 @@ func TestFullReadWithErrorIsNotGood(t *testing.T) {
 		t.Run(cfgName(cfg), func(t *testing.T) {
 			// Every read of the last 100 bytes returns zeros, a full count and EIO.
 			r := faults.Bytes(bigLog.Bytes, faults.Past(int64(len(bigLog.Bytes))-100).Lie(errEIO))
-			st, stats, err := run(context.Background(), bigLog.Bytes, r, cfg, apply.Discard)
-			if !errors.Is(err, recovery.ErrIO) || !errors.Is(err, errEIO) || st.Truncation != nil {
-				t.Fatalf("%+v: want IO_ERROR and no cut, got %v, cut %v", cfg, err, st.Truncation)
+			stats, err := run(context.Background(), bigLog.Bytes, r, cfg, apply.Discard)
+			if !errors.Is(err, recovery.ErrIO) || !errors.Is(err, errEIO) || stats.Truncation != nil {
+				t.Fatalf("%+v: want IO_ERROR and no cut, got %v, cut %v", cfg, err, stats.Truncation)
 			}
 			settled(t, "full read with error", stats)
 		})
@@ -195,7 +195,7 @@ func TestStraddlerReadDifferentlyIsIOError(t *testing.T) {
 							binary.BigEndian.PutUint32(b, binary.BigEndian.Uint32(b)+1000)
 						}
 					}))
-					_, stats, err := runL(context.Background(), int64(len(l.Bytes)), layout, r, pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
+					stats, err := runL(context.Background(), int64(len(l.Bytes)), layout, r, pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
 					if walerr.CodeOf(err) == "" {
 						t.Fatalf("want a typed error for a record that changed between two reads, got %v", err)
 					}
@@ -406,7 +406,7 @@ func TestReadAheadFaultKeepsDecision(t *testing.T) {
 							}
 							out <- res
 						}()
-						_, _, err := runL(context.Background(), int64(len(c.data)), format.LayoutV1, r, cfg, apply.Func(func(rec apply.Record) error {
+						_, err := runL(context.Background(), int64(len(c.data)), format.LayoutV1, r, cfg, apply.Func(func(rec apply.Record) error {
 							if rec.Offset == l.Offsets[0] && cfg.Parallelism > 1 {
 								select { // hold record 0 until the read-ahead faulted
 								case <-fault.Fired():

@@ -39,30 +39,16 @@ type readerAt interface {
 }
 
 // run drives pipeline.Run directly, so the test sees the pool's own accounting.
-func run(ctx context.Context, data []byte, r interface {
-	ReadAt([]byte, int64) (int, error)
-}, cfg pipeline.Config, app apply.Applier) (*apply.Stage, pipeline.Stats, error) {
-	cfg.MaxRecord = classify.DefaultMaxRecord
-	st := &apply.Stage{
-		Applier: app, Layout: format.LayoutV1, File: r, Size: int64(len(data)),
-		Classify: classify.Config{Layout: format.LayoutV1, MaxRecord: cfg.MaxRecord},
-	}
-	stats, err := pipeline.Run(ctx, r, int64(len(data)), cfg, st)
-	return st, stats, err
+func run(ctx context.Context, data []byte, r readerAt, cfg pipeline.Config, app apply.Applier) (pipeline.Stats, error) {
+	return runL(ctx, int64(len(data)), format.LayoutV1, r, cfg, app)
 }
 
-// runL drives pipeline.Run for either layout, the way recovery.Recover sets up the Stage.
-func runL(ctx context.Context, size int64, layout format.Layout, r readerAt, cfg pipeline.Config, app apply.Applier) (*apply.Stage, pipeline.Stats, error) {
+// runL drives pipeline.Run for either layout, as recovery.Recover does.
+func runL(ctx context.Context, size int64, layout format.Layout, r readerAt, cfg pipeline.Config, app apply.Applier) (pipeline.Stats, error) {
 	if cfg.MaxRecord == 0 {
 		cfg.MaxRecord = classify.DefaultMaxRecord
 	}
-	st := &apply.Stage{
-		Applier: app, Layout: layout, File: r, Size: size,
-		Classify: classify.Config{Layout: layout, MaxRecord: cfg.MaxRecord},
-		Stats:    apply.Stats{End: layout.FirstRecord()},
-	}
-	stats, err := pipeline.Run(ctx, r, size, cfg, st)
-	return st, stats, err
+	return pipeline.Run(ctx, r, size, layout, app, cfg)
 }
 
 // settled checks the two promises every exit keeps: every buffer is back but those of the

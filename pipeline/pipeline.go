@@ -1,4 +1,13 @@
-// Package pipeline wires the stages of recovery together.
+// Package pipeline replays a log's records, from its first record on, through the stages of
+// recovery: Run for a file (positional reads), RunStream for a stream read once, in order.
+// recovery.Recover and recovery.RecoverStream are Run and RunStream with the file's prefix
+// read first and the decided cut carried out after; a caller who has already read the prefix
+// (classify.ReadPrefix) may call Run itself. Everything exported here is stable.
+//
+// The stages are internal: internal/reader reads and carves chunks (source.Check on each
+// header), internal/verifier verifies their records (verify.Payload), internal/replay replays
+// them into the caller's apply.Applier in file order and hands the first damage to classify,
+// and bufpool bounds the memory they hold. Run wires them:
 //
 //	each of n workers, over and over:                      buffers come back
 //	  pool.Get ─► claim chunk k (file order) ─► slots[k]  ◄──────────────────────┐
@@ -30,19 +39,30 @@ import (
 
 	"github.com/streamwal/recovery/apply"
 	"github.com/streamwal/recovery/bufpool"
+	"github.com/streamwal/recovery/classify"
+	"github.com/streamwal/recovery/format"
 	"github.com/streamwal/recovery/internal/chunk"
 	"github.com/streamwal/recovery/internal/panics"
-	"github.com/streamwal/recovery/source"
-	"github.com/streamwal/recovery/verify"
+	"github.com/streamwal/recovery/internal/reader"
+	"github.com/streamwal/recovery/internal/replay"
+	"github.com/streamwal/recovery/internal/verifier"
 	"github.com/streamwal/recovery/walerr"
 )
 
-// Config sizes the pipeline.
+// Config sizes the pipeline and carries the caller's hooks (the options of recovery.Recover
+// of the same names say what each does).
 type Config struct {
-	Parallelism int    // workers; 1 = the sequential loop, no goroutines
-	Depth       int    // pooled buffers (parallel only; the sequential loop uses one)
-	ReadSize    int    // bytes per chunk
-	MaxRecord   uint32 // largest payload a read may be sized for
+	Parallelism int           // workers; 1 = the sequential loop, no goroutines
+	Depth       int           // pooled buffers (parallel only; the sequential loop uses one)
+	ReadSize    int           // bytes per chunk
+	MaxRecord   uint32        // largest payload accepted, and so the largest a read is sized for
+	Mode        classify.Mode // what classification may decide (default Tolerate)
+
+	Preparer apply.Preparer             // may be nil; run on the workers (recovery.WithPrepare)
+	Progress func(applied, total int64) // may be nil; called by the applier after each chunk
+	// Verified, if not nil, gets the bytes of the records replayed, headers included, in file
+	// order, after the Applier had them (recovery.WithVerifiedBytes).
+	Verified func(off int64, b []byte) error
 }
 
 // Upper bounds on Config, so that a typo cannot start a million goroutines or make a pool of a
@@ -65,6 +85,8 @@ func (c Config) check() error {
 		// 0xFFFFFFFF is the length an erased (0xFF) header checks out with: a maximum that
 		// admits it would cut an erased tail on its header alone, without the evidence search.
 		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: maximum record size %d outside [1, %d]", c.MaxRecord, uint32(math.MaxUint32-1)))
+	case c.Mode > classify.PointInTime:
+		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: unknown mode %d", c.Mode))
 	}
 	return nil
 }
@@ -80,12 +102,16 @@ type job struct {
 
 type buffer = bufpool.Buffer[job]
 
-// Run streams the log in r (of the given size, layout st.Layout) into st, and returns the
-// memory accounting.
+// Run replays the records of the log in r (size bytes, of the given layout, whose prefix the
+// caller has read: classify.ReadPrefix) into app, strictly in file order, and classifies the
+// first damage as recovery.Recover does. It returns what was replayed, the cut classification
+// decided (Stats.Truncation: Run never writes, the caller carries it out) and the memory
+// accounting. Its errors are recovery's: a *walerr.Error with a code and an offset, nil when
+// the log ends clean or at a decided cut.
 //
 // It returns once the stream is decided or ctx is done, without waiting for reads that the
 // outcome no longer needs. What may outlive the call is exactly this: a worker goroutine
-// that is in a call of the caller's ReadAt (r's, or st.File's in the evidence search) at that
+// that is in a call of the caller's ReadAt (r's, the evidence search's included) at that
 // moment, or that had passed the check before one just then, with the one buffer it reads into
 // (its chunk's pooled buffer, or a window of the search). Stats.Stragglers counts them, and
 // Stats.Out the pooled buffers they still hold (at most one each). When such a ReadAt
@@ -106,44 +132,77 @@ type buffer = bufpool.Buffer[job]
 // later: it ends the recovery (and, re-raised, the caller's goroutine) wherever it happens,
 // read-ahead included, where parallelism 1 may return a decision instead; one in a straggler's
 // ReadAt, after Run returned, ends only the straggler.
-func Run(ctx context.Context, r io.ReaderAt, size int64, cfg Config, st *apply.Stage) (Stats, error) {
+func Run(ctx context.Context, r io.ReaderAt, size int64, layout format.Layout, app apply.Applier, cfg Config) (Stats, error) {
 	if err := cfg.check(); err != nil {
 		return Stats{}, err
 	}
-	if r == nil || st == nil || st.Applier == nil {
-		return Stats{}, walerr.New(walerr.InvalidArgument, -1, "pipeline: nil reader, stage or applier")
+	if r == nil || app == nil {
+		return Stats{}, walerr.New(walerr.InvalidArgument, -1, "pipeline: nil reader or applier")
 	}
-	if size < st.Layout.FirstRecord() {
-		return Stats{}, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: size %d is before the first record of a %v log", size, st.Layout))
+	if layout != format.LayoutV1 && layout != format.LayoutLegacy {
+		return Stats{}, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: unknown layout %v", layout))
+	}
+	if size < layout.FirstRecord() {
+		return Stats{}, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: size %d is before the first record of a %v log", size, layout))
 	}
 	if int64(cfg.ReadSize) > math.MaxInt64-size {
 		// A chunk's end (its start plus the read size) would overflow: every chunk would
 		// look empty and the stream would end undecided, with nothing replayed.
 		return Stats{}, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: read size %d overflows a %d-byte file's offsets", cfg.ReadSize, size))
 	}
-	src := source.New(size, st.Layout, cfg.ReadSize, cfg.MaxRecord)
-	if cfg.Parallelism == 1 || src.Chunks() == 1 { // one chunk: nothing to do in parallel
-		return sequential(ctx, r, src, st)
+	st := &replay.Stage{
+		Applier: app, Preparer: cfg.Preparer, Layout: layout, Progress: cfg.Progress, Verified: cfg.Verified,
+		File: r, Size: size, Classify: classify.Config{Layout: layout, MaxRecord: cfg.MaxRecord, Mode: cfg.Mode},
+		Stats: replay.Stats{End: layout.FirstRecord()},
 	}
-	return parallel(ctx, r, src, cfg, st)
+	src := reader.New(size, layout, cfg.ReadSize, cfg.MaxRecord)
+	var stats Stats
+	var err error
+	if cfg.Parallelism == 1 || src.Chunks() == 1 { // one chunk: nothing to do in parallel
+		stats, err = sequential(ctx, r, src, st)
+	} else {
+		stats, err = parallel(ctx, r, src, cfg, st)
+	}
+	stats.Replayed = replayed(st)
+	return stats, err
+}
+
+// Replayed is what the ordered applier replayed, and the cut it decided.
+type Replayed struct {
+	Records       int64 // records replayed
+	Ops           int64 // ops replayed
+	Bytes         int64 // record bytes replayed, headers included
+	LargestRecord int64 // largest payload replayed
+	End           int64 // offset just past the last replayed record
+	// Truncation is the cut classification decided, nil if none; with an error (strict mode's
+	// TAIL_DAMAGE), the cut that was refused.
+	Truncation *classify.Truncation
+}
+
+func replayed(st *replay.Stage) Replayed {
+	return Replayed{
+		Records: st.Stats.Records, Ops: st.Stats.Ops, Bytes: st.Stats.Bytes,
+		LargestRecord: st.Stats.LargestRecord, End: st.Stats.End, Truncation: st.Truncation,
+	}
 }
 
 // release gives a buffer back, with the large-record buffer its batch may hold.
-func release(src *source.Reader, pool *bufpool.Pool[job], b *buffer) {
+func release(src *reader.Reader, pool *bufpool.Pool[job], b *buffer) {
 	src.ReleaseBig(&b.Meta.Batch)
 	pool.Put(b)
 }
 
-func auxOf(src *source.Reader, b *buffer) []byte {
+func auxOf(src *reader.Reader, b *buffer) []byte {
 	if b.Meta.Big {
 		return src.Big()
 	}
 	return b.Aux
 }
 
-// Stats is what a run reports: the pool's accounting (the shared buffer for large records
-// included) and how many workers ran.
+// Stats is what a run reports: what was replayed, the pool's accounting (the shared buffer for
+// large records included) and how many workers ran.
 type Stats struct {
+	Replayed
 	bufpool.Stats
 	Workers int // 1: the sequential loop (parallelism 1, or a log of one chunk)
 	// Stragglers is how many workers were still inside the caller's ReadAt when Run returned
@@ -152,7 +211,7 @@ type Stats struct {
 	Stragglers int
 }
 
-func stats(src *source.Reader, pool *bufpool.Pool[job], workers int) Stats {
+func stats(src *reader.Reader, pool *bufpool.Pool[job], workers int) Stats {
 	s := pool.Stats()
 	s.Allocated += int64(src.BigHeld())
 	s.PeakOut += int64(src.BigHeld())
@@ -160,7 +219,7 @@ func stats(src *source.Reader, pool *bufpool.Pool[job], workers int) Stats {
 }
 
 // sequential is the reference: read, carve, verify, apply, chunk after chunk.
-func sequential(ctx context.Context, r io.ReaderAt, src *source.Reader, st *apply.Stage) (_ Stats, err error) {
+func sequential(ctx context.Context, r io.ReaderAt, src *reader.Reader, st *replay.Stage) (_ Stats, err error) {
 	pool := bufpool.New[job](1)
 	var held *buffer
 	defer func() {
@@ -197,7 +256,7 @@ func sequential(ctx context.Context, r io.ReaderAt, src *source.Reader, st *appl
 		}
 		done := err != nil
 		if !done {
-			verify.Batch(st.Layout, &held.Meta.Batch, held.B, auxOf(src, held), st.Preparer)
+			verifier.Batch(st.Layout, &held.Meta.Batch, held.B, auxOf(src, held), st.Preparer)
 			held.SetMetaBytes(held.Meta.MetaBytes())
 			done, err = st.Batch(ctx, &held.Meta.Batch, held.B, auxOf(src, held))
 		}
@@ -232,7 +291,7 @@ func (f *fault) record(v any, goexit bool) {
 	}
 }
 
-func parallel(ctx context.Context, file io.ReaderAt, src *source.Reader, cfg Config, st *apply.Stage) (Stats, error) {
+func parallel(ctx context.Context, file io.ReaderAt, src *reader.Reader, cfg Config, st *replay.Stage) (Stats, error) {
 	n := int(min(int64(cfg.Parallelism), src.Chunks()))
 	r := &run{
 		src:     src,
@@ -255,9 +314,9 @@ func parallel(ctx context.Context, file io.ReaderAt, src *source.Reader, cfg Con
 	r.st = &stage
 	// carries[k%m] holds the carry into chunk k. m = depth+1 slots suffice: chunk k holds a
 	// buffer only once chunk k-depth has released its own, so has long taken its carry.
-	r.carries = make([]chan source.Carry, cfg.Depth+1)
+	r.carries = make([]chan reader.Carry, cfg.Depth+1)
 	for i := range r.carries {
-		r.carries[i] = make(chan source.Carry, 1)
+		r.carries[i] = make(chan reader.Carry, 1)
 	}
 	r.carries[0] <- src.Start()
 	r.waiting.Store(int64(n))
@@ -301,8 +360,8 @@ func parallel(ctx context.Context, file io.ReaderAt, src *source.Reader, cfg Con
 
 // run is the state of one parallel recovery.
 type run struct {
-	src    *source.Reader
-	st     *apply.Stage // the applier's copy
+	src    *reader.Reader
+	st     *replay.Stage // the applier's copy
 	pool   *bufpool.Pool[job]
 	total  int64 // chunks
 	depth  int64
@@ -310,7 +369,7 @@ type run struct {
 	cancel context.CancelCauseFunc
 	flt    fault
 
-	carries []chan source.Carry
+	carries []chan reader.Carry
 
 	claimMu sync.Mutex
 	next    int64       // the next chunk to claim; guarded by claimMu
@@ -491,7 +550,7 @@ func (r *run) worker(w *worker) {
 func (r *run) work(w *worker, b *buffer, k int64) bool {
 	j := &b.Meta
 	in, out := r.carries[k%int64(len(r.carries))], r.carries[(k+1)%int64(len(r.carries))]
-	var c source.Carry
+	var c reader.Carry
 	have := false
 	select {
 	case c = <-in:
@@ -523,9 +582,9 @@ func (r *run) work(w *worker, b *buffer, k int64) bool {
 		j.panicked, j.panicV = false, nil // a read the loop would not have made
 	}
 	if j.panicked {
-		c = source.Carry{Done: true}
+		c = reader.Carry{Done: true}
 	} else if err := r.catch(j, func() (err error) { c, err = r.src.Carve(r.ctx, w, b, readErr, &j.Batch, k, c); return err }); err != nil || j.panicked {
-		j.err, c = err, source.Carry{Done: true}
+		j.err, c = err, reader.Carry{Done: true}
 	}
 	if c.Done {
 		r.ended.Store(true)
@@ -537,7 +596,7 @@ func (r *run) work(w *worker, b *buffer, k int64) bool {
 	}
 	if j.err == nil && !j.panicked {
 		r.catch(j, func() error {
-			verify.Batch(r.st.Layout, &j.Batch, b.B, auxOf(r.src, b), r.st.Preparer)
+			verifier.Batch(r.st.Layout, &j.Batch, b.B, auxOf(r.src, b), r.st.Preparer)
 			return nil
 		})
 		b.SetMetaBytes(j.MetaBytes())
@@ -642,7 +701,7 @@ func (r *run) decide(err error) {
 
 // canceled types a bare context error at the offset replayed so far; every other error is
 // already typed.
-func canceled(st *apply.Stage, err error) error {
+func canceled(st *replay.Stage, err error) error {
 	var we *walerr.Error
 	if err != nil && !errors.As(err, &we) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return walerr.Wrap(walerr.Canceled, st.Stats.End, err, "recovery stopped")

@@ -21,7 +21,7 @@ func TestApplierFailsAtRecordK(t *testing.T) {
 		t.Run(cfgName(cfg), func(t *testing.T) {
 			for _, k := range []int64{0, 5, 9999} {
 				n := int64(0)
-				st, stats, err := run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(r apply.Record) error {
+				stats, err := run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(r apply.Record) error {
 					if n == k {
 						return boom
 					}
@@ -29,8 +29,8 @@ func TestApplierFailsAtRecordK(t *testing.T) {
 					return nil
 				}))
 				what := fmt.Sprintf("%+v applier fails at %d", cfg, k)
-				if !errors.Is(err, boom) || st.Stats.Records != k {
-					t.Fatalf("%s: err=%v records=%d", what, err, st.Stats.Records)
+				if !errors.Is(err, boom) || stats.Records != k {
+					t.Fatalf("%s: err=%v records=%d", what, err, stats.Records)
 				}
 				settled(t, what, stats)
 			}
@@ -45,13 +45,13 @@ func TestBadRecordEarlyWithManyInFlight(t *testing.T) {
 		for _, cfg := range configs {
 			t.Run(cfgName(cfg), func(t *testing.T) {
 				applied := 0
-				st, stats, err := run(context.Background(), data, bytes.NewReader(data), cfg, apply.Func(func(apply.Record) error { applied++; return nil }))
+				stats, err := run(context.Background(), data, bytes.NewReader(data), cfg, apply.Func(func(apply.Record) error { applied++; return nil }))
 				what := fmt.Sprintf("%+v bad record %d", cfg, k)
 				var re *recovery.Error
 				if !errors.As(err, &re) || re.Code != recovery.CodeCorruptWAL || re.Offset != bigLog.Offsets[k] {
 					t.Fatalf("%s: want CORRUPT_WAL at %d, got %v", what, bigLog.Offsets[k], err)
 				}
-				if applied != k || st.Stats.Records != int64(k) {
+				if applied != k || stats.Records != int64(k) {
 					t.Fatalf("%s: applied %d records, want exactly the %d before the bad one", what, applied, k)
 				}
 				settled(t, what, stats)
@@ -70,7 +70,7 @@ func TestRecordIsStaleAfterApply(t *testing.T) {
 		t.Run(cfgName(cfg), func(t *testing.T) {
 			var kept []byte
 			var orig []byte
-			_, stats, err := run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(r apply.Record) error {
+			stats, err := run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), cfg, apply.Func(func(r apply.Record) error {
 				if kept == nil {
 					kept, orig = r.Payload, bytes.Clone(r.Payload)
 				}
@@ -89,7 +89,7 @@ func TestRecordIsStaleAfterApply(t *testing.T) {
 
 // TestSequentialStartsNoGoroutines: parallelism 1 is a plain loop on the caller's goroutine.
 func TestSequentialStartsNoGoroutines(t *testing.T) {
-	_, _, err := run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), configs[0], apply.Func(func(apply.Record) error {
+	_, err := run(context.Background(), bigLog.Bytes, bytes.NewReader(bigLog.Bytes), configs[0], apply.Func(func(apply.Record) error {
 		goleak.VerifyNone(t) // only this goroutine (and the test runner's) exist, mid-recovery
 		return nil
 	}))

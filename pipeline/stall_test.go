@@ -50,7 +50,7 @@ func damagedAt354(t *testing.T) []byte {
 // to it while the straggler may still write into it (the race detector would see that).
 func TestDecisionDoesNotWaitForReadAhead(t *testing.T) {
 	data := damagedAt354(t)
-	_, _, want := run(context.Background(), data, bytes.NewReader(data), pipeline.Config{Parallelism: 1, Depth: 1, ReadSize: 4 << 10}, apply.Discard)
+	_, want := run(context.Background(), data, bytes.NewReader(data), pipeline.Config{Parallelism: 1, Depth: 1, ReadSize: 4 << 10}, apply.Discard)
 	var we *recovery.Error
 	if !errors.As(want, &we) || we.Code != recovery.CodeCorruptWAL || we.Offset != 354 {
 		t.Fatalf("setup: parallelism 1 gives %v, want CORRUPT_WAL at 354", want)
@@ -81,7 +81,7 @@ func TestDecisionDoesNotWaitForReadAhead(t *testing.T) {
 			}
 			done := make(chan result, 1)
 			go func() {
-				_, stats, err := run(context.Background(), data, r, cfg, app)
+				stats, err := run(context.Background(), data, r, cfg, app)
 				done <- result{stats, err}
 			}()
 			var res result
@@ -98,9 +98,9 @@ func TestDecisionDoesNotWaitForReadAhead(t *testing.T) {
 			}
 			// Another recovery, while the straggler holds its buffer.
 			other := testlog.RandomLog(7, format.LayoutV1, 3000, 3, 40)
-			st, _, err := run(context.Background(), other.Bytes, bytes.NewReader(other.Bytes), cfg, apply.Discard)
-			if err != nil || st.Stats.Records != int64(len(other.Offsets)) {
-				t.Fatalf("a recovery beside the straggler: %v after %d records", err, st.Stats.Records)
+			stats, err := run(context.Background(), other.Bytes, bytes.NewReader(other.Bytes), cfg, apply.Discard)
+			if err != nil || stats.Records != int64(len(other.Offsets)) {
+				t.Fatalf("a recovery beside the straggler: %v after %d records", err, stats.Records)
 			}
 			gate.Release()
 			goleak.VerifyNone(t)
@@ -155,7 +155,7 @@ func TestContextEndsAStalledDecision(t *testing.T) {
 				var stats pipeline.Stats
 				go func() {
 					var err error
-					_, stats, err = run(ctx, data, r, cfg, apply.Discard)
+					stats, err = run(ctx, data, r, cfg, apply.Discard)
 					done <- err
 				}()
 				var err error

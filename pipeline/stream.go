@@ -19,8 +19,9 @@ import (
 	"github.com/streamwal/recovery/format"
 	"github.com/streamwal/recovery/internal/chunk"
 	"github.com/streamwal/recovery/internal/panics"
+	"github.com/streamwal/recovery/internal/replay"
+	"github.com/streamwal/recovery/internal/verifier"
 	"github.com/streamwal/recovery/source"
-	"github.com/streamwal/recovery/verify"
 	"github.com/streamwal/recovery/walerr"
 )
 
@@ -32,10 +33,10 @@ import (
 //	verifiers:         an errgroup bounded to the parallelism, one goroutine per buffer: CRCs,
 //	                   ops, the Preparer
 //	applier:           the caller's goroutine takes the buffers in order, waits for each one's
-//	                   verifier, replays it (apply.Stage), and gives the buffer back to the pool
+//	                   verifier, replays it (internal/replay), and gives the buffer back to the pool
 //
 // The decisions are the file's: the same header checks (source.Check), the same verification
-// (verify.Batch) and the same classification (apply.Stage, classify). What a file's
+// (verify.Payload) and the same classification (internal/replay, classify). What a file's
 // classification reads after the first bad record (the evidence search), a stream has only
 // once: from the first trouble on, the rest of the stream is held in memory, up to
 // StreamConfig.Spool bytes, and the classification reads it there. A stream with more than
@@ -49,8 +50,9 @@ type StreamConfig struct {
 	Spool int64
 }
 
-// StreamStats is what a stream's recovery used.
+// StreamStats is what a stream's recovery replayed and used.
 type StreamStats struct {
+	Replayed
 	Workers   int   // verifiers at most at once
 	Allocated int64 // the most bytes held at once in buffers, the large record and the spool
 	// Abandoned says the source goroutine was inside the caller's Read when RunStream returned:
@@ -60,24 +62,24 @@ type StreamStats struct {
 	Read int64
 }
 
-// RunStream replays the log that r yields, from its first byte, into st. It reads the start
+// RunStream replays the log that r yields, from its first byte, into app. It reads the start
 // of the stream first (the file header, or a legacy log's whole first record, classified as
-// classify.ReadPrefix classifies a file's) and sets st.Layout, st.Classify.Layout and
-// st.Stats.End from it; the Prefix is returned, and an empty stream or a torn file header
-// ends there. st.File and st.Size are set for the classification; st.Size is 0 until then (a
-// stream's size is not known: Progress gets a total of 0).
+// classify.ReadPrefix classifies a file's) and returns that Prefix; an empty stream or a torn
+// file header ends there. The records are then replayed and classified as Run replays and
+// classifies a file of the same bytes (a stream's size is not known: Progress gets a total
+// of 0).
 //
 // RunStream returns once the log is decided, or the context is done, or the caller's Read,
 // Applier, Preparer or a callback fails (a panic comes back as a *panics.Recovered, a
 // runtime.Goexit as one). What may outlive it: the source goroutine, when it is inside the
 // caller's Read at that moment; it reads nothing more once that Read returns, and exits. Every
 // verifier (and so every call of the Preparer) has returned when RunStream does.
-func RunStream(ctx context.Context, r io.Reader, cfg StreamConfig, st *apply.Stage) (pre classify.Prefix, stats StreamStats, err error) {
+func RunStream(ctx context.Context, r io.Reader, app apply.Applier, cfg StreamConfig) (pre classify.Prefix, stats StreamStats, err error) {
 	if err := cfg.check(); err != nil {
 		return pre, stats, err
 	}
-	if r == nil || st == nil || st.Applier == nil {
-		return pre, stats, walerr.New(walerr.InvalidArgument, -1, "pipeline: nil reader, stage or applier")
+	if r == nil || app == nil {
+		return pre, stats, walerr.New(walerr.InvalidArgument, -1, "pipeline: nil reader or applier")
 	}
 	if cfg.Spool < 0 {
 		return pre, stats, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: spool %d < 0", cfg.Spool))
@@ -88,11 +90,14 @@ func RunStream(ctx context.Context, r io.Reader, cfg StreamConfig, st *apply.Sta
 		spoolMax: cfg.Spool, workers: cfg.Parallelism,
 		free: make(chan []byte, depth), ordered: make(chan *streamJob, depth), stop: make(chan struct{}), done: make(chan struct{}),
 		prefixed: make(chan prefixResult, 1), bigFree: make(chan struct{}, 1),
-		depth: depth, prep: st.Preparer,
+		depth: depth, prep: cfg.Preparer,
+	}
+	st := &replay.Stage{
+		Applier: app, Preparer: cfg.Preparer, Progress: cfg.Progress, Verified: cfg.Verified,
+		Classify: classify.Config{MaxRecord: cfg.MaxRecord, Mode: cfg.Mode},
 	}
 	s.bigFree <- struct{}{}
 	s.vg.SetLimit(s.workers)
-	st.Size = 0
 	// The caller's reader is read in large reads, whatever the records' sizes: a read per
 	// header and per payload would be two system calls per record from a pipe or a socket.
 	ahead := min(streamReadAhead, max(s.readSize, format.FileHeaderSize))
@@ -105,6 +110,7 @@ func RunStream(ctx context.Context, r io.Reader, cfg StreamConfig, st *apply.Sta
 			stats.Read = s.read0 + s.off + s.tailRead
 		}
 		stats.Allocated = s.peak.Load()
+		stats.Replayed = replayed(st)
 	}()
 	defer func() {
 		// The Applier, the Verified or Progress callback panicked on this goroutine: raised
@@ -119,7 +125,7 @@ func RunStream(ctx context.Context, r io.Reader, cfg StreamConfig, st *apply.Sta
 		return pre, stats, err
 	}
 	st.Layout, st.Classify.Layout = pre.Layout, pre.Layout
-	st.Stats = apply.Stats{End: pre.Layout.FirstRecord()}
+	st.Stats = replay.Stats{End: pre.Layout.FirstRecord()}
 	return pre, stats, s.apply(st)
 }
 
@@ -365,7 +371,7 @@ func (s *stream) verify(j *streamJob) {
 		}
 		close(j.verified)
 	}()
-	verify.Batch(s.layout, &j.bt, j.buf[:j.used], j.aux, s.prep)
+	verifier.Batch(s.layout, &j.bt, j.buf[:j.used], j.aux, s.prep)
 	normal = true
 }
 
@@ -672,7 +678,7 @@ func (s *stream) close() (abandoned bool) {
 
 // apply is the ordered applier, on the caller's goroutine: the jobs in stream order, each once
 // its verifier is done, replayed through st; it gives each buffer back after it.
-func (s *stream) apply(st *apply.Stage) error {
+func (s *stream) apply(st *replay.Stage) error {
 	for {
 		j, err := s.next()
 		if err != nil {
@@ -745,7 +751,7 @@ func (s *stream) fault(j *streamJob) error {
 // gather holds the stream's bytes from the bad record at off on, for its classification: the
 // rest of j, every later job's (given back as they are copied), and the last job's tail. More
 // than the spool: refused, as a search out of budget would be.
-func (s *stream) gather(st *apply.Stage, j *streamJob, off int64) error {
+func (s *stream) gather(st *replay.Stage, j *streamJob, off int64) error {
 	var spool []byte
 	add := func(job *streamJob, from int64) bool {
 		for _, b := range job.raw(from) {

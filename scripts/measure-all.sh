@@ -17,7 +17,7 @@ go build -o "$work/walrec" ./cmd/walrec || exit 1
 st() { echo "=== $1 $(date -u +%H:%M:%S)" | tee -a "$out/times"; }
 st recover; go test -run '^$' -bench 'BenchmarkRecover' -count 2 ./pipeline/ > "$out/recover.txt" 2>&1
 st tune; go test -run '^$' -bench 'BenchmarkTune/size=(256B|4KiB)/read=(256|1024|2048|4096)KiB/par=(1|2)/depth=0' -benchtime 10x -count 2 ./pipeline/ > "$out/tune.txt" 2>&1
-st applybatch; go test -run '^$' -bench ApplyBatch -count 3 ./apply/ > "$out/applybatch.txt" 2>&1
+st applybatch; go test -run '^$' -bench ApplyBatch -count 3 ./internal/replay/ > "$out/applybatch.txt" 2>&1
 st walrecbench
 "$work/walrec" gen "$work/w4k.wal" --size 512MiB --record-size 4KiB --quiet --force
 "$work/walrec" gen "$work/w256.wal" --size 512MiB --record-size 256 --quiet --force

@@ -1,70 +1,28 @@
-// Package verify is the parallel stage: everything about a record that needs no store.
-// For each record of a batch it checks the payload CRC (CRC-32 IEEE, SIMD via
-// github.com/klauspost/crc32) and that the payload parses to its exact end, counting its ops.
-// It never decides anything: it marks the first record that failed and stops there, and the
-// ordered applier classifies it.
+// Package verify is the check of a record's payload: everything about a record that needs no
+// store and no other record, so it runs on the parallel workers. Everything exported here is
+// stable.
+//
+// The loop that runs it over a chunk of records is internal/verifier; the decision about a
+// record that fails is classify's, made in file order by the ordered applier.
 package verify
 
 import (
-	"math"
-
-	"github.com/streamwal/recovery/apply"
 	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
-	"github.com/streamwal/recovery/internal/chunk"
 )
 
-// Batch verifies the records of bt, whose bytes are buf (the chunk) and aux (its straddler).
-// It fills bt.Ops and sets bt.FirstBad (and bt.Bad) to the first record that failed, or
-// bt.Count(). It reads buf and aux and writes only bt.
-//
-// With a Preparer it then prepares every good record, in file order, into bt.Prep.
-func Batch(layout format.Layout, bt *chunk.Batch, buf, aux []byte, prep apply.Preparer) {
-	w := bt.Walk(layout, buf, aux)
-	ops := bt.Ops[:0]
-	if n := bt.Count(); cap(ops) < n {
-		ops = make([]uint32, 0, n) // exactly: the pool counts this table's capacity
+// Payload checks a record's payload p against the checksum crc its header carries: first the
+// CRC (CRC-32 IEEE, SIMD via github.com/klauspost/crc32), then that p parses as ops to its
+// exact end. It returns the number of ops; or, when p fails, the Trouble (classify.Damaged for
+// a checksum mismatch, classify.Malformed for a payload that does not parse) and a detail for
+// the report. It only reads p, so any number of goroutines may call it at once.
+func Payload(p []byte, crc uint32) (numOps int, t classify.Trouble, detail string) {
+	if format.Checksum(p) != crc {
+		return 0, classify.Damaged, "payload checksum mismatch"
 	}
-	for {
-		off, p, crc, ok := w.Next()
-		if !ok {
-			break
-		}
-		if format.Checksum(p) != crc {
-			bt.Bad = classify.Damage{Offset: off, Trouble: classify.Damaged, Detail: "payload checksum mismatch"}
-			break
-		}
-		n, err := format.CountOps(p)
-		if err != nil {
-			bt.Bad = classify.Damage{Offset: off, Trouble: classify.Malformed, Detail: "payload does not parse (" + err.Error() + ")"}
-			break
-		}
-		ops = append(ops, uint32(n))
+	n, err := format.CountOps(p)
+	if err != nil {
+		return 0, classify.Malformed, "payload does not parse (" + err.Error() + ")"
 	}
-	bt.Ops = ops
-	bt.FirstBad = len(ops)
-	if prep != nil {
-		prepare(layout, bt, buf, aux, prep)
-	}
-}
-
-func prepare(layout format.Layout, bt *chunk.Batch, buf, aux []byte, prep apply.Preparer) {
-	hdr := int64(layout.HeaderSize())
-	ends := bt.PrepEnd[:0]
-	if cap(ends) < bt.FirstBad {
-		ends = make([]uint32, 0, bt.FirstBad)
-	}
-	words := bt.Prep[:0]
-	w := bt.Walk(layout, buf, aux)
-	for i := range bt.FirstBad {
-		off, p, _, _ := w.Next()
-		before := len(words)
-		rec := apply.NewRecord(off, int(hdr), p, int(bt.Ops[i]), nil)
-		words = prep.Prepare(rec, words)
-		if len(words) < before || uint64(len(words)) > math.MaxUint32 {
-			panic("recovery: a Preparer must append to the slice it is given and return it")
-		}
-		ends = append(ends, uint32(len(words)))
-	}
-	bt.Prep, bt.PrepEnd = words, ends
+	return n, 0, ""
 }

@@ -1,4 +1,4 @@
-package apply_test
+package replay_test
 
 import (
 	"context"
@@ -9,8 +9,9 @@ import (
 	"github.com/streamwal/recovery/apply"
 	"github.com/streamwal/recovery/format"
 	"github.com/streamwal/recovery/internal/chunk"
+	"github.com/streamwal/recovery/internal/replay"
 	"github.com/streamwal/recovery/internal/testlog"
-	"github.com/streamwal/recovery/verify"
+	"github.com/streamwal/recovery/internal/verifier"
 )
 
 // BenchmarkApplyBatch is the ordered applier's own cost per record: one 1 MiB chunk of
@@ -31,12 +32,12 @@ func BenchmarkApplyBatch(b *testing.B) {
 			var bt chunk.Batch
 			bt.Reset(0, 0)
 			bt.N = n
-			verify.Batch(format.LayoutV1, &bt, buf, nil, nil)
+			verifier.Batch(format.LayoutV1, &bt, buf, nil, nil)
 			if bt.FirstBad != n {
 				b.Fatalf("verified %d of %d records", bt.FirstBad, n)
 			}
 			var digest uint64
-			st := &apply.Stage{Layout: format.LayoutV1, Applier: apply.Func(func(r apply.Record) error {
+			st := &replay.Stage{Layout: format.LayoutV1, Applier: apply.Func(func(r apply.Record) error {
 				it := r.Ops()
 				for it.Next() {
 					key, val := it.Key(), it.Value()
