@@ -257,7 +257,7 @@ func Decide(ctx context.Context, r io.ReaderAt, size int64, cfg Config, d Damage
 // its declared end passes size) needs the search for evidence. A length at most the maximum
 // record size does not: the header proves the record's extent, so every byte of [off, size) is
 // that append's own unfinished payload, and anything shaped like a record in it is the value
-// being written (recovery.md section 2, the torn-tail row, changed 2026-12-01). A length over
+// being written (docs/classification.md, the torn-tail rule). A length over
 // the maximum does: an erased 0xFF header checks out with length 0xFFFFFFFF.
 //
 // The header is read again rather than taken on the source's word, so that this rule is

@@ -13,8 +13,8 @@ import (
 // A record streamed through the read-back window in pieces: each piece visits the values it
 // reaches and at most one after them, never the record's later values (which are made
 // unreachable here: their index is out of the table's range, so a visit panics), and the
-// values come back whole. (Each piece used to walk every value of the record: a 22 MiB record
-// of 400,000 values took 1.4 s to read back, four times as long for twice as many.)
+// values come back whole (a piece that walked every value of the record would make reading
+// back a record of many values quadratic in their number).
 func TestFillValuesVisitsOnlyTheValuesAPieceReaches(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 5))
 	for round := range 200 {

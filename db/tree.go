@@ -15,9 +15,8 @@ import (
 // reachable from a published tree is ever written again. It stores items by value in its
 // nodes, has no dependencies, is maintained and widely used, and it has Load, a bulk load of
 // sorted items: Open builds the tree from tens of thousands of sorted pairs, and Load takes
-// 4.8 ms for 60,000 where inserting them one by one takes 13.8 ms (21.2 ms in
-// github.com/google/btree, which this store used before; /tmp benchmark of 60,000 16-byte keys,
-// 2026-12-01). Locking is off (Options.NoLocks): the store orders its own writers, and readers
+// a third of the time inserting them one by one takes (docs/design.md, decision record "The
+// store's tree"). Locking is off (Options.NoLocks): the store orders its own writers, and readers
 // only read published trees, which no method of the library mutates on a read.
 //
 // A tree is never mutated once published (DB.pub), kept as the writers' base (DB.w), or

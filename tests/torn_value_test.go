@@ -67,7 +67,7 @@ func slicesConcat(parts ...[]byte) []byte {
 	return b
 }
 
-// TestTornValueCarryingRecords (issue 10, the torn-tail rule of docs/classification.md, changed 2026-12-01): a v1
+// TestTornValueCarryingRecords (the torn-tail rule of docs/classification.md): a v1
 // record whose header checks out, with a length within the maximum, torn anywhere in its
 // payload, is a torn tail and is cut, whatever its value holds: headers, whole records or a
 // whole log file are the append's own unfinished payload, not evidence of a later write. Every

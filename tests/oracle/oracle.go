@@ -183,7 +183,7 @@ func Recover(data []byte, opts Options, apply func(ops []Op)) Outcome {
 			case end > size && n <= maxRec:
 				// The header checks out and its length is plausible: every byte of
 				// [off, size) is this append's own unfinished payload. Torn tail, with
-				// no evidence search (docs/classification.md, changed 2026-12-01).
+				// no evidence search (docs/classification.md, the torn-tail rule).
 				out.decideTail(opts.Mode, ReasonTornTail, off, size)
 				return out
 			case end > size:

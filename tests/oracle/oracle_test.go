@@ -369,8 +369,8 @@ func TestV1Cases(t *testing.T) {
 
 	// TORN, a header declaring 100 bytes (within the maximum) followed by a whole later
 	// record: the header proves its length, so the later record is part of its own torn
-	// payload: torn tail, no search (docs/classification.md, 2026-12-01). The search itself would have
-	// found rule-2 evidence there, which is what the old rule refused on.
+	// payload: torn tail, no search (docs/classification.md). The search itself would have
+	// found rule-2 evidence there.
 	big := u32(100)
 	liar := cat(big, u32(crc32.ChecksumIEEE(big)), u32(0x12345678))
 	tornEv := cat(clean, liar, r4)
@@ -525,7 +525,7 @@ func TestLegacyCases(t *testing.T) {
 	checkModes(t, "malformed", cat(r1, legrec([]byte{0, 0, 0, 0, 9})), Options{}, "legacy", "corrupt", "", o2, 1, s1)
 }
 
-// ---- (3b) torn values that carry log data (docs/classification.md, changed 2026-12-01) ----
+// ---- (3b) torn values that carry log data (docs/classification.md, the torn-tail rule) ----
 
 // tornEveryCut appends rec (a v1 record whose value carries log-like bytes) to a v1 file with
 // one good record before it, and cuts the file at every byte inside rec. Each cut must be a
