@@ -126,8 +126,8 @@ type buffer = bufpool.Buffer[job]
 // caller's goroutine: nothing outlives it.
 //
 // A panic in the caller's code (the Applier, the Preparer, r's ReadAt) is re-raised on the
-// caller's goroutine once everything else has stopped, where the sequential loop would raise
-// it: one in a read the loop would not have made (read-ahead past the point where the stream
+// caller's goroutine once everything else has stopped, as a *recovery.Panic carrying the
+// value and the stack where it happened, where the sequential loop would raise it: one in a read the loop would not have made (read-ahead past the point where the stream
 // is decided) is dropped with that read. A runtime.Goexit in that code cannot be kept for
 // later: it ends the recovery (and, re-raised, the caller's goroutine) wherever it happens,
 // read-ahead included, where parallelism 1 may return a decision instead; one in a straggler's

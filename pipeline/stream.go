@@ -70,7 +70,7 @@ type StreamStats struct {
 // of 0).
 //
 // RunStream returns once the log is decided, or the context is done, or the caller's Read,
-// Applier, Preparer or a callback fails (a panic comes back as a *panics.Recovered, a
+// Applier, Preparer or a callback fails (a panic comes back as a *recovery.Panic, a
 // runtime.Goexit as one). What may outlive it: the source goroutine, when it is inside the
 // caller's Read at that moment; it reads nothing more once that Read returns, and exits. Every
 // verifier (and so every call of the Preparer) has returned when RunStream does.
