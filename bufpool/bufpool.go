@@ -246,9 +246,8 @@ func (p *Pool[M]) Close() {
 // Powers of two are cached in size classes of sync.Pool, on the Go heap: the collector counts
 // them (GOMEMLIMIT, the heap goal, pprof) and frees what sits unused through two collections.
 // The pool still counts (and bounds) the capacity it holds; what sits in the cache between
-// recoveries belongs to no pool. (The buffers of 1 MiB and more once came from mappings outside
-// the Go heap, in huge pages; measured against the heap, plain and advised for huge pages,
-// they were nowhere 10 % faster, and were removed: docs/design.md, "Who owns each buffer".)
+// recoveries belongs to no pool. Why the heap and not mappings outside it: docs/design.md,
+// decision record "The pool on the Go heap".
 const (
 	minClass = 12 // 4 KiB: smaller allocations are not worth caching
 	maxClass = 30 // 1 GiB

@@ -565,7 +565,7 @@ func (r *run) work(w *worker, b *buffer, k int64) bool {
 		// The carry usually arrives within microseconds (the previous chunk's read began
 		// just before ours): look a few times, yielding, before parking. On a small VM a
 		// park and wake-up costs more than a whole 64 KiB chunk (BenchmarkTune at 64 KiB reads,
-		// parallelism 2: 5.0 GB/s without this spin, 8.4 GB/s with it, one session).
+		// parallelism 2: 5.0 GB/s without this spin, 8.4 GB/s with it, alternated in one run).
 		for range spins {
 			if len(in) > 0 {
 				break
