@@ -14,6 +14,7 @@ import (
 
 	"github.com/streamwal/recovery"
 	"github.com/streamwal/recovery/apply"
+	"github.com/streamwal/recovery/classify"
 	"github.com/streamwal/recovery/format"
 	"github.com/streamwal/recovery/internal/testlog"
 	"github.com/streamwal/recovery/pipeline"
@@ -42,9 +43,33 @@ func TestTinyReadSizes(t *testing.T) {
 		{Parallelism: 2, Depth: pipeline.MaxDepth + 1, ReadSize: 10, MaxRecord: 100},
 		{Parallelism: 1, Depth: 1, ReadSize: 10, MaxRecord: 0},
 		{Parallelism: 2, Depth: 4, ReadSize: 10, MaxRecord: math.MaxUint32}, // an erased header's length
+		{Parallelism: 1, Depth: 1, ReadSize: 10, MaxRecord: 100, Mode: classify.PointInTime + 1},
 	} {
 		if _, err := pipeline.Run(context.Background(), bytes.NewReader(data), int64(len(data)), format.LayoutV1, apply.Discard, cfg); !errors.Is(err, recovery.ErrInvalidArgument) {
 			t.Fatalf("%+v: want INVALID_ARGUMENT, got %v", cfg, err)
+		}
+	}
+	good := pipeline.Config{Parallelism: 1, Depth: 1, ReadSize: 10, MaxRecord: 100}
+	for name, run := range map[string]func() error{
+		"an unknown layout": func() error {
+			_, err := pipeline.Run(context.Background(), bytes.NewReader(data), int64(len(data)), format.LayoutUnknown, apply.Discard, good)
+			return err
+		},
+		"a nil applier": func() error {
+			_, err := pipeline.Run(context.Background(), bytes.NewReader(data), int64(len(data)), format.LayoutV1, nil, good)
+			return err
+		},
+		"a nil reader": func() error {
+			_, err := pipeline.Run(context.Background(), nil, int64(len(data)), format.LayoutV1, apply.Discard, good)
+			return err
+		},
+		"a stream with a nil applier": func() error {
+			_, _, err := pipeline.RunStream(context.Background(), bytes.NewReader(data), nil, pipeline.StreamConfig{Config: good})
+			return err
+		},
+	} {
+		if err := run(); !errors.Is(err, recovery.ErrInvalidArgument) {
+			t.Fatalf("%s: want INVALID_ARGUMENT, got %v", name, err)
 		}
 	}
 }
