@@ -55,6 +55,10 @@ type CurrentSizer interface {
 	CurrentSize() (int64, error)
 }
 
+// The names below are the types a caller of Recover meets, given here so that one import
+// suffices; each is documented in its own package (apply, format, classify, walerr), which a
+// program needing only that piece may import alone.
+
 // Record, Applier and friends: see package apply.
 type (
 	Record  = apply.Record
