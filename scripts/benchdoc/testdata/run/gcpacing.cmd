@@ -1,0 +1,1 @@
+ROUNDS=3 scripts/gc-pacing.sh
