@@ -234,10 +234,21 @@ func pct(a, b float64) string {
 	if b == 0 {
 		return "–"
 	}
+	if v := 100 * a / b; v < 9.95 {
+		return fmt.Sprintf("%.1f %%", v)
+	}
 	return fmt.Sprintf("%.0f %%", 100*a/b)
 }
 
-func mib(bytes float64) string { return fmt.Sprintf("%.1f MiB", bytes/(1<<20)) }
+// mib formats bytes in MiB; mibs formats a figure already in MiB (one decimal, thousands
+// grouped).
+func mib(bytes float64) string { return mibs(bytes / (1 << 20)) }
+
+func mibs(v float64) string {
+	whole, frac, _ := strings.Cut(strconv.FormatFloat(v, 'f', 1, 64), ".")
+	n, _ := strconv.ParseInt(whole, 10, 64)
+	return group(n) + "." + frac + " MiB"
+}
 
 // table is a markdown table; numeric columns are right-aligned.
 type table struct {

@@ -437,7 +437,7 @@ func memorySection(p *page, r *run) {
 		}
 		t := newTable("record", "pool peak", "live heap growth", "bound", "heap growth / bound")
 		for _, m := range ms {
-			t.add(m[1]+" bytes", m[2]+" MiB", m[3]+" MiB", m[4]+" MiB", pct(f64(m[3]), f64(m[4])))
+			t.add(m[1]+" bytes", mibs(f64(m[2])), mibs(f64(m[3])), mibs(f64(m[4])), pct(f64(m[3]), f64(m[4])))
 		}
 		return t.String() + "\n", nil
 	})
@@ -455,10 +455,10 @@ func memorySection(p *page, r *run) {
 			oracle = f64(orc[0][1])
 		}
 		for _, m := range ms {
-			t.add("`recovery.Recover`, parallelism "+m[1], m[2]+" MiB", m[4]+" MiB", m[5]+" MiB", pct(f64(m[4]), oracle))
+			t.add("`recovery.Recover`, parallelism "+m[1], group(int64(f64(m[2])))+" MiB", mibs(f64(m[4])), mibs(f64(m[5])), pct(f64(m[4]), oracle))
 		}
 		if len(orc) > 0 {
-			t.add("oracle (`os.ReadFile`, then the walk)", orc[0][2]+" MiB", orc[0][1]+" MiB", "–", "100 %")
+			t.add("oracle (`os.ReadFile`, then the walk)", group(int64(f64(orc[0][2])))+" MiB", mibs(oracle), "–", "100 %")
 		}
 		return t.String() + "\n", nil
 	})
@@ -605,7 +605,7 @@ func streamSection(p *page, r *run) {
 		t := newTable("stream", "restore's heap peak", "against the shorter stream's", "open's heap peak, restored database")
 		base := f64(ms[0][2])
 		for _, m := range ms {
-			t.add(m[1]+" MiB", m[2]+" MiB", ratio(f64(m[2]), base), m[4]+" MiB")
+			t.add(group(int64(f64(m[1])))+" MiB", mibs(f64(m[2])), ratio(f64(m[2]), base), mibs(f64(m[4])))
 		}
 		return t.String() + "\n", nil
 	})
@@ -648,7 +648,6 @@ func openSection(p *page, r *run) {
 			}
 			t.add(cells...)
 		}
-		mibs := func(v float64) string { return fmt.Sprintf("%.1f MiB", v) }
 		row("Open, MB/s", "open", "MB/s", num, true)
 		row("recovery alone, MB/s", "recover-only", "MB/s", num, true)
 		share := []string{"Open as a share of recovery alone", "–", "–", "–"}
@@ -759,9 +758,9 @@ func openSection(p *page, r *run) {
 		for _, k := range order {
 			a := rows[k]
 			cnt.add(len(a.mbps))
-			row := []string{k, num(median(a.mbps)), "–", fmt.Sprintf("%.1f MiB", median(a.buf)), fmt.Sprintf("%.1f MiB", median(a.heap)), "–"}
+			row := []string{k, num(median(a.mbps)), "–", mibs(median(a.buf)), mibs(median(a.heap)), "–"}
 			if len(a.kept) > 0 {
-				row[5] = fmt.Sprintf("%.1f MiB", median(a.kept))
+				row[5] = mibs(median(a.kept))
 			}
 			if rest, ok := strings.CutPrefix(k, "database open, "); ok {
 				if base := rows["recovery alone, "+rest]; base != nil {
@@ -848,9 +847,9 @@ func compactSection(p *page, r *run) {
 			cnt.add(n)
 			mbs, _, _ := b.get(pre+st.name, "MB/s")
 			size, _, _ := b.get(pre+st.name, st.size)
-			file := fmt.Sprintf("%.1f MiB", size)
+			file := mibs(size)
 			if st.name == "compact" {
-				file = fmt.Sprintf("written: %.1f MiB", size)
+				file = "written: " + mibs(size)
 			}
 			against := "–"
 			if okBefore && st.name != "compact" {
@@ -980,7 +979,7 @@ func peersSection(p *page, r *run) {
 					cell += " (" + ratio(best[c], v) + ")"
 				}
 				row = append(row, cell)
-				rrow = append(rrow, fmt.Sprintf("%.0f MiB", rss[k][c]))
+				rrow = append(rrow, group(int64(rss[k][c]+0.5))+" MiB")
 			}
 			t.add(row...)
 			tr.add(rrow...)
