@@ -10,12 +10,13 @@
 #                                           # (under a minute); writes $OUT/benchmarks.md only
 #   OUT=/tmp/m STEPS="recover demo" scripts/measure-all.sh   # some steps only
 #
-# Counts, reduced to keep the whole run within about 20 minutes on the 2-core VM: the Go
-# benchmarks run -count 3 (BenchmarkRecover at -benchtime 0.5s rather than 1s: its whole-file
-# oracle takes 1 to 2 s an operation), the stream and backup benchmarks -count 2 (each already
-# alternates two rounds inside one run), walrec bench 5 fresh processes of one run each rather
-# than one process's best of 5, walrec demo 3 processes, verify-vs-dd 25 rounds, the peers their
-# default 5 replays and gc-pacing its default 7 rounds. The page gives medians of these.
+# Counts: the full run took 5 minutes on the quiet 2-core VM with -count 3 everywhere; these,
+# about 8 minutes there, leave room for the VM's slow patches within about 20 minutes. The Go
+# benchmarks run -count 5 (BenchmarkRecover, 51 cases, at -benchtime 0.5s rather than the
+# default 1s: 2 to 3 minutes), the stream and backup benchmarks -count 3
+# (each alternates two rounds inside one run), walrec bench 7 fresh processes of one run each
+# rather than one process's best of 5, walrec demo 5 processes, verify-vs-dd 25 rounds, the
+# peers their default 5 replays and gc-pacing its default 7 rounds. The page gives medians.
 #
 # Environment: OUT (the raw outputs: a new or empty directory, default a new temporary one, kept
 # and printed at the end), DOC (the page; default docs/benchmarks.md, with QUICK=1
@@ -51,7 +52,7 @@ go build -o "$W/bin/walrec" ./cmd/walrec || exit 1
 # x QUICK FULL: the value for this mode.
 x() { if [ "$quick" = 1 ]; then echo "$1"; else echo "$2"; fi; }
 env=$(x 'BENCH_LOG_MIB=16 ' '') deep=$(x '' 'WALREC_DEEP=1 ')
-count=$(x 1 3) count2=$(x 1 2)
+count=$(x 1 5) count2=$(x 1 3)
 
 {
 	echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
@@ -87,7 +88,7 @@ step tune "$repo" "${env}go test -run '^\$' -bench 'BenchmarkTune/size=(256B|4Ki
 step applybatch "$repo" "go test -run '^\$' -bench ApplyBatch -benchtime $(x 100x 1s) -count $count ./internal/replay/"
 gen=$(x 16MiB 512MiB)
 step gen "$W" "walrec gen w4k.wal --size $gen --record-size 4KiB --quiet --force && walrec gen w256.wal --size $gen --record-size 256 --quiet --force && cat w4k.wal w256.wal >/dev/null"
-loop="for i in \$(seq $(x 2 5)); do walrec bench"
+loop="for i in \$(seq $(x 2 7)); do walrec bench"
 step bench4k "$W" "$loop w4k.wal --parallelism 1,2,4,0 --runs 1 --json || exit; done"
 step bench256 "$W" "$loop w256.wal --parallelism 1,2,4,0 --runs 1 --json || exit; done"
 step verifydd "$repo" "LOG=\$W/w4k.wal ROUNDS=$(x 3 25) scripts/verify-vs-dd.sh"
@@ -101,7 +102,7 @@ step open "$repo" "go test -run '^\$' -bench '^BenchmarkOpen(256MiB|UniqueKeys)\
 step opendemo "$repo" "go test -run '^\$' -bench '^BenchmarkOpenDemo\$' -benchtime $(x 1x 5x) -count $count ./db/"
 step commits "$repo" "go test -run '^\$' -bench ConcurrentCommits -benchtime $(x 300x 3000x) -count $count ./db/"
 step compact "$repo" "go test -run '^\$' -bench CompactDemo -benchtime $(x 1x 3x) -count $count ./db/"
-step demo "$W" "for i in \$(seq $(x 1 3)); do walrec demo || exit; done"
+step demo "$W" "for i in \$(seq $(x 1 5)); do walrec demo || exit; done"
 step peers "$repo/benchmarks/peers" "go run . -sizes 256,4KiB $(x '-volume 16MiB -runs 1' '-volume 256MiB,512MiB') -out \$OUT/peers"
 step gcpacing "$repo" "$(x 'ROUNDS=1 ' '')scripts/gc-pacing.sh"
 echo "=== done $(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/times"
