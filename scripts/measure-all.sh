@@ -10,8 +10,9 @@
 #                                           # (under a minute); writes $OUT/benchmarks.md only
 #   OUT=/tmp/m STEPS="recover demo" scripts/measure-all.sh   # some steps only
 #
-# Counts: the full run took 5 minutes on the quiet 2-core VM with -count 3 everywhere; these,
-# about 8 minutes there, leave room for the VM's slow patches within about 20 minutes. The Go
+# Counts: the full run took 5 minutes on the quiet 2-core VM with -count 3 everywhere; these
+# took 6 min 48 s there (load 0.8 to 1.9), leaving room for the VM's slow patches within about
+# 20 minutes. The Go
 # benchmarks run -count 5 (BenchmarkRecover, 51 cases, at -benchtime 0.5s rather than the
 # default 1s: 2 to 3 minutes), the stream and backup benchmarks -count 3
 # (each alternates two rounds inside one run), walrec bench 7 fresh processes of one run each
