@@ -124,16 +124,20 @@ func sizeName(n int) string {
 	return fmt.Sprintf("%dB", n)
 }
 
+// removeBenchLogs deletes the logs logFor wrote (hundreds of MiB in $TMPDIR); every benchmark
+// that calls logFor defers it.
+func removeBenchLogs() {
+	if benchDir != "" {
+		os.RemoveAll(benchDir)
+		benchDir, benchOnce, benchLogs = "", sync.Once{}, map[int]*benchLog{}
+	}
+}
+
 // BenchmarkRecover measures recovery of a page-cache-warm log against, in the same run, the
 // raw read of the same file (pread into one reused 1 MiB buffer: the limit) and the whole-file
 // oracle (the baseline). MB/s is payload MB/s.
 func BenchmarkRecover(b *testing.B) {
-	defer func() {
-		if benchDir != "" {
-			os.RemoveAll(benchDir)
-			benchDir, benchOnce, benchLogs = "", sync.Once{}, map[int]*benchLog{}
-		}
-	}()
+	defer removeBenchLogs()
 	for _, sz := range sizes {
 		b.Run("size="+sizeName(sz), func(b *testing.B) {
 			l := logFor(b, sz)
@@ -215,12 +219,7 @@ func BenchmarkRecover(b *testing.B) {
 // against Recover of the file at the default, alternated in one run. Records are discarded;
 // MB/s is payload MB/s.
 func BenchmarkStream(b *testing.B) {
-	defer func() {
-		if benchDir != "" {
-			os.RemoveAll(benchDir)
-			benchDir, benchOnce, benchLogs = "", sync.Once{}, map[int]*benchLog{}
-		}
-	}()
+	defer removeBenchLogs()
 	for _, sz := range []int{256, 4 << 10} {
 		b.Run("size="+sizeName(sz), func(b *testing.B) {
 			l := logFor(b, sz)

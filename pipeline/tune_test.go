@@ -10,6 +10,7 @@ import (
 
 // BenchmarkTune sweeps read size and pool depth: how the defaults were chosen.
 func BenchmarkTune(b *testing.B) {
+	defer removeBenchLogs()
 	for _, sz := range []int{256, 4 << 10} {
 		l := logFor(b, sz)
 		for _, rs := range []int{64 << 10, 256 << 10, 1 << 20, 2 << 20, 4 << 20} {
