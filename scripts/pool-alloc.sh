@@ -12,7 +12,7 @@
 # heap variant. Benchmarks: BenchmarkRecover's discard and map appliers at parallelism 1 and 2,
 # 256 B and 4 KiB records (256 MiB logs, BENCH_LOG_MIB to change), and BenchmarkOpenDemo's
 # read-only db.Open at parallelism 1 and 0 (= GOMAXPROCS). 4 to 7 minutes on the shared 2-core
-# VM with 5 rounds (load 4 to 14). Results: docs/benchmarks.md, "The pool's allocator". The
+# VM with 5 rounds (load 4 to 14). Results: docs/design.md, decision record "The pool on the Go heap". The
 # benchmarks' logs live in $TMPDIR while a binary runs (at most 512 MiB); the binaries and raw
 # outputs in a temporary directory, removed at the end (also on Ctrl-C) unless KEEP=1. Needs
 # go, git and python3.
