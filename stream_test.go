@@ -154,6 +154,53 @@ func TestStreamSpool(t *testing.T) {
 	if got.Code != recovery.CodeCorruptWAL || got.Offset != at {
 		t.Fatalf("over the spool: %+v, want CORRUPT_WAL at %d", got, at)
 	}
+	// The records before the bad one are replayed as the file replays them, whatever the
+	// classification then says.
+	if got.Records != want.Records || got.State != want.State {
+		t.Fatalf("over the spool: %d records replayed, the file replays %d", got.Records, want.Records)
+	}
+}
+
+// A stream refused for want of spool, or for a read error while its bytes after a bad record
+// are gathered, has replayed the records before the bad one first, as a file's recovery has:
+// the same records reach the Applier, and an Applier's error on one of them is what comes
+// back (APPLY_FAILED at its record), since it comes first in file order.
+func TestStreamReplaysTheRecordsBeforeTheBadOne(t *testing.T) {
+	l := testlog.RandomLog(2, format.LayoutV1, 40, 4, 100)
+	bad := l.Offsets[30]
+	data := bytes.Clone(l.Bytes)
+	data[bad+format.V1HeaderSize] ^= 0xFF // record 30's payload: its CRC fails
+	data = append(data, make([]byte, 256<<10)...)
+	fails := l.Offsets[29]
+	for _, c := range []struct {
+		name string
+		r    func() io.Reader
+	}{
+		{"over the spool", func() io.Reader { return bytes.NewReader(data) }},
+		{"a read error after the bad record", func() io.Reader {
+			return io.MultiReader(bytes.NewReader(data[:bad+4096]), iotest.ErrReader(errors.New("disk on fire")))
+		}},
+	} {
+		for _, par := range []int{1, 3} {
+			opts := []recovery.Option{recovery.WithParallelism(par), recovery.WithStreamSpool(8 << 10), recovery.WithReadSize(64 << 10)}
+			got, _ := streamDecision(t, c.r(), opts...)
+			if got.Code == "" || got.Records != 30 {
+				t.Fatalf("%s, parallelism %d: %+v; want a refusal after the 30 records before the bad one", c.name, par, got)
+			}
+			var applied int
+			res, err := recovery.RecoverStream(context.Background(), c.r(), recovery.ApplyFunc(func(r recovery.Record) error {
+				if r.Offset == fails {
+					return errors.New("store full")
+				}
+				applied++
+				return nil
+			}), opts...)
+			var e *recovery.Error
+			if !errors.As(err, &e) || e.Code != recovery.CodeApplyFailed || e.Offset != fails || applied != 29 || res.Records != 29 {
+				t.Fatalf("%s, parallelism %d: %v after %d records (%d applied); want APPLY_FAILED at %d after 29", c.name, par, err, res.Records, applied, fails)
+			}
+		}
+	}
 }
 
 // The kernel's own files, as streams, replay to what the file path replays.

@@ -44,6 +44,7 @@ func TestTinyReadSizes(t *testing.T) {
 		{Parallelism: 1, Depth: 1, ReadSize: 10, MaxRecord: 0},
 		{Parallelism: 2, Depth: 4, ReadSize: 10, MaxRecord: math.MaxUint32}, // an erased header's length
 		{Parallelism: 1, Depth: 1, ReadSize: 10, MaxRecord: 100, Mode: classify.PointInTime + 1},
+		{Parallelism: 1, Depth: 1, ReadSize: pipeline.MaxReadSize + 1, MaxRecord: 100},
 	} {
 		if _, err := pipeline.Run(context.Background(), bytes.NewReader(data), int64(len(data)), format.LayoutV1, apply.Discard, cfg); !errors.Is(err, recovery.ErrInvalidArgument) {
 			t.Fatalf("%+v: want INVALID_ARGUMENT, got %v", cfg, err)
@@ -61,6 +62,18 @@ func TestTinyReadSizes(t *testing.T) {
 		},
 		"a nil reader": func() error {
 			_, err := pipeline.Run(context.Background(), nil, int64(len(data)), format.LayoutV1, apply.Discard, good)
+			return err
+		},
+		"a stream with a pool deeper than MaxDepth": func() error {
+			bad := good
+			bad.Depth = pipeline.MaxDepth + 1
+			_, _, err := pipeline.RunStream(context.Background(), bytes.NewReader(data), apply.Discard, pipeline.StreamConfig{Config: bad, Spool: 1 << 20})
+			return err
+		},
+		"a stream read size past MaxReadSize": func() error {
+			bad := good
+			bad.ReadSize = pipeline.MaxReadSize + 1
+			_, _, err := pipeline.RunStream(context.Background(), bytes.NewReader(data), apply.Discard, pipeline.StreamConfig{Config: bad, Spool: 1 << 20})
 			return err
 		},
 		"a stream with a nil applier": func() error {
@@ -98,8 +111,8 @@ func TestRunRefusesSizeBeforeFirstRecord(t *testing.T) {
 
 // TestRunRefusesReadSizePastTheOffsets: a read size so large that a chunk's end overflows
 // (pipeline.Run is exported: its callers can pass anything) is INVALID_ARGUMENT at every
-// parallelism, not a run in which every chunk looks empty and nothing is replayed. A read
-// size far larger than the file but within the offsets still recovers the log in one chunk.
+// parallelism, not a run in which every chunk looks empty and nothing is replayed; so is one
+// past MaxReadSize. A read size far larger than the file still recovers the log in one chunk.
 func TestRunRefusesReadSizePastTheOffsets(t *testing.T) {
 	if math.MaxInt < math.MaxInt64 {
 		t.Skip("an int read size cannot reach past a file's offsets on a 32-bit platform")
@@ -114,7 +127,7 @@ func TestRunRefusesReadSizePastTheOffsets(t *testing.T) {
 			}
 			settled(t, "huge read size", stats)
 		}
-		for _, rs := range []int{int(math.MaxInt64 - size), math.MaxInt >> 1} {
+		for _, rs := range []int{pipeline.MaxReadSize, 1 << 20} {
 			stats, err := runL(context.Background(), size, format.LayoutV1, bytes.NewReader(l.Bytes), pipeline.Config{Parallelism: par, Depth: 4, ReadSize: rs}, apply.Discard)
 			if err != nil || stats.Records != int64(len(l.Offsets)) || stats.Workers != 1 {
 				t.Fatalf("par %d read size %d: %v after %d records, %d workers", par, rs, err, stats.Records, stats.Workers)

@@ -71,6 +71,7 @@ type Config struct {
 const (
 	MaxParallelism = 1024
 	MaxDepth       = 4096
+	MaxReadSize    = 1 << 30
 )
 
 func (c Config) check() error {
@@ -79,14 +80,17 @@ func (c Config) check() error {
 		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: parallelism %d outside [1, %d]", c.Parallelism, MaxParallelism))
 	case c.Parallelism > 1 && (c.Depth < 2 || c.Depth > MaxDepth):
 		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: depth %d outside [2, %d]", c.Depth, MaxDepth))
-	case c.ReadSize < 1:
-		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: read size %d < 1", c.ReadSize))
+	case c.ReadSize < 1 || c.ReadSize > MaxReadSize:
+		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: read size %d outside [1, %d]", c.ReadSize, MaxReadSize))
 	case c.MaxRecord < 1 || c.MaxRecord == math.MaxUint32:
 		// 0xFFFFFFFF is the length an erased (0xFF) header checks out with: a maximum that
 		// admits it would cut an erased tail on its header alone, without the evidence search.
 		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: maximum record size %d outside [1, %d]", c.MaxRecord, uint32(math.MaxUint32-1)))
 	case c.Mode > classify.PointInTime:
 		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: unknown mode %d", c.Mode))
+	case uint64(c.MaxRecord)+uint64(c.ReadSize)+format.V1HeaderSize > math.MaxInt:
+		// A record's buffer (its header, and up to a read past it) is sized in ints.
+		return walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: maximum record size %d plus read size %d does not fit this platform's int", c.MaxRecord, c.ReadSize))
 	}
 	return nil
 }
@@ -163,7 +167,7 @@ func Run(ctx context.Context, r io.ReaderAt, size int64, layout format.Layout, a
 	} else {
 		stats, err = parallel(ctx, r, src, cfg, st)
 	}
-	stats.Replayed = replayed(st)
+	stats.Replayed = replayed(st, err)
 	return stats, err
 }
 
@@ -174,16 +178,23 @@ type Replayed struct {
 	Bytes         int64 // record bytes replayed, headers included
 	LargestRecord int64 // largest payload replayed
 	End           int64 // offset just past the last replayed record
-	// Truncation is the cut classification decided, nil if none; with an error (strict mode's
-	// TAIL_DAMAGE), the cut that was refused.
+	// Truncation is the cut classification decided, nil if none. With an error it is nil, but
+	// for strict mode's TAIL_DAMAGE: then it is the cut that was refused.
 	Truncation *classify.Truncation
 }
 
-func replayed(st *replay.Stage) Replayed {
-	return Replayed{
+// replayed is what st replayed, and the cut it decided: kept with no error, or with strict
+// mode's refusal of it; a cut decided just before another error (the context ended, a read
+// failed) is not the outcome, and is dropped.
+func replayed(st *replay.Stage, err error) Replayed {
+	r := Replayed{
 		Records: st.Stats.Records, Ops: st.Stats.Ops, Bytes: st.Stats.Bytes,
 		LargestRecord: st.Stats.LargestRecord, End: st.Stats.End, Truncation: st.Truncation,
 	}
+	if err != nil && walerr.CodeOf(err) != walerr.TailDamage {
+		r.Truncation = nil
+	}
+	return r
 }
 
 // release gives a buffer back, with the large-record buffer its batch may hold.

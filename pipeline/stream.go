@@ -84,6 +84,9 @@ func RunStream(ctx context.Context, r io.Reader, app apply.Applier, cfg StreamCo
 	if cfg.Spool < 0 {
 		return pre, stats, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: spool %d < 0", cfg.Spool))
 	}
+	if cfg.Depth > MaxDepth { // a stream always has a pool, whatever its parallelism
+		return pre, stats, walerr.New(walerr.InvalidArgument, -1, fmt.Sprintf("pipeline: depth %d > %d", cfg.Depth, MaxDepth))
+	}
 	depth := max(cfg.Depth, 2)
 	s := &stream{
 		ctx: ctx, r: r, max: cfg.MaxRecord, readSize: cfg.ReadSize,
@@ -110,7 +113,7 @@ func RunStream(ctx context.Context, r io.Reader, app apply.Applier, cfg StreamCo
 			stats.Read = s.read0 + s.off + s.tailRead
 		}
 		stats.Allocated = s.peak.Load()
-		stats.Replayed = replayed(st)
+		stats.Replayed = replayed(st, err)
 	}()
 	defer func() {
 		// The Applier, the Verified or Progress callback panicked on this goroutine: raised
@@ -687,17 +690,8 @@ func (s *stream) apply(st *replay.Stage) error {
 		if err := s.fault(j); err != nil {
 			return err
 		}
-		if j.bt.FirstBad < j.bt.Count() { // the verifier found a bad record: classify it
-			if err := s.gather(st, j, j.bt.Bad.Offset); err != nil {
-				s.release(j)
-				return err
-			}
-		} else if j.bt.Stop.Trouble != 0 {
-			if j.overflow {
-				s.release(j)
-				return tooMuch(j.bt.Stop.Off, s.spoolMax)
-			}
-			st.File, st.Size = &spoolView{base: j.bt.Stop.Off, b: j.tail}, j.bt.Stop.Off+int64(len(j.tail))
+		if j.bt.FirstBad < j.bt.Count() || j.bt.Stop.Trouble != 0 {
+			return s.end(st, j)
 		}
 		done, err := st.Batch(s.ctx, &j.bt, j.buf[:j.used], j.aux)
 		s.at = st.Stats.End
@@ -712,6 +706,33 @@ func (s *stream) apply(st *replay.Stage) error {
 			return nil
 		}
 	}
+}
+
+// end ends the stream at j, which holds a bad record or the trouble the source stopped
+// at. The good records before it are replayed first, as a file's applier replays them before
+// it classifies (an Applier's error on one of them comes first, in file order); then what the
+// classification needs after them is gathered (the rest of the stream, up to the spool), and
+// the trouble is decided.
+func (s *stream) end(st *replay.Stage, j *streamJob) error {
+	defer s.release(j)
+	err := st.Replay(&j.bt, j.buf[:j.used], j.aux)
+	s.at = st.Stats.End
+	switch {
+	case err != nil:
+	case j.bt.FirstBad < j.bt.Count(): // the verifier found a bad record
+		err = s.gather(st, j, j.bt.Bad.Offset)
+	case j.overflow:
+		err = tooMuch(j.bt.Stop.Off, s.spoolMax)
+	default:
+		st.File, st.Size = &spoolView{base: j.bt.Stop.Off, b: j.tail}, j.bt.Stop.Off+int64(len(j.tail))
+	}
+	if err == nil {
+		_, err = st.Decide(s.ctx, &j.bt)
+	}
+	if err == nil && j.err != nil {
+		err = j.err // a read error after the records it read, as a file's
+	}
+	return err
 }
 
 // next is the next job in stream order, once verified.

@@ -46,12 +46,21 @@ type Stage struct {
 	Truncation *classify.Truncation // the decided cut, if any
 }
 
-// Batch replays the good records of bt (whose bytes are buf and aux). done reports that the
-// stream is decided (clean end, truncation decided, or refusal in err); after done, later
-// batches are discarded unread. An error the Applier returns comes back as an APPLY_FAILED
-// *walerr.Error at the record's offset, wrapping it (errors.Is still finds the cause), the same
-// at every parallelism.
+// Batch replays the good records of bt (whose bytes are buf and aux), then decides what bt's
+// end means: Replay, then Decide. done reports that the stream is decided (clean end,
+// truncation decided, or refusal in err); after done, later batches are discarded unread.
 func (s *Stage) Batch(ctx context.Context, bt *chunk.Batch, buf, aux []byte) (done bool, err error) {
+	if err := s.Replay(bt, buf, aux); err != nil {
+		return true, err
+	}
+	return s.Decide(ctx, bt)
+}
+
+// Replay replays the good records of bt, those before its first bad one, into the Applier,
+// then hands their bytes to Verified and reports progress. An error the Applier returns comes
+// back as an APPLY_FAILED *walerr.Error at the record's offset, wrapping it (errors.Is still
+// finds the cause), the same at every parallelism.
+func (s *Stage) Replay(bt *chunk.Batch, buf, aux []byte) error {
 	hdr := int64(s.Layout.HeaderSize())
 	st := &s.Stats
 	w := bt.Walk(s.Layout, buf, aux)
@@ -65,10 +74,10 @@ func (s *Stage) Batch(ctx context.Context, bt *chunk.Batch, buf, aux []byte) (do
 		if err := s.Applier.Apply(apply.NewRecord(off, int(hdr), p, int(bt.Ops[i]), prepared)); err != nil {
 			if s.Verified != nil { // the records the Applier had before this one
 				if verr := s.verified(bt, buf[bt.First:replayedEnd(bt, st.End, start)], nil); verr != nil {
-					return true, verr
+					return verr
 				}
 			}
-			return true, walerr.Wrap(walerr.ApplyFailed, off, err, "the applier failed on this record; what it received is incomplete")
+			return walerr.Wrap(walerr.ApplyFailed, off, err, "the applier failed on this record; what it received is incomplete")
 		}
 		n := int64(len(p))
 		st.Records++
@@ -86,12 +95,19 @@ func (s *Stage) Batch(ctx context.Context, bt *chunk.Batch, buf, aux []byte) (do
 			bufEnd, replayed = int(bt.AuxOff-bt.Base), aux
 		}
 		if err := s.verified(bt, buf[bt.First:bufEnd], replayed); err != nil {
-			return true, err
+			return err
 		}
 	}
 	if s.Progress != nil {
 		s.Progress(st.End, s.Size)
 	}
+	return nil
+}
+
+// Decide says what the end of bt's good records means, once they are replayed: nothing yet
+// (done false: the next batch follows), a clean end, or the classification of its first bad
+// record or of the trouble the reader stopped at (classify.Decide, reading File).
+func (s *Stage) Decide(ctx context.Context, bt *chunk.Batch) (done bool, err error) {
 	switch {
 	case bt.FirstBad < bt.Count():
 		return true, s.decide(ctx, bt.Bad)
