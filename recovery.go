@@ -185,15 +185,17 @@ type options struct {
 	verified       func(off int64, b []byte) error
 }
 
-// Option configures Recover.
+// Option configures Recover and RecoverStream.
 type Option func(*options)
 
 // WithParallelism sets the number of worker goroutines, each of which reads, verifies and (in
 // turn, in file order) applies whole chunks: 1 is the plain sequential loop (no goroutines at
-// all), 0 (the default) is GOMAXPROCS, n > 1 is n workers.
+// all), 0 (the default) is GOMAXPROCS, n > 1 is n workers. For RecoverStream it bounds the
+// verifiers at once (a stream always has its source goroutine).
 func WithParallelism(n int) Option { return func(o *options) { o.parallelism = n } }
 
-// WithPoolDepth sets how many buffers the pool holds (parallel only); default parallelism + 3.
+// WithPoolDepth sets how many buffers the pool holds (a file's recovery in parallel; a
+// stream's always, at least 2); default parallelism + 3.
 // Each buffer holds a read, the record that runs past it (up to a read), 4 bytes per record and,
 // with a Preparer (WithPrepare), the words it returns and 4 more bytes per record;
 // a record larger than a read is held once, in one shared buffer. With records much smaller
@@ -201,7 +203,7 @@ func WithParallelism(n int) Option { return func(o *options) { o.parallelism = n
 // bound", has the exact bound).
 func WithPoolDepth(d int) Option { return func(o *options) { o.depth = d } }
 
-// WithReadSize sets the size of each sequential read (default 1 MiB, at least 4 KiB).
+// WithReadSize sets the size of each sequential read (default 1 MiB, from 4 KiB to 1 GiB).
 func WithReadSize(n int) Option { return func(o *options) { o.readSize = n } }
 
 // WithMaxRecordSize sets the largest payload recovery accepts (default 1 GiB, at most

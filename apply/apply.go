@@ -12,8 +12,9 @@ import (
 )
 
 // Record is one verified record as the Applier sees it. Payload (and every op decoded from it)
-// aliases a pooled buffer: it is valid only during the Apply call and becomes stale (in test
-// builds, poisoned) as soon as Apply returns. Copy what must be kept.
+// aliases a pooled buffer: it is valid only during the Apply call and becomes stale (in
+// race-detector and `invariants` builds, poisoned) as soon as Apply returns. Copy what must
+// be kept.
 //
 // A Record is eight machine words, so that it travels to Apply in registers (docs/design.md,
 // "Records in registers"): NumOps and PayloadOffset are methods for that reason. NewRecord
@@ -21,7 +22,8 @@ import (
 type Record struct {
 	Offset  int64  // file offset of the record header
 	Payload []byte // the transaction's ops, verified: CRC holds, parses to its end
-	// Prepared is what the Preparer (WithPrepare) returned for this record, nil without one.
+	// Prepared is what the Preparer (recovery.WithPrepare, pipeline.Config.Preparer) returned
+	// for this record, nil without one.
 	// Like Payload it aliases pooled memory: valid during the Apply call only.
 	Prepared []uint64
 	meta     uint64 // header size << 32 | number of ops
@@ -45,8 +47,8 @@ func (r *Record) PayloadOffset() int64 { return r.Offset + int64(r.meta>>32) }
 // per verified record, on the workers, many records at once and in no particular order, so
 // it must not touch state shared between calls. It appends what the Applier should receive
 // for r to dst and returns the extended slice; the Applier finds those words in
-// Record.Prepared. The words are held with the chunk's buffer and counted by the pool
-// (Result.PeakBuffered). Records after the first bad one may be prepared and never applied.
+// Record.Prepared. The words are held with the chunk's buffer; a file's recovery counts them
+// in its pool (recovery.Result.PeakBuffered). Records after the first bad one may be prepared and never applied.
 //
 // Prepare runs on read-ahead too (parallelism > 1): on records past the point where the stream
 // is decided, which parallelism 1 never prepares. A panic there is dropped with the read-ahead
@@ -68,9 +70,11 @@ func (r *Record) Ops() format.OpIter { return format.Iter(r.Payload) }
 // Applier receives the verified records of a log, one at a time, in file order, never two
 // calls at once. At parallelism 1 every call is on the caller's goroutine; in parallel, calls
 // come from the pipeline's workers (whichever finds the next chunk ready), each call ordered
-// after the one before it, so an Applier needs no locking of its own. An error stops recovery
-// and is returned by it; a panic or runtime.Goexit in Apply is re-raised on the caller's
-// goroutine once every worker has stopped.
+// after the one before it, so an Applier needs no locking of its own (a stream's recovery
+// calls it on the caller's goroutine only). An error stops recovery, which returns it wrapped
+// in an APPLY_FAILED error at the record's offset (errors.Is and errors.As still find it); a
+// panic in Apply is raised again on the caller's goroutine as a *recovery.Panic, and a
+// runtime.Goexit as a Goexit, once every worker has stopped.
 type Applier interface {
 	Apply(Record) error
 }

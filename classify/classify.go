@@ -17,7 +17,7 @@ import (
 	"github.com/streamwal/recovery/walerr"
 )
 
-// Mode is what recovery may do about damage (recovery.md section 3).
+// Mode is what recovery may do about damage (docs/classification.md, "Modes").
 type Mode uint8
 
 const (

@@ -1,8 +1,9 @@
 // Package pipeline replays a log's records, from its first record on, through the stages of
 // recovery: Run for a file (positional reads), RunStream for a stream read once, in order.
-// recovery.Recover and recovery.RecoverStream are Run and RunStream with the file's prefix
-// read first and the decided cut carried out after; a caller who has already read the prefix
-// (classify.ReadPrefix) may call Run itself. Everything exported here is stable.
+// recovery.Recover is Run with the file's prefix read first (classify.ReadPrefix) and the
+// decided cut carried out after; a caller who has read the prefix itself may call Run.
+// recovery.RecoverStream is RunStream, which reads the stream's prefix itself and never cuts.
+// Everything exported here is stable.
 //
 // The stages are internal: internal/reader reads and carves chunks (source.Check on each
 // header), internal/verifier verifies their records (verify.Payload), internal/replay replays
@@ -10,7 +11,7 @@
 // and bufpool bounds the memory they hold. Run wires them:
 //
 //	each of n workers, over and over:                      buffers come back
-//	  pool.Get ─► claim chunk k (file order) ─► slots[k]  ◄──────────────────────┐
+//	  pool.Get ─► claim chunk k (file order) ─► slots[k%D]◄──────────────────────┐
 //	  read chunk k          (in parallel: its extent is fixed in advance)        │
 //	  wait carry k ─► carve ─► carry k+1   (the one sequential step: headers)   │
 //	  verify chunk k        (CRC + ops, on the core that just read it)           │
@@ -49,14 +50,23 @@ import (
 	"github.com/streamwal/recovery/walerr"
 )
 
-// Config sizes the pipeline and carries the caller's hooks (the options of recovery.Recover
-// of the same names say what each does).
+// Config sizes the pipeline and carries the caller's hooks. It has no defaults: Run and
+// RunStream refuse (INVALID_ARGUMENT) a parallelism outside [1, MaxParallelism], a read size
+// outside [1, MaxReadSize], a maximum record size of 0 or 0xFFFFFFFF, an unknown mode, and in
+// parallel a depth outside [2, MaxDepth]. recovery.Recover fills it from its options
+// (WithParallelism, WithPoolDepth, WithReadSize, WithMaxRecordSize, WithMode, WithPrepare,
+// WithProgress, WithVerifiedBytes), which document each setting and its default.
 type Config struct {
-	Parallelism int           // workers; 1 = the sequential loop, no goroutines
-	Depth       int           // pooled buffers (parallel only; the sequential loop uses one)
-	ReadSize    int           // bytes per chunk
-	MaxRecord   uint32        // largest payload accepted, and so the largest a read is sized for
-	Mode        classify.Mode // what classification may decide (default Tolerate)
+	// Parallelism is Run's number of workers, 1 being the sequential loop on the caller's
+	// goroutine (no goroutine started); RunStream's bound on verifiers at once (a stream
+	// always has its source goroutine).
+	Parallelism int
+	// Depth is the number of pooled buffers: Run's in parallel (the sequential loop uses
+	// one), RunStream's at any parallelism (at least 2).
+	Depth     int
+	ReadSize  int           // bytes per chunk (Run) or per pooled buffer (RunStream)
+	MaxRecord uint32        // largest payload accepted, and so the largest a read is sized for
+	Mode      classify.Mode // what classification may decide (the zero value is Tolerate)
 
 	Preparer apply.Preparer             // may be nil; run on the workers (recovery.WithPrepare)
 	Progress func(applied, total int64) // may be nil; called by the applier after each chunk

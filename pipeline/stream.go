@@ -35,7 +35,8 @@ import (
 //	applier:           the caller's goroutine takes the buffers in order, waits for each one's
 //	                   verifier, replays it (internal/replay), and gives the buffer back to the pool
 //
-// The decisions are the file's: the same header checks (source.Check), the same verification
+// The decisions are the file's: the same header checks (the source checks each header for what
+// it needs to go on, and source.Check names the trouble where it stops), the same verification
 // (verify.Payload) and the same classification (internal/replay, classify). What a file's
 // classification reads after the first bad record (the evidence search), a stream has only
 // once: from the first trouble on, the rest of the stream is held in memory, up to
@@ -46,15 +47,20 @@ import (
 // StreamConfig sizes a stream's recovery.
 type StreamConfig struct {
 	Config
-	// Spool is the most bytes held after the first bad record for its classification.
+	// Spool is the most bytes of the stream held, from the first bad record on, for its
+	// classification; a stream with more than that from there is refused (CORRUPT_WAL). The
+	// bad record's own bytes count, so 0 refuses every damaged stream, a torn tail included.
+	// recovery.DefaultStreamSpool is RecoverStream's.
 	Spool int64
 }
 
 // StreamStats is what a stream's recovery replayed and used.
 type StreamStats struct {
 	Replayed
-	Workers   int   // verifiers at most at once
-	Allocated int64 // the most bytes held at once in buffers, the large record and the spool
+	Workers int // verifiers at most at once
+	// Allocated is the most bytes held at once in buffers, the read-ahead, the large record and
+	// the spool (the verifiers' per-record tables, 4 to 8 bytes a record, are not counted).
+	Allocated int64
 	// Abandoned says the source goroutine was inside the caller's Read when RunStream returned:
 	// it gives its buffer back and exits when that Read returns (and reads nothing more).
 	Abandoned bool
@@ -65,14 +71,15 @@ type StreamStats struct {
 // RunStream replays the log that r yields, from its first byte, into app. It reads the start
 // of the stream first (the file header, or a legacy log's whole first record, classified as
 // classify.ReadPrefix classifies a file's) and returns that Prefix; an empty stream or a torn
-// file header ends there. The records are then replayed and classified as Run replays and
-// classifies a file of the same bytes (a stream's size is not known: Progress gets a total
-// of 0).
+// file header ends there, with a nil error and no Truncation (the caller decides what a torn
+// header means: RecoverStream reports the torn_header cut, or refuses it in strict mode). The
+// records are then replayed and classified as Run replays and classifies a file of the same
+// bytes. A stream's size is not known: Progress gets a total of 0.
 //
 // RunStream returns once the log is decided, or the context is done, or the caller's Read,
-// Applier, Preparer or a callback fails (a panic comes back as a *recovery.Panic, a
-// runtime.Goexit as one). What may outlive it: the source goroutine, when it is inside the
-// caller's Read at that moment; it reads nothing more once that Read returns, and exits. Every
+// Applier, Preparer or a callback fails (a panic comes back as a *recovery.Panic; a
+// runtime.Goexit is raised again as a Goexit). What may outlive it: the source goroutine,
+// when it is inside the caller's Read at that moment; it reads nothing more once that Read returns, and exits. Every
 // verifier (and so every call of the Preparer) has returned when RunStream does.
 func RunStream(ctx context.Context, r io.Reader, app apply.Applier, cfg StreamConfig) (pre classify.Prefix, stats StreamStats, err error) {
 	if err := cfg.check(); err != nil {
