@@ -243,7 +243,7 @@ func WithMode(m Mode) Option { return func(o *options) { o.mode = m } }
 func ReadOnly() Option { return func(o *options) { o.readOnly = true } }
 
 // WithProgress registers a callback, called by the applier (see Applier) after each chunk
-// with the offset replayed so far and the file size.
+// with the offset replayed so far and the file size (0 for a stream, whose size is not known).
 func WithProgress(fn func(applied, total int64)) Option {
 	return func(o *options) { o.progress = fn }
 }

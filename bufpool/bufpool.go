@@ -102,7 +102,8 @@ func New[M any](depth int) *Pool[M] {
 }
 
 // Get takes a buffer, blocking while all are out. It fails only with ctx's error.
-// The buffer's B has length 0 and whatever capacity it had before.
+// The buffer's B has length 0 and whatever capacity it had before. Get on a closed pool
+// panics: a use after Close is a bug, as a second Put is.
 func (p *Pool[M]) Get(ctx context.Context) (*Buffer[M], error) {
 	select {
 	case <-p.tokens:
@@ -184,7 +185,7 @@ func PoisonBytes(s []byte) {
 	}
 }
 
-// Put returns b. After Put the caller must not touch b or any slice of b.B.
+// Put returns b. After Put the caller must not touch b or any slice of b.B or b.Aux.
 func (p *Pool[M]) Put(b *Buffer[M]) {
 	p.mustOwn(b, "Put")
 	if !on(b.B, b.mem) || !on(b.Aux, b.aux) {
