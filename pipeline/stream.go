@@ -64,7 +64,8 @@ type StreamStats struct {
 	// Abandoned says the source goroutine was inside the caller's Read when RunStream returned:
 	// it gives its buffer back and exits when that Read returns (and reads nothing more).
 	Abandoned bool
-	// Read is the stream's bytes read, from offset 0 (-1 when the source was abandoned).
+	// Read is the stream's bytes the recovery consumed, from offset 0 (-1 when the source was
+	// abandoned); its read-ahead may have taken up to 256 KiB more from the reader.
 	Read int64
 }
 
@@ -546,6 +547,7 @@ func (s *stream) trouble(j *streamJob, got []byte) (*streamJob, error) {
 		}
 		if err != nil {
 			j.err = err
+			s.tailRead = int64(len(tail))
 			return j, nil
 		}
 	}
