@@ -47,8 +47,8 @@ func (r *Record) PayloadOffset() int64 { return r.Offset + int64(r.meta>>32) }
 // per verified record, on the workers, many records at once and in no particular order, so
 // it must not touch state shared between calls. It appends what the Applier should receive
 // for r to dst and returns the extended slice; the Applier finds those words in
-// Record.Prepared. The words are held with the chunk's buffer; a file's recovery counts them
-// in its pool (recovery.Result.PeakBuffered). Records after the first bad one may be prepared and never applied.
+// Record.Prepared. The words are held with the chunk's buffer and counted with it
+// (recovery.Result.PeakBuffered). Records after the first bad one may be prepared and never applied.
 //
 // Prepare runs on read-ahead too (parallelism > 1): on records past the point where the stream
 // is decided, which parallelism 1 never prepares. A panic there is dropped with the read-ahead

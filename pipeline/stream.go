@@ -58,8 +58,8 @@ type StreamConfig struct {
 type StreamStats struct {
 	Replayed
 	Workers int // verifiers at most at once
-	// Allocated is the most bytes held at once in buffers, the read-ahead, the large record and
-	// the spool (the verifiers' per-record tables, 4 to 8 bytes a record, are not counted).
+	// Allocated is the most bytes held at once in buffers with their record tables (and the
+	// Preparer's words), the read-ahead, the large record and the spool.
 	Allocated int64
 	// Abandoned says the source goroutine was inside the caller's Read when RunStream returned:
 	// it gives its buffer back and exits when that Read returns (and reads nothing more).
@@ -238,6 +238,7 @@ type streamJob struct {
 	goexit    bool              // a runtime.Goexit in the Read or the Preparer
 	last      bool
 	verified  chan struct{} // closed by the verifier
+	meta      int64         // the bytes of bt's tables, counted by the verifier (hold)
 }
 
 // raw is the job's bytes as the stream had them, from file offset from on.
@@ -383,6 +384,10 @@ func (s *stream) verify(j *streamJob) {
 		close(j.verified)
 	}()
 	verifier.Batch(s.layout, &j.bt, j.buf[:j.used], j.aux, s.prep)
+	// The tables the verifier made (op counts, the Preparer's words) are held with the buffer
+	// until the applier gives it back: counted, as a file's pool counts them.
+	j.meta = j.bt.MetaBytes()
+	s.hold(j.meta)
 	normal = true
 }
 
@@ -669,8 +674,8 @@ func (s *stream) release(j *streamJob) {
 		s.held.Add(-int64(cap(j.aux)))
 		s.bigFree <- struct{}{} // never blocks: the slot was taken for it
 	}
-	s.held.Add(-int64(len(j.tail)))
-	j.aux, j.tail = nil, nil
+	s.held.Add(-int64(len(j.tail)) - j.meta)
+	j.aux, j.tail, j.meta = nil, nil, 0
 }
 
 // close stops the source: it waits for it, unless it is inside the caller's Read (then it is
