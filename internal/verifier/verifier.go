@@ -1,6 +1,6 @@
-// Package verifier is the parallel stage's loop over a chunk: it runs verify.Payload on each
-// record of a batch in file order, marks the first that failed and stops there, and then runs
-// the caller's Preparer on the good ones. It never decides anything: the ordered applier
+// Package verifier is the parallel stage's loop over a chunk: it checks each record of a batch
+// in file order as verify.Payload does (verify.Payload names the trouble of the first that
+// fails), stops there, and then runs the caller's Preparer on the good ones. It never decides anything: the ordered applier
 // (internal/replay) classifies the first failure.
 package verifier
 
