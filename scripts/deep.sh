@@ -6,9 +6,8 @@
 #   DEEP_RANDOM_LOGS=50000 DEEP_DST_SEEDS=50000 DEEP_FUZZTIME=10m scripts/deep.sh
 #   DEEP_CRASH=30m DEEP_CRASH_TIMEOUT=40m scripts/deep.sh   # a longer soak needs a longer -timeout
 #
-# Time budget: 40 minutes on the 2-core development VM: 18 minutes when it was quiet, 35 when
-# other work kept its load average at 5 to 11 (docs/testing.md). Each step has its own
-# -timeout, well above what it took loaded, so that a hang fails with the stacks printed. The
+# Time budget: 40 minutes on the 2-core development VM, where it took 16m28s with nothing else
+# running (docs/testing.md). Each step has its own -timeout, well above what it takes, so that a hang fails with the stacks printed. The
 # steps, in order:
 #   1. race detector on, WALREC_DEEP=1 (internal/testdepth): ./tests, ./tests/dst, ./tests/oracle
 #      and ./db at their deep size: 3,000 random logs through every pipeline configuration in
